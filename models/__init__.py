@@ -1,0 +1,1 @@
+"""Promise's pure core: features, regressor, buffer policies, calendar and quoting."""

@@ -1,0 +1,1 @@
+"""Data loading, training, back-testing, reports and the `promise` command line."""
