@@ -1,0 +1,55 @@
+"""Shared fixtures: the sample order history, generated once per test session."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.calendar import BusinessCalendar
+from training.data import OrderTable, load_orders
+from training.sample_data import write_sample_data
+from training.spec import Spec, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_SPEC = ROOT / "data" / "optical.toml"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+TODAY = dt.date(2026, 11, 23)
+
+
+@pytest.fixture(scope="session")
+def sample_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the default sample history (60,000 orders) and its spec."""
+    folder = tmp_path_factory.mktemp("sample")
+    write_sample_data(folder, n_orders=60_000, seed=7)
+    shutil.copy(SAMPLE_SPEC, folder / "optical.toml")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_spec(sample_folder: Path) -> Spec:
+    return load_spec(sample_folder / "optical.toml")
+
+
+@pytest.fixture(scope="session")
+def sample_table(sample_spec: Spec) -> OrderTable:
+    return load_orders(sample_spec)
+
+
+@pytest.fixture(scope="session")
+def sample_calendar(sample_spec: Spec, sample_table: OrderTable) -> BusinessCalendar:
+    from training.train import build_calendar
+
+    return build_calendar(sample_spec, sample_table, TODAY)
+
+
+def spec_with(spec: Spec, **sections: Mapping[str, Any]) -> Spec:
+    """A copy of `spec` with some keys of its tables replaced."""
+    raw = spec.model_dump(mode="json", exclude={"source"})
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return parse_spec(raw, spec.source)

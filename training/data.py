@@ -1,0 +1,329 @@
+"""Load and validate the order table a spec names (CSV, gzip CSV or Parquet).
+
+`load_orders(spec)` returns an `OrderTable` of plain numpy columns sorted by order time, or
+raises `SpecError` naming the file, the column and the first bad rows. Rows are reported as
+CSV line numbers (the header is line 1) or as Parquet row numbers (the first row is 1).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from models.errors import SpecError
+from models.features import category_label
+from training.spec import Spec
+
+FloatArray = NDArray[np.float64]
+ObjectArray = NDArray[np.object_]
+
+SHOWN_BAD_ROWS = 5
+# Orders placed before this are surely a data error (and beyond the calendar's tables).
+EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01", tz="UTC")
+_OFFSET_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+
+
+@dataclass(frozen=True)
+class OrderTable:
+    """Orders as numpy columns, sorted by `ordered_at_s` (seconds since the epoch, UTC)."""
+
+    source: Path
+    ids: ObjectArray
+    ordered_at_s: FloatArray
+    fulfilled_at_s: FloatArray  # NaN while the order is still open
+    company_deadline_s: FloatArray | None  # the business's own promise, as a deadline
+    columns: Mapping[str, NDArray[Any]]  # categorical: str or None; numeric: float64 with NaN
+    rows_read: int
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.ordered_at_s.size)
+
+    @property
+    def is_open(self) -> NDArray[np.bool_]:
+        return np.isnan(self.fulfilled_at_s)
+
+    @property
+    def as_of_s(self) -> float:
+        """The extraction moment: the latest timestamp in the table."""
+        latest = np.nanmax(self.fulfilled_at_s) if (~self.is_open).any() else -np.inf
+        return float(max(latest, self.ordered_at_s.max()))
+
+    def subset(self, mask: NDArray[np.bool_] | NDArray[np.intp]) -> OrderTable:
+        """The rows selected by a boolean mask or index array (order kept)."""
+        return replace(
+            self,
+            ids=self.ids[mask],
+            ordered_at_s=self.ordered_at_s[mask],
+            fulfilled_at_s=self.fulfilled_at_s[mask],
+            company_deadline_s=(
+                None if self.company_deadline_s is None else self.company_deadline_s[mask]
+            ),
+            columns={name: values[mask] for name, values in self.columns.items()},
+        )
+
+    def fingerprint(self) -> str:
+        """A short content hash of what the model learns from."""
+        hashed = (
+            pd.util.hash_array(self.ordered_at_s).sum()
+            + pd.util.hash_array(np.nan_to_num(self.fulfilled_at_s, nan=-1.0)).sum()
+        )
+        return f"{int(hashed) % (1 << 63):016x}-{self.size}"
+
+
+def load_orders(spec: Spec) -> OrderTable:
+    """Read and validate the spec's order table."""
+    path = spec.data_path
+    frame = _read(path)
+    if frame.empty:
+        raise SpecError(f"{path}: the table is empty (no order rows)")
+    dataset = spec.dataset
+    needed = [dataset.id, dataset.ordered_at, dataset.fulfilled_at, *spec.feature_names]
+    if dataset.company_promise:
+        needed.append(dataset.company_promise)
+    missing = [name for name in needed if name not in frame.columns]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise SpecError(
+            f"{path}: missing column{plural} {', '.join(repr(m) for m in missing)}; "
+            f"the file has {', '.join(map(str, frame.columns))}"
+        )
+    rows = _row_namer(path)
+    ids = _ids(frame[dataset.id], path, dataset.id, rows)
+    ordered = _timestamps(
+        frame[dataset.ordered_at], dataset.timezone, path, dataset.ordered_at, rows
+    )
+    if ordered.isna().any():
+        _fail(
+            path,
+            dataset.ordered_at,
+            np.flatnonzero(ordered.isna().to_numpy()),
+            rows,
+            frame[dataset.ordered_at],
+            "is empty: every order needs its order time",
+        )
+    too_early = (ordered < EARLIEST_PLAUSIBLE).to_numpy()
+    if too_early.any():
+        _fail(
+            path,
+            dataset.ordered_at,
+            np.flatnonzero(too_early),
+            rows,
+            frame[dataset.ordered_at],
+            f"is before {EARLIEST_PLAUSIBLE:%Y-%m-%d}: not a plausible order time",
+        )
+    fulfilled = _timestamps(
+        frame[dataset.fulfilled_at], dataset.timezone, path, dataset.fulfilled_at, rows
+    )
+    before = (fulfilled < ordered).to_numpy()
+    if before.any():
+        _fail(
+            path,
+            dataset.fulfilled_at,
+            np.flatnonzero(before),
+            rows,
+            frame[dataset.fulfilled_at],
+            "is before the order time",
+        )
+    company = None
+    if dataset.company_promise:
+        company = _company_deadlines(
+            frame[dataset.company_promise], dataset.timezone, path, dataset.company_promise, rows
+        )
+    columns: dict[str, NDArray[Any]] = {}
+    for name in spec.features.categorical:
+        columns[name] = _categories(frame[name])
+    for name in spec.features.numeric:
+        columns[name] = _numbers(frame[name], path, name, rows)
+    order = np.argsort(_seconds(ordered), kind="stable")
+    table = OrderTable(
+        source=path,
+        ids=ids,
+        ordered_at_s=_seconds(ordered),
+        fulfilled_at_s=_seconds(fulfilled),
+        company_deadline_s=None if company is None else _seconds(company),
+        columns=columns,
+        rows_read=len(frame),
+    )
+    return table.subset(order)
+
+
+def _read(path: Path) -> pd.DataFrame:
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
+            return pd.read_parquet(path)
+        if suffixes.endswith(".csv") or suffixes.endswith(".csv.gz"):
+            return pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
+            )
+    except FileNotFoundError as err:
+        raise SpecError(f"{path}: no such data file") from err
+    except UnicodeDecodeError as err:
+        line = _first_non_utf8_line(path)
+        raise SpecError(
+            f"{path}: line {line}: bytes that are not UTF-8 ({err.reason}); save the file as UTF-8"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise SpecError(f"{path}: the file is empty") from err
+    except pd.errors.ParserError as err:
+        raise SpecError(f"{path}: malformed CSV: {err}") from err
+    except (OSError, ValueError) as err:
+        raise SpecError(f"{path}: cannot read the table: {err}") from err
+    raise SpecError(f"{path}: unknown file type; use .csv, .csv.gz or .parquet")
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    """The 1-based line holding the first bytes that are not UTF-8 (0 if none is found)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def _row_namer(path: Path) -> str:
+    return "row" if path.suffix.lower() in {".parquet", ".pq"} else "line"
+
+
+def _where(positions: NDArray[np.intp], rows: str) -> list[int]:
+    # Positions are 0-based data rows; CSV lines count the header as line 1.
+    first = 2 if rows == "line" else 1
+    return [int(p) + first for p in positions[:SHOWN_BAD_ROWS]]
+
+
+def _fail(
+    path: Path, column: str, positions: NDArray[np.intp], rows: str, values: pd.Series, problem: str
+) -> None:
+    shown = ", ".join(
+        f"{rows} {number} ({values.iloc[int(p)]!r})"
+        for number, p in zip(_where(positions, rows), positions[:SHOWN_BAD_ROWS], strict=True)
+    )
+    more = (
+        "" if positions.size <= SHOWN_BAD_ROWS else f" and {positions.size - SHOWN_BAD_ROWS} more"
+    )
+    raise SpecError(f"{path}: column {column!r} {problem}: {shown}{more}")
+
+
+def _ids(values: pd.Series, path: Path, column: str, rows: str) -> ObjectArray:
+    labels = np.array([category_label(v) for v in values], dtype=object)
+    empty = np.flatnonzero([v is None for v in labels])
+    if empty.size:
+        _fail(path, column, empty, rows, values, "is empty: every order needs an id")
+    duplicated = values.duplicated(keep="first").to_numpy()
+    if duplicated.any():
+        _fail(
+            path,
+            column,
+            np.flatnonzero(duplicated),
+            rows,
+            values,
+            "has duplicate ids (each order must appear once)",
+        )
+    return labels
+
+
+def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
+    """UTC timestamps (NaT where empty); naive times are local to `zone`."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return pd.Series(values.dt.tz_convert("UTC"))
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _localize(pd.Series(values), zone)
+    text = values.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    with_offset = present & text.str.contains(_OFFSET_SUFFIX, na=False)
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if with_offset.any():
+        result[with_offset] = pd.to_datetime(
+            text[with_offset], errors="coerce", utc=True, format="ISO8601"
+        )
+    naive = present & ~with_offset
+    if naive.any():
+        parsed = pd.to_datetime(text[naive], errors="coerce", format="ISO8601")
+        result[naive] = _localize(parsed, zone)
+    bad = (present & result.isna()).to_numpy()
+    if bad.any():
+        _fail(
+            path,
+            column,
+            np.flatnonzero(bad),
+            rows,
+            values,
+            "has values that are not ISO timestamps like '2024-03-14 10:30:00'",
+        )
+    return result
+
+
+def _localize(parsed: pd.Series, zone: str) -> pd.Series:
+    # An hour repeated at a daylight-saving change is read as its first occurrence; an hour
+    # skipped by one moves forward, as a clock on the wall would.
+    localized = parsed.dt.tz_localize(
+        zone, ambiguous=np.ones(len(parsed), dtype=bool), nonexistent="shift_forward"
+    ).dt.tz_convert("UTC")
+    return pd.Series(localized)
+
+
+def _company_deadlines(
+    values: pd.Series, zone: str, path: Path, column: str, rows: str
+) -> pd.Series:
+    """The company's promise as a deadline: the end of a promised date, or a promised time."""
+    text = values.astype("string").str.strip()
+    is_date = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}", na=False)
+    result = _timestamps(values.where(~is_date.to_numpy(), other=None), zone, path, column, rows)
+    if is_date.any():
+        days = pd.to_datetime(text[is_date], errors="coerce", format="%Y-%m-%d")
+        bad = is_date & False
+        bad[is_date] = days.isna().to_numpy()
+        if bad.any():
+            _fail(path, column, np.flatnonzero(bad.to_numpy()), rows, values, "has invalid dates")
+        ends = _localize(days + pd.Timedelta(days=1), zone)
+        result[is_date] = ends
+    return result
+
+
+def _categories(values: pd.Series) -> ObjectArray:
+    return np.array([category_label(v) for v in values], dtype=object)
+
+
+def _numbers(values: pd.Series, path: Path, column: str, rows: str) -> FloatArray:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return np.asarray(values.to_numpy(dtype=np.float64), dtype=np.float64)
+    text = values.astype("string").str.strip()
+    lowered = text.str.lower()
+    text = text.mask(lowered.isin(["true", "false"]), (lowered == "true").astype("string"))
+    text = text.mask(text.isin(["True"]), "1").mask(text.isin(["False"]), "0")
+    numbers = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    bad = (text.notna() & (text != "") & numbers.isna()).to_numpy()
+    if bad.any():
+        _fail(path, column, np.flatnonzero(bad), rows, values, "has values that are not numbers")
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        _fail(
+            path,
+            column,
+            np.flatnonzero(infinite),
+            rows,
+            values,
+            "has infinite values (leave a cell empty for a missing value)",
+        )
+    return np.asarray(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+def _seconds(stamps: pd.Series) -> FloatArray:
+    """Epoch seconds (float64, NaN for NaT) from UTC timestamps."""
+    values = stamps.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT"))
+    seconds = values.astype("int64").astype(np.float64) / 1e9
+    seconds[np.isnat(values)] = np.nan
+    return seconds

@@ -1,0 +1,245 @@
+"""Fit a quote engine from what was known at a cut-off: the protocol `train` and `backtest` share.
+
+At a cut-off C only orders placed before C are known, and only those fulfilled by C have an
+outcome. Right-censoring makes "the latest fulfilled orders" the fast ones, so:
+
+1. the settle time S is the `settle_quantile` of the known durations: orders placed before
+   C - S are (nearly all) finished, later ones are mostly still open for the slow ones;
+2. the model trains on fulfilled orders placed before the calibration slice;
+3. the calibration slice is the latest `calibration_share` of the settled orders (later in time
+   than the training slice, as split-conformal needs), and any of them still open at C stay in
+   as censored scores (see `models.policies`), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from models.calendar import BusinessCalendar
+from models.errors import SpecError
+from models.features import FeatureSchema, fit_schema
+from models.policies import CalibrationSlice, ConformalPolicy, make_policy
+from models.quoting import QuoteEngine, segment_labels
+from models.regressor import DurationRegressor, QuantileRegressor
+from training.data import OrderTable
+from training.spec import Spec
+
+FloatArray = NDArray[np.float64]
+
+MIN_TRAINING_ORDERS = 50
+MIN_CALIBRATION_ORDERS = 30
+CALENDAR_YEARS_AHEAD = 10
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What one fit used: windows (epoch seconds), counts and the calibrated segments."""
+
+    cutoff_s: float
+    settle_hours: float
+    train_window_s: tuple[float, float]
+    calibration_window_s: tuple[float, float]
+    n_train: int
+    n_calibration: int
+    n_censored_calibration: int
+    n_open_at_cutoff: int
+    segments: list[dict[str, object]] = field(default_factory=list)
+    fallbacks: Mapping[str, str] = field(default_factory=dict)
+
+    def to_info(self) -> dict[str, Any]:
+        """The manifest's record of this fit."""
+        return {
+            "cutoff": _iso(self.cutoff_s),
+            "settle_hours": round(self.settle_hours, 3),
+            "training_window": [_iso(s) for s in self.train_window_s],
+            "calibration_window": [_iso(s) for s in self.calibration_window_s],
+            "n_train": self.n_train,
+            "n_calibration": self.n_calibration,
+            "n_censored_calibration": self.n_censored_calibration,
+            "n_open_at_cutoff": self.n_open_at_cutoff,
+            "segments": self.segments,
+            "segment_fallbacks": dict(self.fallbacks),
+        }
+
+
+def build_calendar(spec: Spec, table: OrderTable, today: dt.date) -> BusinessCalendar:
+    """The spec's business calendar, with tables covering the data and the years ahead."""
+    first = dt.datetime.fromtimestamp(float(table.ordered_at_s.min()), tz=dt.UTC).year - 1
+    last = max(dt.datetime.fromtimestamp(table.as_of_s, tz=dt.UTC).year, today.year)
+    return BusinessCalendar(
+        spec.calendar_spec(), first_year=first, last_year=last + CALENDAR_YEARS_AHEAD
+    )
+
+
+@dataclass(frozen=True)
+class FoldModel:
+    """The model fitted at a cut-off, with what calibrating any policy on it needs."""
+
+    cutoff_s: float
+    known: OrderTable
+    schema: FeatureSchema
+    regressor: DurationRegressor
+    matrix: FloatArray  # every known order's features
+    hours: FloatArray  # duration from the clock start where done (>= 0), NaN-free
+    done: NDArray[np.bool_]  # fulfilled by the cut-off
+    start_s: FloatArray
+    train_mask: NDArray[np.bool_]
+    cal_index: NDArray[np.intp]
+    settle_hours: float
+
+
+def fit_model(
+    spec: Spec, table: OrderTable, calendar: BusinessCalendar, cutoff_s: float
+) -> FoldModel:
+    """Split what was known at `cutoff_s` in time and train the duration model."""
+    known = table.subset(table.ordered_at_s < cutoff_s)
+    if known.size == 0:
+        raise SpecError(
+            f"{table.source}: no orders were placed before the cut-off {_iso(cutoff_s)}"
+        )
+    done = ~np.isnan(known.fulfilled_at_s) & (known.fulfilled_at_s <= cutoff_s)
+    start_s = calendar.clock_starts(known.ordered_at_s)
+    hours = np.where(done, np.maximum((known.fulfilled_at_s - start_s) / 3600.0, 0.0), 0.0)
+    needed = MIN_TRAINING_ORDERS + MIN_CALIBRATION_ORDERS
+    if int(done.sum()) < needed:
+        raise SpecError(
+            f"{table.source}: only {int(done.sum())} orders were fulfilled before "
+            f"{_iso(cutoff_s)}; at least {needed} are needed to train and calibrate"
+        )
+    settle_hours = float(np.quantile(hours[done], spec.model.settle_quantile))
+    settled = known.ordered_at_s < cutoff_s - settle_hours * 3600.0
+    if int((settled & done).sum()) < needed:
+        settled = np.ones(known.size, dtype=bool)  # too little history to wait for stragglers
+    settled_index = np.flatnonzero(settled)
+    n_cal = max(
+        MIN_CALIBRATION_ORDERS, round(settled_index.size * spec.model.calibration_share)
+    )
+    cal_index = settled_index[-n_cal:]
+    train_mask = np.zeros(known.size, dtype=bool)
+    train_mask[settled_index[:-n_cal]] = True
+    train_mask &= done
+    if int(train_mask.sum()) < MIN_TRAINING_ORDERS:
+        raise SpecError(
+            f"{table.source}: too few fulfilled orders to train before "
+            f"{_iso(cutoff_s)} ({int(train_mask.sum())})"
+        )
+    schema = fit_schema(
+        {n: known.columns[n][settled_index] for n in spec.feature_names},
+        spec.features.categorical,
+        spec.features.numeric,
+    )
+    matrix = schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
+    regressor = DurationRegressor(**_booster_params(spec)).fit(
+        matrix[train_mask], hours[train_mask], schema.categorical_mask
+    )
+    return FoldModel(
+        cutoff_s=cutoff_s,
+        known=known,
+        schema=schema,
+        regressor=regressor,
+        matrix=matrix,
+        hours=hours,
+        done=done,
+        start_s=start_s,
+        train_mask=train_mask,
+        cal_index=cal_index,
+        settle_hours=settle_hours,
+    )
+
+
+def calibrate(
+    spec: Spec,
+    fold: FoldModel,
+    calendar: BusinessCalendar,
+    policy: str | None = None,
+    target: float | None = None,
+) -> tuple[QuoteEngine, FitReport]:
+    """Calibrate a buffer policy on the fold's calibration slice: a ready-to-quote engine."""
+    config = spec.policy_config(policy, target)
+    known, cal_index = fold.known, fold.cal_index
+    quantile_regressor = None
+    if config.name == "quantile":
+        quantile_regressor = QuantileRegressor(
+            quantile=1.0 - config.target_late_rate, **_booster_params(spec)
+        ).fit(
+            fold.matrix[fold.train_mask], fold.hours[fold.train_mask], fold.schema.categorical_mask
+        )
+    cal_done = fold.done[cal_index]
+    # An open order would meet its promise only if its deadline were after the cut-off at least.
+    reached_s = np.where(cal_done, known.fulfilled_at_s[cal_index], fold.cutoff_s)
+    needed_hours = (
+        calendar.earliest_raw_meeting(reached_s, spec.quote.unit) - fold.start_s[cal_index]
+    ) / 3600.0
+    labels = segment_labels(
+        {n: known.columns[n][cal_index] for n in config.segments}, config.segments, cal_index.size
+    )
+    calibration = CalibrationSlice(
+        expected_hours=fold.regressor.predict_hours(fold.matrix[cal_index]),
+        needed_hours=needed_hours,
+        censored=~cal_done,
+        segment_labels=labels,
+    )
+    buffer_policy = make_policy(config).fit(calibration)
+    fallbacks = (
+        buffer_policy.fallbacks(labels) if isinstance(buffer_policy, ConformalPolicy) else {}
+    )
+    engine = QuoteEngine(
+        schema=fold.schema,
+        regressor=fold.regressor,
+        quantile_regressor=quantile_regressor,
+        policy=buffer_policy,
+        policy_name=config.name,
+        calendar=calendar,
+        unit=spec.quote.unit,
+        target_late_rate=config.target_late_rate,
+        segments=config.segments,
+        max_promise_units=spec.quote.max_promise,
+    )
+    train_times = known.ordered_at_s[fold.train_mask]
+    cal_times = known.ordered_at_s[cal_index]
+    report = FitReport(
+        cutoff_s=fold.cutoff_s,
+        settle_hours=fold.settle_hours,
+        train_window_s=(float(train_times.min()), float(train_times.max())),
+        calibration_window_s=(float(cal_times.min()), float(cal_times.max())),
+        n_train=int(fold.train_mask.sum()),
+        n_calibration=int(cal_index.size),
+        n_censored_calibration=int((~cal_done).sum()),
+        n_open_at_cutoff=int((~fold.done).sum()),
+        segments=buffer_policy.segment_table(),
+        fallbacks=fallbacks,
+    )
+    return engine, report
+
+
+def fit_engine(
+    spec: Spec,
+    table: OrderTable,
+    calendar: BusinessCalendar,
+    cutoff_s: float,
+    policy: str | None = None,
+    target: float | None = None,
+) -> tuple[QuoteEngine, FitReport]:
+    """Train and calibrate on what was known at `cutoff_s`; nothing later is looked at."""
+    return calibrate(spec, fit_model(spec, table, calendar, cutoff_s), calendar, policy, target)
+
+
+def _booster_params(spec: Spec) -> dict[str, Any]:
+    model = spec.model
+    return {
+        "max_iter": model.max_iter,
+        "learning_rate": model.learning_rate,
+        "max_leaf_nodes": model.max_leaf_nodes,
+        "min_samples_leaf": model.min_samples_leaf,
+        "random_state": model.random_state,
+    }
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat()
