@@ -1,0 +1,722 @@
+"""The store's business calendar: open days, cut-off, time zone, and promise deadlines.
+
+Everything the quote path needs is precomputed when a `BusinessCalendar` is built, so a
+scalar call costs a few microseconds and a vectorised call a few array passes:
+
+- a day table over the year range plus a margin, indexed by local day: whether the day is
+  open, the next open day at or after it, the last open day at or before it, the UTC
+  instants at which the day starts, the store opens and the cut-off falls, and the
+  model's calendar features (month, day of year, days to the next closed day);
+- the zone's UTC-offset transitions over the same range, so UTC -> local is
+  `utc + offset[searchsorted(transitions, utc, "right")]` with no per-element zoneinfo call.
+
+Vector APIs take and return float64 seconds since the Unix epoch (UTC); scalar APIs take
+timezone-aware `datetime`s and give the same numbers (the tests compare them).
+
+Local wall times that do not exist (spring forward) or occur twice (fall back) are mapped
+to instants one way everywhere: a wall time W is the first instant after which the clock
+never again reads earlier than W. So a skipped time is the transition instant, a repeated
+one is its last occurrence, and a local day starts when the clock reads its midnight for
+the last time. This keeps the local date monotone in time even where the clocks fall back
+across midnight (America/St_Johns until 2011: 00:01 back to 23:01), which the promise
+invariants (never earlier than the raw completion, monotone) need.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import numpy as np
+from numpy.typing import NDArray
+
+from models.errors import InputError, SpecError
+from models.units import SECONDS_PER_UNIT, Unit
+
+__all__ = ["BusinessCalendar", "CalendarSpec", "Deadline", "LocalParts"]
+
+FloatArray = NDArray[np.float64]
+_A = TypeVar("_A", bound=NDArray[Any])
+IntArray = NDArray[np.int64]
+
+SECONDS_PER_DAY = 86_400
+DAYS_TO_CLOSED_CAP = 60  # keeps the model feature's range the same for every calendar
+# Days of table kept before the first and after the last year: room for a promise moved
+# past New Year, for the 60-day look-ahead of `days_to_closed`, and for the open day
+# before a fulfilment early on 1 January (earliest_raw_meeting).
+_MARGIN_DAYS = 70
+# Offsets are sampled this often to find transitions, then each change is bisected to
+# the second. Two changes within one step would be missed; the closest pair in tzdata
+# 1970-2100 is 6.9 days apart (America/Boa_Vista, October 2000).
+_SAMPLE_SECONDS = 86_400
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_UTC = dt.UTC
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarSpec:
+    """How the store keeps time: its zone, open weekdays, public holidays and cut-off.
+
+    `cutoff` and `opens` are naive local clock times, `cutoff` later than `opens`; orders
+    at or after `cutoff` count from `opens` on the next open day.
+    """
+
+    timezone: str = "UTC"
+    open_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # Monday = 0
+    holidays_country: str | None = None  # a `holidays` country code, e.g. "GB"
+    holidays_subdivision: str | None = None  # e.g. "ENG"
+    cutoff: dt.time | None = None  # local; orders at or after it count from the next open day
+    # Local time the clock starts on an open day after a cut-off or closed day; also where
+    # an hour/minute promise falling on a closed day (or before opening) is moved to.
+    opens: dt.time = dt.time(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A promise for one order.
+
+    `deadline_at` is UTC: the promise is kept iff `fulfilled_at <= deadline_at`.
+    `promise_local` is in the store's zone: for `day` promises the start of the promised
+    day (its date is the promise date), for `hour`/`minute` promises the promised time.
+    `closed_days_skipped` counts the closed days the promise was moved over.
+    """
+
+    deadline_at: dt.datetime
+    promise_local: dt.datetime
+    closed_days_skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LocalParts:
+    """Local time features, one float64 per input time, same shape as the input.
+
+    `weekday` 0 = Monday; `hour` local wall-clock hours since midnight (14.5 = 14:30);
+    `month` 1-12; `day_of_year` 1-366; `days_to_closed` days until the next closed day
+    (0 if the day itself is closed), capped at 60.
+    """
+
+    weekday: FloatArray
+    hour: FloatArray
+    month: FloatArray
+    day_of_year: FloatArray
+    days_to_closed: FloatArray
+
+
+class BusinessCalendar:
+    """Built once (per bundle load) from a CalendarSpec and a year range; immutable afterwards.
+
+    Times whose local date falls outside 1 January `first_year` .. 31 December `last_year`
+    raise `InputError`. A bad spec (unknown zone or holiday country, no open weekday, a
+    cut-off not after `opens`) raises `SpecError`.
+    """
+
+    __slots__ = (
+        "_day0",
+        "_day_cut",
+        "_day_cut_t",
+        "_day_doy_t",
+        "_day_month_t",
+        "_day_open",
+        "_day_open_t",
+        "_day_start",
+        "_day_start_t",
+        "_days_to_closed",
+        "_days_to_closed_t",
+        "_doy",
+        "_first_valid",
+        "_is_open",
+        "_is_open_t",
+        "_last_valid",
+        "_month",
+        "_next_open",
+        "_next_open_t",
+        "_offsets",
+        "_offsets_t",
+        "_prev_open",
+        "_prev_open_t",
+        "_range_end",
+        "_range_start",
+        "_transitions",
+        "_transitions_t",
+        "first_year",
+        "last_year",
+        "spec",
+        "zone",
+    )
+
+    spec: CalendarSpec
+    zone: ZoneInfo
+    first_year: int
+    last_year: int
+    # Day table, index i = local day `_day0 + i` (days since 1970-01-01); the valid range
+    # is [_first_valid, _last_valid], the rest is margin. Arrays for the vector path...
+    _day0: int
+    _first_valid: int
+    _last_valid: int
+    _is_open: NDArray[np.bool_]
+    _next_open: IntArray
+    _prev_open: IntArray
+    _day_start: FloatArray  # UTC instant each day starts; one extra entry at the end
+    _day_open: FloatArray  # UTC instant of `opens`
+    _day_cut: FloatArray  # UTC instant of `cutoff` (inf without one)
+    _days_to_closed: FloatArray
+    _month: FloatArray
+    _doy: FloatArray
+    _transitions: FloatArray
+    _offsets: FloatArray
+    _range_start: float
+    _range_end: float
+    # ...and the same values as tuples of Python scalars for the scalar path.
+    _is_open_t: tuple[bool, ...]
+    _next_open_t: tuple[int, ...]
+    _prev_open_t: tuple[int, ...]
+    _day_start_t: tuple[float, ...]
+    _day_open_t: tuple[float, ...]
+    _day_cut_t: tuple[float, ...]
+    _days_to_closed_t: tuple[float, ...]
+    _day_month_t: tuple[float, ...]
+    _day_doy_t: tuple[float, ...]
+    _transitions_t: tuple[float, ...]
+    _offsets_t: tuple[float, ...]
+
+    def __init__(self, spec: CalendarSpec, first_year: int = 2000, last_year: int = 2060) -> None:
+        self.spec = spec
+        self.zone = _zone(spec.timezone)
+        _check_spec(spec)
+        if not dt.MINYEAR < first_year <= last_year < dt.MAXYEAR:
+            raise SpecError(
+                f"calendar years {first_year}-{last_year}: need "
+                f"{dt.MINYEAR + 1} <= first_year <= last_year <= {dt.MAXYEAR - 1}"
+            )
+        self.first_year = first_year
+        self.last_year = last_year
+
+        # Day table: index i is local day `day0 + i` (days since 1970-01-01).
+        first_day = dt.date(first_year, 1, 1).toordinal() - _EPOCH_ORDINAL
+        last_day = dt.date(last_year, 12, 31).toordinal() - _EPOCH_ORDINAL
+        day0 = first_day - _MARGIN_DAYS
+        n_days = last_day + _MARGIN_DAYS + 1 - day0
+        self._day0 = day0
+        self._first_valid = first_day - day0
+        self._last_valid = last_day - day0
+        days = np.arange(day0, day0 + n_days, dtype=np.int64)
+
+        # UTC-offset segments: offsets[i] holds on [transitions[i-1], transitions[i]).
+        transitions, offsets = _offset_segments(
+            self.zone, (day0 - 2) * SECONDS_PER_DAY, (day0 + n_days + 2) * SECONDS_PER_DAY
+        )
+        self._transitions = _frozen(transitions)
+        self._offsets = _frozen(offsets)
+        walls = days.astype(np.float64) * SECONDS_PER_DAY
+        day_start = self._last_at(np.append(walls, walls[-1] + SECONDS_PER_DAY))
+        day_open = self._last_at(walls + _seconds_of(spec.opens))
+        if spec.cutoff is None:
+            day_cut = np.full(n_days, np.inf)
+        else:
+            # A cut-off skipped by a clock change never falls later than the day's end.
+            day_cut = np.minimum(self._last_at(walls + _seconds_of(spec.cutoff)), day_start[1:])
+
+        weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+        is_open = np.isin(weekday, np.asarray(spec.open_weekdays, dtype=np.int64))
+        holiday = _holiday_days(spec, first_year - 1, last_year + 1) - day0
+        is_open[holiday[(holiday >= 0) & (holiday < n_days)]] = False
+        # A day whose opening time never shows on its clocks (a day skipped by a date-line
+        # move, Pacific/Apia 2011-12-30) cannot hold a promise: treat it as closed.
+        is_open &= day_open < day_start[1:]
+        self._is_open = _frozen(is_open)
+
+        index = np.arange(n_days, dtype=np.int64)
+        # n_days and -1 mark "no open day within the table"; checked just below.
+        next_open = np.minimum.accumulate(np.where(is_open, index, n_days)[::-1])[::-1]
+        prev_open = np.maximum.accumulate(np.where(is_open, index, -1))
+        if next_open[self._last_valid + 1] >= n_days or prev_open[self._first_valid - 2] < 0:
+            raise SpecError(
+                f"the calendar has no open day within {_MARGIN_DAYS} days of "
+                f"{first_year}-{last_year}'s ends; check open_weekdays and holidays"
+            )
+        self._next_open = _frozen(next_open)
+        self._prev_open = _frozen(prev_open)
+        next_closed = np.minimum.accumulate(
+            np.where(is_open, n_days + DAYS_TO_CLOSED_CAP, index)[::-1]
+        )[::-1]
+        self._days_to_closed = _frozen(
+            np.minimum(next_closed - index, DAYS_TO_CLOSED_CAP).astype(np.float64)
+        )
+        self._day_start = _frozen(day_start)
+        self._day_open = _frozen(day_open)
+        self._day_cut = _frozen(day_cut)
+        self._range_start = float(day_start[self._first_valid])
+        self._range_end = float(day_start[self._last_valid + 1])
+
+        civil = days.astype("datetime64[D]")
+        years = civil.astype("datetime64[Y]")
+        months = civil.astype("datetime64[M]") - years.astype("datetime64[M]")
+        self._month = _frozen(months.astype(np.float64) + 1.0)
+        self._doy = _frozen((civil - years.astype("datetime64[D]")).astype(np.float64) + 1.0)
+
+        # Tuples of Python scalars for the scalar path: indexing them is ~20x cheaper than
+        # indexing numpy arrays, and they hold the very same float64 values.
+        self._transitions_t = tuple(self._transitions.tolist())
+        self._offsets_t = tuple(self._offsets.tolist())
+        self._day_start_t = tuple(self._day_start.tolist())
+        self._day_open_t = tuple(self._day_open.tolist())
+        self._day_cut_t = tuple(self._day_cut.tolist())
+        self._is_open_t = tuple(self._is_open.tolist())
+        self._next_open_t = tuple(self._next_open.tolist())
+        self._prev_open_t = tuple(self._prev_open.tolist())
+        self._days_to_closed_t = tuple(self._days_to_closed.tolist())
+        self._day_month_t = tuple(self._month.tolist())
+        self._day_doy_t = tuple(self._doy.tolist())
+
+    def __repr__(self) -> str:
+        years = f"first_year={self.first_year}, last_year={self.last_year}"
+        return f"BusinessCalendar({self.spec!r}, {years})"
+
+    # ----------------------------------------------------------------- days
+
+    # These day-level look-ups also accept the margin kept beyond the year range (70 days
+    # each side), so that any day or deadline the calendar returns can be looked up.
+
+    def is_open_day(self, day: dt.date) -> bool:
+        """Whether the store is open on local date `day` (open weekday, not a holiday)."""
+        return self._is_open_t[self._date_index(day)]
+
+    def next_open_day(self, day: dt.date) -> dt.date:
+        """The first open local date on or after `day` (`day` itself if it is open)."""
+        found = self._next_open_t[self._date_index(day)]
+        if found >= len(self._next_open_t):
+            raise InputError(self._range_message(day), field="ordered_at")
+        return self._date_of(found)
+
+    def local_date(self, at: dt.datetime) -> dt.date:
+        """The store's local date at instant `at` (timezone-aware)."""
+        t = self._seconds(at, "ordered_at")
+        if not self._day_start_t[0] <= t < self._day_start_t[-1]:
+            self._raise_out_of_range(np.array([t]), "ordered_at")
+        wall = t + self._offsets_t[bisect.bisect_right(self._transitions_t, t)]
+        return self._date_of(self._wall_day_index(t, wall))
+
+    def local_day_numbers(self, at_s: FloatArray) -> IntArray:
+        """Local dates of epoch seconds `at_s` as days since 1970-01-01, same shape
+        (read a day deadline's promised day as `local_day_numbers(deadline_s - 1.0)`)."""
+        t, shape = _flat(at_s)
+        inside = (t >= self._day_start[0]) & (t < self._day_start[-1])
+        if not inside.all():
+            self._raise_out_of_range(t[~inside], "ordered_at")
+        wall = t + self._offsets[np.searchsorted(self._transitions, t, side="right")]
+        return (self._wall_day_indices(t, wall) + self._day0).reshape(shape)
+
+    # ----------------------------------------------------------------- clock start
+
+    def clock_start(self, ordered_at: dt.datetime) -> dt.datetime:
+        """When work on an order placed at `ordered_at` starts counting, UTC aware.
+
+        `ordered_at` itself if it falls on an open local day, not before `opens` and
+        strictly before the cut-off; `opens` that day if earlier; else `opens` on the
+        next open day.
+        """
+        t = self._seconds(ordered_at, "ordered_at")
+        start = self._clock_start_s(t)
+        if start == t:
+            return ordered_at.astimezone(_UTC)  # exact, no float round trip
+        return dt.datetime.fromtimestamp(start, _UTC)
+
+    def clock_starts(self, ordered_at_s: FloatArray) -> FloatArray:
+        """`clock_start` for many orders: epoch seconds in, epoch seconds out, same shape."""
+        t, shape = _flat(ordered_at_s)
+        day = self._day_indices(t, "ordered_at")
+        start = np.maximum(t, self._day_open[day])
+        same_day = self._is_open[day] & (start < self._day_cut[day])
+        later = self._day_open[self._next_open[day + 1]]
+        return np.where(same_day, start, later).reshape(shape)
+
+    def _clock_start_s(self, t: float) -> float:
+        day = self._day_index(t, "ordered_at")
+        start = max(t, self._day_open_t[day])
+        if self._is_open_t[day] and start < self._day_cut_t[day]:
+            return start
+        return self._day_open_t[self._next_open_t[day + 1]]
+
+    # ----------------------------------------------------------------- deadlines
+
+    def deadline(self, raw_completion: dt.datetime, unit: Unit) -> Deadline:
+        """The promise for an order expected to complete at `raw_completion` (aware).
+
+        `day`: the promised day is the local date of `raw_completion`, moved to the next
+        open day; the deadline is the local midnight that ends it. `hour`/`minute`: the
+        time rounded up to the next local unit boundary; if that falls on a closed day it
+        moves to `opens` on the next open day, and before `opens` on an open day to `opens`.
+        """
+        unit_s = _unit_seconds(unit)
+        t = self._seconds(raw_completion, "ordered_at")
+        if unit_s == SECONDS_PER_DAY:
+            day = self._day_index(t, "ordered_at")
+            promised = self._next_open_t[day]
+            deadline_s = self._day_start_t[promised + 1]
+            local_s = self._day_start_t[promised]
+            skipped = promised - day
+        else:
+            self._day_index(t, "ordered_at")  # range check
+            deadline_s, skipped = self._round_up_open(t, unit_s)
+            local_s = deadline_s
+        return Deadline(
+            deadline_at=dt.datetime.fromtimestamp(deadline_s, _UTC),
+            promise_local=dt.datetime.fromtimestamp(local_s, self.zone),
+            closed_days_skipped=skipped,
+        )
+
+    def deadlines(self, raw_completion_s: FloatArray, unit: Unit) -> tuple[FloatArray, IntArray]:
+        """`deadline` for many raw completions (epoch seconds).
+
+        Returns (deadline epoch seconds, closed days skipped), both the input's shape.
+        """
+        unit_s = _unit_seconds(unit)
+        t, shape = _flat(raw_completion_s)
+        day = self._day_indices(t, "ordered_at")
+        if unit_s == SECONDS_PER_DAY:
+            promised = self._next_open[day]
+            return (
+                self._day_start[promised + 1].reshape(shape),
+                (promised - day).reshape(shape),
+            )
+        boundary, seg = self._ceil_boundaries(t, float(unit_s))
+        bday = self._wall_day_indices(boundary, boundary + self._offsets[seg])
+        is_open = self._is_open[bday]
+        open_at = self._day_open[bday]
+        promised = self._next_open[bday]
+        deadline_s = np.where(is_open, np.maximum(boundary, open_at), self._day_open[promised])
+        return deadline_s.reshape(shape), (promised - bday).reshape(shape)
+
+    def _round_up_open(self, t: float, unit_s: int) -> tuple[float, int]:
+        """Scalar hour/minute deadline: (epoch seconds, closed days skipped)."""
+        boundary, seg = self._ceil_boundary(t, float(unit_s))
+        bday = self._wall_day_index(boundary, boundary + self._offsets_t[seg])
+        if self._is_open_t[bday]:
+            return max(boundary, self._day_open_t[bday]), 0
+        promised = self._next_open_t[bday]
+        return self._day_open_t[promised], promised - bday
+
+    # ----------------------------------------------------------------- inversion
+
+    def earliest_raw_meeting(self, fulfilled_s: FloatArray, unit: Unit) -> FloatArray:
+        """The earliest raw completion whose promise is met by a fulfilment at `fulfilled_s`.
+
+        Epoch seconds in and out, same shape. For every float t:
+        `deadlines(t) >= fulfilled  <=>  t >= earliest_raw_meeting(fulfilled)`, for every
+        unit (for `hour`/`minute` the answer is the float just after a local unit boundary,
+        since a raw time exactly on the boundary rounds to it).
+        """
+        unit_s = _unit_seconds(unit)
+        f, shape = _flat(fulfilled_s)
+        day = self._day_indices(f, "fulfilled_at")
+        if unit_s == SECONDS_PER_DAY:
+            # Met iff the promised day P satisfies day_start[P + 1] >= f, i.e. P + 1 >= j
+            # with j the first day starting at or after f; P >= j - 1 iff the raw day is
+            # after the last open day before j - 1.
+            first = np.searchsorted(self._day_start, f, side="left")
+            return self._day_start[self._prev_open[first - 2] + 1].reshape(shape)
+        # Promises are projections onto the open intervals [opens, end of day): met iff the
+        # rounded time is at or after `limit` (f itself inside an open interval, else the
+        # end of the last open day before f), iff raw > the last unit boundary before it.
+        inside = self._is_open[day] & (self._day_open[day] < f)
+        limit = np.where(inside, f, self._day_start[self._prev_open[day - 1] + 1])
+        below = self._floor_boundaries_below(limit, float(unit_s))
+        return np.nextafter(below, np.inf).reshape(shape)
+
+    def earliest_raw_meeting_one(self, fulfilled_at: dt.datetime, unit: Unit) -> float:
+        """Scalar `earliest_raw_meeting` for one aware time; epoch seconds."""
+        unit_s = _unit_seconds(unit)
+        f = self._seconds(fulfilled_at, "fulfilled_at")
+        day = self._day_index(f, "fulfilled_at")
+        if unit_s == SECONDS_PER_DAY:
+            first = bisect.bisect_left(self._day_start_t, f)
+            return self._day_start_t[self._prev_open_t[first - 2] + 1]
+        if self._is_open_t[day] and self._day_open_t[day] < f:
+            limit = f
+        else:
+            limit = self._day_start_t[self._prev_open_t[day - 1] + 1]
+        return math.nextafter(self._floor_boundary_below(limit, float(unit_s)), math.inf)
+
+    # ----------------------------------------------------------------- model features
+
+    def local_parts(self, at_s: FloatArray) -> LocalParts:
+        """Local time features of epoch seconds `at_s`: see `LocalParts`."""
+        t, shape = _flat(at_s)
+        self._check_range(t, "ordered_at")
+        wall = t + self._offsets[np.searchsorted(self._transitions, t, side="right")]
+        day = self._wall_day_indices(t, wall)
+        return LocalParts(
+            weekday=((day + self._day0 + 3) % 7).astype(np.float64).reshape(shape),
+            hour=((wall - (day + self._day0) * float(SECONDS_PER_DAY)) / 3_600.0).reshape(shape),
+            month=self._month[day].reshape(shape),
+            day_of_year=self._doy[day].reshape(shape),
+            days_to_closed=self._days_to_closed[day].reshape(shape),
+        )
+
+    def local_parts_one(self, at: dt.datetime) -> tuple[float, float, float, float, float]:
+        """`local_parts` for one aware time: (weekday, hour, month, day_of_year, days_to_closed)."""
+        t = self._seconds(at, "ordered_at")
+        day = self._day_index(t, "ordered_at")
+        wall = t + self._offsets_t[bisect.bisect_right(self._transitions_t, t)]
+        return (
+            float((day + self._day0 + 3) % 7),
+            (wall - (day + self._day0) * float(SECONDS_PER_DAY)) / 3_600.0,
+            self._day_month_t[day],
+            self._day_doy_t[day],
+            self._days_to_closed_t[day],
+        )
+
+    # ----------------------------------------------------------------- local days
+
+    def _seconds(self, at: dt.datetime, field: str) -> float:
+        if not isinstance(at, dt.datetime):
+            raise InputError(f"{field} must be a datetime, got {type(at).__name__}", field=field)
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise InputError(f"{field} {at.isoformat()} has no time zone", field=field)
+        return at.timestamp()
+
+    def _date_index(self, day: dt.date) -> int:
+        if isinstance(day, dt.datetime) or not isinstance(day, dt.date):
+            # A datetime is a date subclass: refuse it rather than guess which zone's date.
+            raise InputError(f"expected a local date, got {day!r}", field="ordered_at")
+        index = day.toordinal() - _EPOCH_ORDINAL - self._day0
+        if not 0 <= index < len(self._is_open_t):
+            raise InputError(self._range_message(day), field="ordered_at")
+        return index
+
+    def _date_of(self, index: int) -> dt.date:
+        return dt.date.fromordinal(index + self._day0 + _EPOCH_ORDINAL)
+
+    def _range_message(self, day: dt.date | str) -> str:
+        return f"date {day} is outside the calendar's range {self.first_year}-{self.last_year}"
+
+    def _day_index(self, t: float, field: str) -> int:
+        """Table index of the local day holding epoch second `t`; InputError if out of range."""
+        if not self._range_start <= t < self._range_end:
+            self._raise_out_of_range(np.array([t]), field)
+        wall = t + self._offsets_t[bisect.bisect_right(self._transitions_t, t)]
+        return self._wall_day_index(t, wall)
+
+    def _wall_day_index(self, t: float, wall: float) -> int:
+        day = math.floor(wall / SECONDS_PER_DAY) - self._day0
+        # The clock can still read day `day` before it reads its midnight for the last
+        # time (a fall-back across midnight); such instants belong to the day before.
+        return day - 1 if t < self._day_start_t[day] else day
+
+    def _day_indices(self, t: FloatArray, field: str) -> IntArray:
+        self._check_range(t, field)
+        wall = t + self._offsets[np.searchsorted(self._transitions, t, side="right")]
+        return self._wall_day_indices(t, wall)
+
+    def _wall_day_indices(self, t: FloatArray, wall: FloatArray) -> IntArray:
+        day = np.floor(wall / SECONDS_PER_DAY).astype(np.int64) - self._day0
+        return day - (t < self._day_start[day])
+
+    def _check_range(self, t: FloatArray, field: str) -> None:
+        inside = (t >= self._range_start) & (t < self._range_end)  # False for NaN
+        if not inside.all():
+            self._raise_out_of_range(t[~inside], field)
+
+    def _raise_out_of_range(self, bad: FloatArray, field: str) -> None:
+        t = float(bad[0])
+        if not math.isfinite(t):
+            raise InputError(f"{field} must be a finite time, got {t}", field=field)
+        try:
+            day: dt.date | str = dt.datetime.fromtimestamp(t, self.zone).date()
+        except (OverflowError, OSError, ValueError):
+            day = f"{t:.6g} s after 1970-01-01"
+        raise InputError(self._range_message(day), field=field)
+
+    # ----------------------------------------------------------------- wall <-> UTC
+
+    def _last_at(self, wall: FloatArray) -> FloatArray:
+        """The first instant after which the local clock never reads earlier than `wall`.
+
+        Segment i covers [transitions[i-1], transitions[i]) and its clock starts at
+        transitions[i-1] + offsets[i]; those starts increase (checked at construction), so
+        the answer lies in the last segment whose clock starts before `wall`.
+        """
+        transitions = np.concatenate(([-np.inf], self._transitions, [np.inf]))
+        clock_starts = transitions[:-1] + self._offsets
+        seg = np.searchsorted(clock_starts, wall, side="left") - 1
+        return np.minimum(wall - self._offsets[seg], transitions[seg + 1])
+
+    def _ceil_boundaries(self, t: FloatArray, unit_s: float) -> tuple[FloatArray, IntArray]:
+        """The first instant at or after each `t` whose local wall time is a multiple of
+        `unit_s`, and the offset segment it lies in."""
+        transitions = self._transitions
+        seg = np.searchsorted(transitions, t, side="right")
+        offset = self._offsets[seg]
+        boundary = np.ceil((t + offset) / unit_s) * unit_s - offset
+        # t + offset can round onto a boundary just below it; the comparison in UTC is exact.
+        boundary = np.where(boundary < t, boundary + unit_s, boundary)
+        ends = np.append(transitions, np.inf)
+        late = boundary >= ends[seg]
+        # A boundary past the segment's end is not on this segment's clock: take the first
+        # boundary of the next segment instead (once per clock change, so rarely looped).
+        while late.any():
+            which = np.flatnonzero(late)
+            nxt = seg[which] + 1
+            offset_n = self._offsets[nxt]
+            boundary[which] = (
+                np.ceil((transitions[nxt - 1] + offset_n) / unit_s) * unit_s - offset_n
+            )
+            seg[which] = nxt
+            late[which] = boundary[which] >= ends[nxt]
+        return boundary, seg
+
+    def _ceil_boundary(self, t: float, unit_s: float) -> tuple[float, int]:
+        transitions = self._transitions_t
+        seg = bisect.bisect_right(transitions, t)
+        offset = self._offsets_t[seg]
+        boundary = math.ceil((t + offset) / unit_s) * unit_s - offset
+        if boundary < t:
+            boundary += unit_s
+        while seg < len(transitions) and boundary >= transitions[seg]:
+            seg += 1
+            offset = self._offsets_t[seg]
+            boundary = math.ceil((transitions[seg - 1] + offset) / unit_s) * unit_s - offset
+        return boundary, seg
+
+    def _floor_boundaries_below(self, limit: FloatArray, unit_s: float) -> FloatArray:
+        """The last instant strictly before each `limit` whose local wall time is a multiple
+        of `unit_s`."""
+        transitions = np.concatenate(([-np.inf], self._transitions))
+        # Segment of the instants just before `limit` (a limit on a transition belongs to
+        # the segment ending there).
+        seg = np.searchsorted(self._transitions, limit, side="left")
+        offset = self._offsets[seg]
+        boundary = (np.ceil((limit + offset) / unit_s) - 1.0) * unit_s - offset
+        boundary = np.where(boundary >= limit, boundary - unit_s, boundary)
+        boundary = np.where(boundary + unit_s < limit, boundary + unit_s, boundary)
+        early = boundary < transitions[seg]
+        while early.any():
+            which = np.flatnonzero(early)
+            prv = seg[which] - 1
+            offset_p = self._offsets[prv]
+            end_wall = transitions[prv + 1] + offset_p
+            boundary[which] = (np.ceil(end_wall / unit_s) - 1.0) * unit_s - offset_p
+            seg[which] = prv
+            early[which] = boundary[which] < transitions[prv]
+        return boundary
+
+    def _floor_boundary_below(self, limit: float, unit_s: float) -> float:
+        transitions = self._transitions_t
+        seg = bisect.bisect_left(transitions, limit)
+        offset = self._offsets_t[seg]
+        boundary = (math.ceil((limit + offset) / unit_s) - 1.0) * unit_s - offset
+        if boundary >= limit:
+            boundary -= unit_s
+        if boundary + unit_s < limit:
+            boundary += unit_s
+        while seg > 0 and boundary < transitions[seg - 1]:
+            seg -= 1
+            offset = self._offsets_t[seg]
+            end_wall = transitions[seg] + offset
+            boundary = (math.ceil(end_wall / unit_s) - 1.0) * unit_s - offset
+        return boundary
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise SpecError(
+            f"unknown time zone {name!r}; use an IANA name like 'Europe/London'"
+        ) from err
+
+
+def _check_spec(spec: CalendarSpec) -> None:
+    days = spec.open_weekdays
+    if not days or any(not isinstance(d, int) or not 0 <= d <= 6 for d in days):
+        raise SpecError(f"open_weekdays {days!r}: give one or more of 0 (Monday) .. 6 (Sunday)")
+    for name, clock in (("cutoff", spec.cutoff), ("opens", spec.opens)):
+        if clock is not None and clock.tzinfo is not None:
+            raise SpecError(f"{name} {clock} must be a local clock time without a zone")
+    if spec.cutoff is not None and spec.cutoff <= spec.opens:
+        raise SpecError(f"cutoff {spec.cutoff} must be after opens {spec.opens}")
+    if spec.holidays_subdivision is not None and spec.holidays_country is None:
+        raise SpecError("holidays_subdivision is given without a holidays_country")
+
+
+def _seconds_of(clock: dt.time) -> float:
+    return clock.hour * 3_600.0 + clock.minute * 60.0 + clock.second + clock.microsecond / 1e6
+
+
+def _unit_seconds(unit: str) -> int:
+    try:
+        return SECONDS_PER_UNIT[unit]
+    except KeyError:
+        raise InputError(
+            f"unknown unit {unit!r}; use one of {', '.join(SECONDS_PER_UNIT)}", field="unit"
+        ) from None
+
+
+def _flat(values: FloatArray) -> tuple[FloatArray, tuple[int, ...]]:
+    array = np.asarray(values, dtype=np.float64)
+    return array.ravel(), array.shape
+
+
+def _frozen(array: _A) -> _A:
+    array.flags.writeable = False  # the calendar is shared across requests: no edits
+    return array
+
+
+def _holiday_days(spec: CalendarSpec, first_year: int, last_year: int) -> IntArray:
+    """Public holidays (including substitute days) as days since 1970-01-01."""
+    if spec.holidays_country is None:
+        return np.empty(0, dtype=np.int64)
+    try:
+        table = holidays.country_holidays(
+            spec.holidays_country,
+            subdiv=spec.holidays_subdivision,
+            years=range(first_year, last_year + 1),
+        )
+    except NotImplementedError as err:  # how `holidays` says "unknown country/subdivision"
+        raise SpecError(f"holidays: {err}") from err
+    return np.fromiter(
+        (day.toordinal() - _EPOCH_ORDINAL for day in table), dtype=np.int64, count=len(table)
+    )
+
+
+def _utc_offset(zone: ZoneInfo, t: int) -> float:
+    offset = dt.datetime.fromtimestamp(t, zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    return offset.total_seconds()
+
+
+def _offset_segments(zone: ZoneInfo, start: int, stop: int) -> tuple[FloatArray, FloatArray]:
+    """The zone's UTC-offset changes in [start, stop] (epoch seconds).
+
+    Returns (transitions, offsets): `offsets[i]` seconds east of UTC hold from
+    `transitions[i - 1]` (inclusive) to `transitions[i]` (exclusive); the first and last
+    offsets extend without end. zoneinfo exposes no transition list, so sample the offset
+    and bisect each change down to the second (transitions are whole seconds in tzdata).
+    """
+    from_timestamp = dt.datetime.fromtimestamp  # the sampling loop is most of construction
+    samples = range(start, stop + _SAMPLE_SECONDS, _SAMPLE_SECONDS)
+    sampled = [from_timestamp(t, zone).utcoffset() for t in samples]
+    transitions: list[float] = []
+    offsets = [_utc_offset(zone, start)]
+    for k in range(1, len(sampled)):
+        if sampled[k] == sampled[k - 1]:
+            continue
+        before, after = samples[k - 1], samples[k]  # old offset at `before`, new at `after`
+        while after - before > 1:
+            middle = (before + after) // 2
+            if _utc_offset(zone, middle) == offsets[-1]:
+                before = middle
+            else:
+                after = middle
+        transitions.append(float(after))
+        offsets.append(_utc_offset(zone, after))
+    segments = (np.array(transitions, dtype=np.float64), np.array(offsets, dtype=np.float64))
+    clock_starts = segments[0] + segments[1][1:]
+    if (np.diff(clock_starts) <= 0).any():  # pragma: no cover - no real zone does this
+        raise SpecError(f"time zone {zone.key}: a clock change undoes the previous one")
+    return segments
