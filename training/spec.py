@@ -104,7 +104,7 @@ class ModelSection(_Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     max_leaf_nodes: Annotated[int, Field(ge=2, le=255)] = 31
     min_samples_leaf: Annotated[int, Field(ge=1)] = 40
-    calibration_share: Annotated[float, Field(gt=0.05, lt=0.8)] = 0.25
+    calibration_share: Annotated[float, Field(gt=0.05, lt=0.8)] = 0.15
     settle_quantile: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
     random_state: int = 0
 
