@@ -53,3 +53,12 @@ def spec_with(spec: Spec, **sections: Mapping[str, Any]) -> Spec:
     for section, values in sections.items():
         raw[section] = {**raw.get(section, {}), **values}
     return parse_spec(raw, spec.source)
+
+
+@pytest.fixture(scope="session")
+def small_sample_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The path of a spec over a small sample history (8,000 orders), quick to train on."""
+    folder = tmp_path_factory.mktemp("small-sample")
+    write_sample_data(folder, n_orders=8_000, seed=3)
+    shutil.copy(SAMPLE_SPEC, folder / "optical.toml")
+    return folder / "optical.toml"
