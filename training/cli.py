@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -17,6 +18,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from models.errors import PromiseError
@@ -45,7 +47,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except PromiseError as err:
-            errors.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from err
 
     return wrapper
@@ -141,7 +143,8 @@ def models(registry: RegistryOption = DEFAULT_REGISTRY) -> None:
         "mean promise",
         "MAE",
     ):
-        table.add_column(column)
+        # Versions are copied into `promise promote`: never wrap them.
+        table.add_column(column, no_wrap=column in ("", "version", "created"))
     for manifest in manifests:
         summary = manifest.info.get("backtest") or {}
         table.add_row(
@@ -177,6 +180,21 @@ def serve(
         workers=workers,
         log_level="info",
     )
+
+
+@app.command("import-outcomes")
+def import_outcomes(
+    file: Annotated[Path, typer.Argument(help="CSV with columns quote_id,fulfilled_at.")],
+    database_url: Annotated[
+        str | None, typer.Option(help="The ledger (default: PROMISE_DATABASE_URL).")
+    ] = None,
+) -> None:
+    """Record what really happened to quoted orders, from a CSV file, into the ledger."""
+    command = [sys.executable, "-m", "service.outcomes", "import", str(file)]
+    if database_url:
+        command += ["--database-url", database_url]
+    # By module name, like `serve`: training/ and service/ stay independent of each other.
+    raise typer.Exit(subprocess.call(command))
 
 
 def _progress(message: str) -> None:
