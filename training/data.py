@@ -28,6 +28,7 @@ ObjectArray = NDArray[np.object_]
 SHOWN_BAD_ROWS = 5
 # Orders placed before this are surely a data error (and beyond the calendar's tables).
 EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01", tz="UTC")
+LATEST_PLAUSIBLE = pd.Timestamp("2100-01-01", tz="UTC")
 _OFFSET_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 
 
@@ -124,6 +125,17 @@ def load_orders(spec: Spec) -> OrderTable:
     fulfilled = _timestamps(
         frame[dataset.fulfilled_at], dataset.timezone, path, dataset.fulfilled_at, rows
     )
+    for column, stamps in ((dataset.ordered_at, ordered), (dataset.fulfilled_at, fulfilled)):
+        too_late = (stamps >= LATEST_PLAUSIBLE).to_numpy()
+        if too_late.any():
+            _fail(
+                path,
+                column,
+                np.flatnonzero(too_late),
+                rows,
+                frame[column],
+                f"is after {LATEST_PLAUSIBLE:%Y-%m-%d}: not a plausible time",
+            )
     before = (fulfilled < ordered).to_numpy()
     if before.any():
         _fail(
@@ -238,21 +250,21 @@ def _ids(values: pd.Series, path: Path, column: str, rows: str) -> ObjectArray:
 def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
     """UTC timestamps (NaT where empty); naive times are local to `zone`."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return pd.Series(values.dt.tz_convert("UTC"))
+        return pd.Series(values.dt.tz_convert("UTC").dt.as_unit("us"))
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _localize(pd.Series(values), zone)
+        return _localize(pd.Series(values).dt.as_unit("us"), zone)
     text = values.astype("string").str.strip()
     present = text.notna() & (text != "")
     with_offset = present & text.str.contains(_OFFSET_SUFFIX, na=False)
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    # Microseconds cover years 1 to 9999, so any date a file can hold is representable.
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
     if with_offset.any():
-        result[with_offset] = pd.to_datetime(
-            text[with_offset], errors="coerce", utc=True, format="ISO8601"
-        )
+        aware = pd.to_datetime(text[with_offset], errors="coerce", utc=True, format="ISO8601")
+        result[with_offset] = aware.dt.as_unit("us")
     naive = present & ~with_offset
     if naive.any():
         parsed = pd.to_datetime(text[naive], errors="coerce", format="ISO8601")
-        result[naive] = _localize(parsed, zone)
+        result[naive] = _localize(parsed.dt.as_unit("us"), zone)
     bad = (present & result.isna()).to_numpy()
     if bad.any():
         _fail(
@@ -323,7 +335,7 @@ def _numbers(values: pd.Series, path: Path, column: str, rows: str) -> FloatArra
 
 def _seconds(stamps: pd.Series) -> FloatArray:
     """Epoch seconds (float64, NaN for NaT) from UTC timestamps."""
-    values = stamps.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT"))
-    seconds = values.astype("int64").astype(np.float64) / 1e9
+    values = stamps.dt.as_unit("us").to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
+    seconds = values.astype("int64").astype(np.float64) / 1e6
     seconds[np.isnat(values)] = np.nan
     return seconds
