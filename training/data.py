@@ -336,6 +336,6 @@ def _numbers(values: pd.Series, path: Path, column: str, rows: str) -> FloatArra
 def _seconds(stamps: pd.Series) -> FloatArray:
     """Epoch seconds (float64, NaN for NaT) from UTC timestamps."""
     values = stamps.dt.as_unit("us").to_numpy(dtype="datetime64[us]", na_value=np.datetime64("NaT"))
-    seconds = values.astype("int64").astype(np.float64) / 1e6
+    seconds: FloatArray = values.astype("int64").astype(np.float64) / 1e6
     seconds[np.isnat(values)] = np.nan
     return seconds
