@@ -1,0 +1,204 @@
+"""The JSON API under /v1 for point-of-sale systems: each route parses, calls, stores, answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from models.errors import InputError
+from service.deps import (
+    AdminCaller,
+    DeskDep,
+    HolderDep,
+    IdempotencyKey,
+    LedgerDep,
+    MetricsDep,
+    NowDep,
+    QuoteCaller,
+    ReadCaller,
+    SettingsDep,
+)
+from service.performance import performance_report
+from service.quotes import record_outcome
+from service.schemas import (
+    BatchQuoteRequest,
+    BatchQuoteResponse,
+    ErrorBody,
+    ModelResponse,
+    OutcomeRequest,
+    OutcomeResponse,
+    OutcomeView,
+    PerformanceResponse,
+    QuoteRequest,
+    QuoteResponse,
+    ReloadResponse,
+    UtcDatetime,
+)
+
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        400: "The body cannot be read (for example a number with thousands of digits)",
+        401: "No API key, or an unknown one",
+        403: "A key without the needed role",
+        404: "No such quote",
+        409: "Contradicts what the ledger holds",
+        413: "Request body too large",
+        422: "Invalid input: `field` names it",
+        503: "No model loaded or the ledger is unreachable; see Retry-After",
+    }
+    return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
+
+
+router = APIRouter(prefix="/v1")
+
+QuoteId = Annotated[str, Path(description="The id a quote was given, e.g. Q-7K3M-9XRT-2HDP.")]
+
+
+@router.post(
+    "/quotes",
+    status_code=201,
+    tags=["quotes"],
+    responses=_errors(400, 401, 403, 409, 413, 422, 503),
+)
+def create_quote(
+    body: QuoteRequest,
+    caller: QuoteCaller,
+    desk: DeskDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> QuoteResponse:
+    """Quote one order. The quote is stored before it is answered; a retry with the same
+    `Idempotency-Key` gets the same quote back (header `Idempotent-Replayed: true`)."""
+    recorded = desk.issue(
+        [body], "single", caller.client_id, idempotency_key, body.model_dump(mode="json")
+    )
+    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
+    return QuoteResponse.from_stored(recorded.quotes[0])
+
+
+@router.post(
+    "/quotes/batch",
+    status_code=201,
+    tags=["quotes"],
+    responses=_errors(400, 401, 403, 409, 413, 422, 503),
+)
+def create_quotes(
+    body: BatchQuoteRequest,
+    caller: QuoteCaller,
+    desk: DeskDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchQuoteResponse:
+    """Quote many orders in one call (at most `PROMISE_MAX_BATCH`): all are quoted and stored,
+    or none when any is invalid (each bad field named, e.g. `orders[3].order.lens_type`)."""
+    recorded = desk.issue(
+        body.orders, "batch", caller.client_id, idempotency_key, body.model_dump(mode="json")
+    )
+    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
+    return BatchQuoteResponse(quotes=[QuoteResponse.from_stored(q) for q in recorded.quotes])
+
+
+@router.get("/quotes/{quote_id}", tags=["quotes"], responses=_errors(401, 403, 404, 422, 503))
+def get_quote(quote_id: QuoteId, caller: QuoteCaller, ledger: LedgerDep) -> QuoteResponse:
+    """The quote as it was given, with its outcome once recorded."""
+    return QuoteResponse.from_stored(ledger.get_quote(quote_id))
+
+
+@router.post(
+    "/quotes/{quote_id}/outcome",
+    status_code=201,
+    tags=["outcomes"],
+    responses={
+        200: {"model": OutcomeResponse, "description": "The same outcome was recorded before"},
+        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+    },
+)
+def create_outcome(
+    quote_id: QuoteId,
+    body: OutcomeRequest,
+    caller: QuoteCaller,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    now: NowDep,
+    response: Response,
+) -> OutcomeResponse:
+    """Record when the order was really fulfilled, once: 201 when new, 200 when the same
+    outcome was recorded before, 409 when a different one was."""
+    result, created = record_outcome(ledger, settings, metrics, quote_id, body.fulfilled_at, now)
+    response.status_code = 201 if created else 200
+    assert result.outcome is not None and result.deadline_at is not None
+    return OutcomeResponse(
+        quote_id=quote_id,
+        deadline_at=result.deadline_at,
+        outcome=OutcomeView.from_stored(result.outcome),
+    )
+
+
+@router.get("/performance", tags=["performance"], responses=_errors(401, 403, 422, 503))
+def get_performance(
+    caller: ReadCaller,
+    ledger: LedgerDep,
+    holder: HolderDep,
+    since: Annotated[
+        UtcDatetime | None,
+        Query(description="Quotes given at or after this time (ISO 8601 with a zone)."),
+    ] = None,
+    until: Annotated[
+        UtcDatetime | None,
+        Query(description="Quotes given before this time (ISO 8601 with a zone)."),
+    ] = None,
+) -> PerformanceResponse:
+    """The live late rate of quotes with recorded outcomes, overall and per segment, against
+    the target, for quotes given in [since, until)."""
+    if since is not None and until is not None and since >= until:
+        raise InputError("since must be before until", field="since")
+    serving = holder.current()
+    target = serving.bundle.engine.target_late_rate if serving else None
+    return performance_report(ledger.segment_counts(since, until), since, until, target)
+
+
+@router.get("/model", tags=["model"], responses=_errors(401, 403, 503))
+def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
+    """The bundle in use: version, when trained, policy, target and back-test summary."""
+    serving = holder.require()
+    manifest = serving.bundle.manifest
+    engine = serving.bundle.engine
+    info = dict(manifest.info)
+    return ModelResponse(
+        version=manifest.version,
+        created_at=manifest.created_at,
+        loaded_at=serving.loaded_at,
+        policy=manifest.policy,
+        target_late_rate=manifest.target_late_rate,
+        unit=manifest.unit,
+        time_zone=str(engine.calendar.zone),
+        segments_by=list(engine.segments),
+        libraries=dict(manifest.libraries),
+        backtest=_section(info, "backtest"),
+        fit=_section(info, "fit"),
+        data=_section(info, "data"),
+        feature_schema=_section(info, "feature_schema"),
+    )
+
+
+@router.post("/model/reload", tags=["model"], responses=_errors(401, 403, 404, 422, 503))
+def reload_model(caller: AdminCaller, holder: HolderDep) -> ReloadResponse:
+    """Load the promoted bundle and swap to it atomically; when it cannot be loaded the old
+    one keeps serving and the answer says why (422, or 404 when nothing is promoted)."""
+    reloaded = holder.reload()
+    return ReloadResponse(
+        previous_version=reloaded.previous_version,
+        version=reloaded.serving.version,
+        changed=reloaded.previous_version != reloaded.serving.version,
+        loaded_at=reloaded.serving.loaded_at,
+    )
+
+
+def _section(info: dict[str, Any], name: str) -> dict[str, Any]:
+    value = info.get(name)
+    return dict(value) if isinstance(value, dict) else {}

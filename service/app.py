@@ -1,0 +1,106 @@
+"""`create_app(settings)`: the service, ready to serve (uvicorn calls it as a factory).
+
+On start it migrates the ledger (under a lock, so workers starting together are safe), loads the
+promoted bundle (without one it runs but is not ready), and wires the API, the web form, the
+error handlers and the middleware: loopback guard (open mode only), metrics, body size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from models.registry import Registry
+from service import api, ops, web
+from service.auth import KeyRing, LoopbackOnly
+from service.bundles import BundleHolder
+from service.handlers import install_error_handlers
+from service.ledger import Ledger
+from service.limits import BodyLimit
+from service.metrics import Metrics, RequestMetrics
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+DESCRIPTION = """Calibrated order promises for point-of-sale systems and staff.
+
+Send `Authorization: Bearer KEY` (or `X-API-Key: KEY`). Errors are JSON:
+`{"error", "message", "field", "errors"}`; `field` names the offending input.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The FastAPI app for `settings` (default: read from PROMISE_* environment variables)."""
+    settings = settings or Settings()
+    ledger = Ledger.connect(
+        settings.database_url,
+        settings.sqlite_busy_timeout_ms,
+        settings.database_connect_timeout_seconds,
+    )
+    ledger.migrate()
+    holder = BundleHolder(Registry(settings.registry), ledger, settings.model_check_seconds)
+    holder.start()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ledger.close()
+
+    app = FastAPI(title="Promise", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.ledger = ledger
+    app.state.bundles = holder
+    app.state.keyring = KeyRing(settings.configured_keys())
+    app.state.metrics = metrics = Metrics(ledger, holder, settings.metrics_window_days)
+    app.state.templates = Jinja2Templates(
+        env=Environment(
+            loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined
+        )
+    )
+    install_error_handlers(app, settings.retry_after_seconds, web.render_error)
+    app.include_router(api.router)
+    app.include_router(ops.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # The last added middleware runs first: loopback guard, then metrics, then the size limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    if settings.is_open:
+        app.add_middleware(LoopbackOnly)
+    _announce_access(settings)
+    return app
+
+
+def _announce_access(settings: Settings) -> None:
+    if settings.is_open:
+        log.warning(
+            "auth.open_mode",
+            extra={
+                "detail": "NO API KEYS CONFIGURED: anyone on this machine may quote, read quotes "
+                "and reload models; clients not on loopback are refused. Set "
+                "PROMISE_API_KEYS, PROMISE_STAFF_KEY and PROMISE_ADMIN_KEY."
+            },
+        )
+        return
+    if settings.staff_key is None:
+        log.warning("auth.no_staff_key", extra={"detail": "the staff web form is closed"})
+    if settings.admin_key is None:
+        log.warning("auth.no_admin_key", extra={"detail": "models cannot be reloaded"})
+    if not settings.api_keys:
+        log.warning("auth.no_api_keys", extra={"detail": "no point-of-sale client can quote"})
+
+
+def _version() -> str:
+    try:
+        return version("promise")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,104 @@
+"""Engines and migrations for the ledger: SQLite set up for several processes, PostgreSQL with
+connection checks, and the Alembic upgrade run under a lock.
+
+On SQLite every write transaction starts with `BEGIN IMMEDIATE`, so writers from all worker
+processes queue on the database lock (up to the busy timeout) instead of failing when a read
+lock cannot be upgraded; readers never wait (WAL mode).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+
+WRITE_OPTION = "promise_write"
+# A constant for pg_advisory_xact_lock: "PROMISE" in ASCII.
+MIGRATION_LOCK_ID = 0x50524F4D495345
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration of the ledger's migrations (`service/alembic.ini`)."""
+    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def create_ledger_engine(
+    url: str, busy_timeout_ms: int = 10_000, connect_timeout_seconds: int = 5
+) -> Engine:
+    """An engine set up for several worker processes sharing one database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed,
+            pool_size=10,
+            max_overflow=30,
+            pool_timeout=30,
+            connect_args={"timeout": busy_timeout_ms / 1000.0, "check_same_thread": False},
+        )
+        _set_up_sqlite(engine, busy_timeout_ms)
+        return engine
+    return create_engine(
+        parsed,
+        pool_size=10,
+        max_overflow=30,
+        pool_timeout=30,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": connect_timeout_seconds},
+    )
+
+
+def _set_up_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy, not the sqlite3 module, decides when transactions begin (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous = FULL")  # a promise given survives a power cut
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the lock up front: a deferred transaction that reads and then writes
+        # can fail at once with SQLITE_BUSY when another process wrote in between.
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING; returns the number of rows inserted (0 or 1)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    key = next(iter(table.primary_key.columns))
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    # RETURNING, not rowcount: some drivers report -1 for a skipped row.
+    return 0 if conn.execute(statement.returning(key)).first() is None else 1
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """A file lock beside a SQLite database (PostgreSQL uses an advisory lock instead)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database:
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + "-migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,635 @@
+"""The ledger: every quote given, its outcome, the adaptive state and the model being served.
+
+SQLAlchemy Core over SQLite (a file, WAL mode, several processes) or PostgreSQL; the tables are
+in `service.tables`, engines and migrations in `service.database`. Each method is one
+transaction; on PostgreSQL unique constraints and `FOR UPDATE` row locks keep concurrent
+workers from writing twice, on SQLite the write lock taken up front does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from alembic import command
+from sqlalchemy import Integer, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from models.errors import InputError, NotFound
+from models.policies import AdaptiveState, update_adaptive
+from models.quoting import Promise
+from service.database import (
+    MIGRATION_LOCK_ID,
+    WRITE_OPTION,
+    alembic_config,
+    create_ledger_engine,
+    insert_ignore,
+    migration_lock,
+)
+from service.errors import Conflict
+from service.tables import (
+    MAX_QUOTE_ID_CHARS,
+    adaptive_state,
+    outcomes,
+    quote_requests,
+    quotes,
+    served_model,
+    storable_text,
+)
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+OUTCOME_CHUNK = 500
+# Crockford's base32 without I, L, O, U: easy to read off a slip and to type.
+ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """Who asked, with which Idempotency-Key, for what (a hash of the canonical request)."""
+
+    client_id: str
+    idempotency_key: str | None
+    request_sha256: str
+    kind: Literal["single", "batch", "web"]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewQuote:
+    """A promise to store with what the ledger keeps beside it."""
+
+    promise: Promise
+    features: Mapping[str, Any]
+    reference: str | None
+    warnings: Sequence[str]
+    model_version: str
+    time_zone: str
+    adaptive_step: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """An outcome as recorded."""
+
+    fulfilled_at: dt.datetime
+    was_late: bool
+    late_hours: float
+    recorded_at: dt.datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredQuote:
+    """A quote as the ledger holds it (times in UTC, `promise_local` in the store's zone)."""
+
+    quote_id: str
+    created_at: dt.datetime
+    model_version: str
+    reference: str | None
+    features: Mapping[str, Any]
+    warnings: Sequence[str]
+    ordered_at: dt.datetime
+    clock_start: dt.datetime
+    expected_completion: dt.datetime
+    deadline_at: dt.datetime
+    promise_local: dt.datetime
+    time_zone: str
+    unit: Literal["day", "hour", "minute"]
+    expected_hours: float
+    buffer_hours: float
+    promise_units: float
+    policy: str
+    target_late_rate: float
+    level: float
+    segment: str
+    closed_days_skipped: int
+    exceeds_max_promise: bool
+    explanation: str
+    outcome: StoredOutcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The quotes of a request and whether they were stored earlier (a retried request)."""
+
+    quotes: list[StoredQuote]
+    replayed: bool
+
+
+OutcomeStatus = Literal["recorded", "already_recorded", "conflict", "unknown", "before_order"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeResult:
+    """What became of one outcome: its status, the stored outcome and the quote's deadline."""
+
+    quote_id: str
+    status: OutcomeStatus
+    outcome: StoredOutcome | None = None
+    deadline_at: dt.datetime | None = None
+    ordered_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCounts:
+    """Quotes given in a window for one segment, how many have outcomes, how many were late."""
+
+    segment: str
+    quotes: int
+    outcomes: int
+    late: int
+    target_late_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The version the workers should serve; `generation` grows with every change."""
+
+    version: str
+    generation: int
+
+
+def new_quote_id() -> str:
+    """A fresh quote id such as `Q-7K3M-9XRT-2HDP` (60 random bits, easy to read aloud)."""
+    chars = "".join(secrets.choice(ID_ALPHABET) for _ in range(12))
+    return f"Q-{chars[:4]}-{chars[4:8]}-{chars[8:]}"
+
+
+class Ledger:
+    """The quote ledger behind one SQLAlchemy engine; each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(
+        cls, url: str, busy_timeout_ms: int = 10_000, connect_timeout_seconds: int = 5
+    ) -> Ledger:
+        """A ledger for `url` (sqlite:///FILE or postgresql+psycopg://...); no query is run."""
+        return cls(create_ledger_engine(url, busy_timeout_ms, connect_timeout_seconds))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision; safe when workers start together."""
+        with migration_lock(self.engine), self._write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        log.info("ledger.migrated", extra={"dialect": self.engine.dialect.name})
+
+    def ping(self) -> None:
+        """Raises a SQLAlchemy error when the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    # -- quotes ------------------------------------------------------------------------------
+
+    def find_request(self, client_id: str, idempotency_key: str) -> tuple[str, Recorded] | None:
+        """(request hash, its stored quotes) for an Idempotency-Key this client used before."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(quote_requests.c.id, quote_requests.c.request_sha256).where(
+                    quote_requests.c.client_id == client_id,
+                    quote_requests.c.idempotency_key == idempotency_key,
+                )
+            ).first()
+            if row is None:
+                return None
+            stored = self._quotes_where(conn, quotes.c.request_id == row.id)
+        return row.request_sha256, Recorded(stored, replayed=True)
+
+    def replay(self, request: NewRequest) -> Recorded | None:
+        """The stored answer to an earlier request with this Idempotency-Key, if any.
+
+        Raises `Conflict` when the key was used for a different request."""
+        if request.idempotency_key is None:
+            return None
+        found = self.find_request(request.client_id, request.idempotency_key)
+        if found is None:
+            return None
+        digest, recorded = found
+        if digest != request.request_sha256:
+            raise Conflict(
+                f"Idempotency-Key {request.idempotency_key!r} was already used for a different "
+                "request; send a new key with a new order (a retry must repeat the same body)"
+            )
+        return recorded
+
+    def record_quotes(self, request: NewRequest, items: Sequence[NewQuote]) -> Recorded:
+        """Store a request's quotes in one transaction and return them as stored.
+
+        With an Idempotency-Key already used (also by a concurrent request that committed
+        first), the first request's quotes come back instead (`replayed`), and nothing new is
+        stored; a different body under the same key raises `Conflict`."""
+        rows = [
+            _quote_row(item, position, request.created_at) for position, item in enumerate(items)
+        ]
+        try:
+            with self._write() as conn:
+                request_id = conn.execute(
+                    insert(quote_requests).values(
+                        client_id=request.client_id,
+                        idempotency_key=request.idempotency_key,
+                        request_sha256=request.request_sha256,
+                        kind=request.kind,
+                        created_at=request.created_at,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                conn.execute(insert(quotes), [{**row, "request_id": request_id} for row in rows])
+        except IntegrityError:
+            # The unique (client, key) constraint: a concurrent twin committed first.
+            replayed = self.replay(request)
+            if replayed is None:
+                raise
+            return replayed
+        return Recorded([_stored(row, None) for row in rows], replayed=False)
+
+    def get_quote(self, quote_id: str) -> StoredQuote:
+        """The quote with this id, with its outcome if recorded; raises `NotFound`."""
+        if len(quote_id) <= MAX_QUOTE_ID_CHARS and storable_text(quote_id):
+            with self.engine.connect() as conn:
+                found = self._quotes_where(conn, quotes.c.id == quote_id)
+            if found:
+                return found[0]
+        raise NotFound(f"no quote {quote_id[:80]!r}")
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def record_outcome(
+        self, quote_id: str, fulfilled_at: dt.datetime, now_utc: dt.datetime, source: str = "api"
+    ) -> tuple[OutcomeResult, bool]:
+        """Record one outcome; returns it and whether it is new.
+
+        Raises `NotFound` for an unknown quote, `InputError` when fulfilled before the order,
+        `Conflict` when a different outcome was recorded already."""
+        [result] = self.record_outcomes([(quote_id, fulfilled_at)], now_utc, source)
+        if result.status == "unknown":
+            raise NotFound(f"no quote {quote_id[:80]!r}")
+        if result.status == "before_order":
+            assert result.ordered_at is not None
+            raise InputError(
+                f"fulfilled_at {fulfilled_at.isoformat()} is before the order was "
+                f"placed ({result.ordered_at.isoformat()})",
+                field="fulfilled_at",
+            )
+        if result.status == "conflict":
+            assert result.outcome is not None
+            raise Conflict(
+                f"quote {quote_id} already has an outcome: fulfilled at "
+                f"{result.outcome.fulfilled_at.isoformat()}; an outcome is recorded "
+                "once"
+            )
+        return result, result.status == "recorded"
+
+    def record_outcomes(
+        self, items: Sequence[tuple[str, dt.datetime]], now_utc: dt.datetime, source: str
+    ) -> list[OutcomeResult]:
+        """Record outcomes (quote id, fulfilled at), in transactions of up to 500; each
+        result says whether it was recorded now, already, conflicts, or names no quote.
+        Outcomes of adaptive quotes update the adaptive state in the same transaction."""
+        results: list[OutcomeResult] = []
+        for start in range(0, len(items), OUTCOME_CHUNK):
+            with self._write() as conn:
+                results.extend(
+                    _record_chunk(conn, items[start : start + OUTCOME_CHUNK], now_utc, source)
+                )
+        return results
+
+    # -- adaptive state, performance, served model ------------------------------------------
+
+    def adaptive_state(self, model_version: str) -> AdaptiveState:
+        """The adaptive policy's state for a model version (empty before any outcome)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    adaptive_state.c.segment, adaptive_state.c.alpha, adaptive_state.c.n_updates
+                ).where(adaptive_state.c.model_version == model_version)
+            ).all()
+        return AdaptiveState(
+            alphas={row.segment: row.alpha for row in rows},
+            n_updates=sum(row.n_updates for row in rows),
+        )
+
+    def segment_counts(
+        self, since: dt.datetime | None, until: dt.datetime | None
+    ) -> list[SegmentCounts]:
+        """Per segment: quotes given in [since, until), with outcomes, late; sorted by name."""
+        late = func.sum(func.coalesce(outcomes.c.was_late.cast(Integer), 0))
+        query = (
+            select(
+                quotes.c.segment,
+                func.count().label("quotes"),
+                func.count(outcomes.c.quote_id).label("outcomes"),
+                late.label("late"),
+                func.avg(quotes.c.target_late_rate).label("target"),
+            )
+            .select_from(quotes.outerjoin(outcomes, outcomes.c.quote_id == quotes.c.id))
+            .group_by(quotes.c.segment)
+            .order_by(quotes.c.segment)
+        )
+        if since is not None:
+            query = query.where(quotes.c.created_at >= since)
+        if until is not None:
+            query = query.where(quotes.c.created_at < until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            SegmentCounts(
+                segment=row.segment,
+                quotes=int(row.quotes),
+                outcomes=int(row.outcomes),
+                late=int(row.late or 0),
+                target_late_rate=round(float(row.target), 12),
+            )
+            for row in rows
+        ]
+
+    def served_model(self) -> ServedModel | None:
+        """The version workers should serve, or None before any worker loaded one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(served_model.c.version, served_model.c.generation).where(
+                    served_model.c.id == 1
+                )
+            ).first()
+        return None if row is None else ServedModel(row.version, int(row.generation))
+
+    def announce_model(self, version: str, now_utc: dt.datetime) -> ServedModel:
+        """Record that workers should serve `version` (a new generation if it changed)."""
+        with self._write() as conn:
+            insert_ignore(
+                conn,
+                served_model,
+                {"id": 1, "version": version, "generation": 1, "updated_at": now_utc},
+            )
+            row = conn.execute(
+                select(served_model.c.version, served_model.c.generation)
+                .where(served_model.c.id == 1)
+                .with_for_update()
+            ).one()
+            if row.version == version:
+                return ServedModel(version, int(row.generation))
+            generation = int(row.generation) + 1
+            conn.execute(
+                update(served_model)
+                .where(served_model.c.id == 1)
+                .values(version=version, generation=generation, updated_at=now_utc)
+            )
+        return ServedModel(version, generation)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (`BEGIN IMMEDIATE` on SQLite), committed on success."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    def _quotes_where(self, conn: Connection, condition: Any) -> list[StoredQuote]:
+        query = (
+            select(
+                quotes,
+                outcomes.c.fulfilled_at,
+                outcomes.c.was_late,
+                outcomes.c.recorded_at,
+                outcomes.c.source,
+            )
+            .select_from(quotes.outerjoin(outcomes, outcomes.c.quote_id == quotes.c.id))
+            .where(condition)
+            .order_by(quotes.c.position)
+        )
+        found = []
+        for row in conn.execute(query).mappings():
+            outcome = None
+            if row["fulfilled_at"] is not None:
+                outcome = _outcome(
+                    row["fulfilled_at"],
+                    row["deadline_at"],
+                    row["was_late"],
+                    row["recorded_at"],
+                    row["source"],
+                )
+            found.append(_stored(row, outcome))
+        return found
+
+
+def _record_chunk(
+    conn: Connection, items: Sequence[tuple[str, dt.datetime]], now_utc: dt.datetime, source: str
+) -> list[OutcomeResult]:
+    ids = sorted({quote_id for quote_id, _ in items if _valid_id(quote_id)})
+    found = (
+        {
+            row.id: row
+            for row in conn.execute(
+                select(
+                    quotes.c.id,
+                    quotes.c.ordered_at,
+                    quotes.c.deadline_at,
+                    quotes.c.segment,
+                    quotes.c.policy,
+                    quotes.c.target_late_rate,
+                    quotes.c.adaptive_step,
+                    quotes.c.model_version,
+                ).where(quotes.c.id.in_(ids))
+            )
+        }
+        if ids
+        else {}
+    )
+    results = []
+    for quote_id, fulfilled_at in items:
+        quote = found.get(quote_id)
+        if quote is None:
+            results.append(OutcomeResult(quote_id, "unknown"))
+            continue
+        if fulfilled_at < quote.ordered_at:
+            results.append(
+                OutcomeResult(
+                    quote_id,
+                    "before_order",
+                    deadline_at=quote.deadline_at,
+                    ordered_at=quote.ordered_at,
+                )
+            )
+            continue
+        was_late = fulfilled_at > quote.deadline_at
+        inserted = insert_ignore(
+            conn,
+            outcomes,
+            {
+                "quote_id": quote_id,
+                "fulfilled_at": fulfilled_at,
+                "was_late": was_late,
+                "recorded_at": now_utc,
+                "source": source,
+            },
+        )
+        if inserted:
+            if quote.policy == "adaptive" and quote.adaptive_step is not None:
+                _update_adaptive(
+                    conn,
+                    quote.model_version,
+                    quote.segment,
+                    was_late,
+                    quote.target_late_rate,
+                    quote.adaptive_step,
+                    now_utc,
+                )
+            results.append(
+                OutcomeResult(
+                    quote_id,
+                    "recorded",
+                    _outcome(fulfilled_at, quote.deadline_at, was_late, now_utc, source),
+                    quote.deadline_at,
+                    quote.ordered_at,
+                )
+            )
+            continue
+        existing = conn.execute(select(outcomes).where(outcomes.c.quote_id == quote_id)).one()
+        stored = _outcome(
+            existing.fulfilled_at,
+            quote.deadline_at,
+            existing.was_late,
+            existing.recorded_at,
+            existing.source,
+        )
+        status: OutcomeStatus = (
+            "already_recorded" if existing.fulfilled_at == fulfilled_at else "conflict"
+        )
+        results.append(OutcomeResult(quote_id, status, stored, quote.deadline_at, quote.ordered_at))
+    return results
+
+
+def _update_adaptive(
+    conn: Connection,
+    model_version: str,
+    segment: str,
+    was_late: bool,
+    target: float,
+    step: float,
+    now_utc: dt.datetime,
+) -> None:
+    key = (adaptive_state.c.model_version == model_version) & (adaptive_state.c.segment == segment)
+    insert_ignore(
+        conn,
+        adaptive_state,
+        {
+            "model_version": model_version,
+            "segment": segment,
+            "alpha": target,
+            "n_updates": 0,
+            "updated_at": now_utc,
+        },
+    )
+    row = conn.execute(
+        select(adaptive_state.c.alpha, adaptive_state.c.n_updates).where(key).with_for_update()
+    ).one()
+    state = update_adaptive(
+        AdaptiveState({segment: row.alpha}, int(row.n_updates)), segment, was_late, target, step
+    )
+    conn.execute(
+        update(adaptive_state)
+        .where(key)
+        .values(alpha=state.alphas[segment], n_updates=state.n_updates, updated_at=now_utc)
+    )
+
+
+def _valid_id(quote_id: str) -> bool:
+    return len(quote_id) <= MAX_QUOTE_ID_CHARS and storable_text(quote_id)
+
+
+def _outcome(
+    fulfilled_at: dt.datetime,
+    deadline_at: dt.datetime,
+    was_late: bool,
+    recorded_at: dt.datetime,
+    source: str,
+) -> StoredOutcome:
+    late_hours = max(0.0, (fulfilled_at - deadline_at).total_seconds() / 3600.0)
+    return StoredOutcome(
+        fulfilled_at=fulfilled_at,
+        was_late=bool(was_late),
+        late_hours=late_hours,
+        recorded_at=recorded_at,
+        source=source,
+    )
+
+
+def _quote_row(item: NewQuote, position: int, created_at: dt.datetime) -> dict[str, Any]:
+    promise = item.promise
+    return {
+        "id": new_quote_id(),
+        "position": position,
+        "created_at": created_at,
+        "model_version": item.model_version,
+        "reference": item.reference,
+        "features": dict(item.features),
+        "warnings": list(item.warnings),
+        "ordered_at": promise.ordered_at,
+        "clock_start": promise.clock_start,
+        "expected_completion": promise.expected_completion,
+        "deadline_at": promise.deadline_at,
+        "promise_local": promise.promise_local.isoformat(),
+        "time_zone": item.time_zone,
+        "unit": promise.unit,
+        "expected_hours": promise.expected_hours,
+        "buffer_hours": promise.buffer_hours,
+        "promise_units": promise.promise_units,
+        "policy": promise.policy,
+        "target_late_rate": promise.target_late_rate,
+        "level": promise.level,
+        "segment": promise.segment,
+        "closed_days_skipped": promise.closed_days_skipped,
+        "exceeds_max_promise": promise.exceeds_max_promise,
+        "explanation": promise.explanation,
+        "adaptive_step": item.adaptive_step,
+    }
+
+
+def _stored(row: Mapping[Any, Any], outcome: StoredOutcome | None) -> StoredQuote:
+    return StoredQuote(
+        quote_id=row["id"],
+        created_at=_utc(row["created_at"]),
+        model_version=row["model_version"],
+        reference=row["reference"],
+        features=row["features"],
+        warnings=list(row["warnings"]),
+        ordered_at=_utc(row["ordered_at"]),
+        clock_start=_utc(row["clock_start"]),
+        expected_completion=_utc(row["expected_completion"]),
+        deadline_at=_utc(row["deadline_at"]),
+        promise_local=dt.datetime.fromisoformat(row["promise_local"]),
+        time_zone=row["time_zone"],
+        unit=row["unit"],
+        expected_hours=float(row["expected_hours"]),
+        buffer_hours=float(row["buffer_hours"]),
+        promise_units=float(row["promise_units"]),
+        policy=row["policy"],
+        target_late_rate=float(row["target_late_rate"]),
+        level=float(row["level"]),
+        segment=row["segment"],
+        closed_days_skipped=int(row["closed_days_skipped"]),
+        exceeds_max_promise=bool(row["exceeds_max_promise"]),
+        explanation=row["explanation"],
+        outcome=outcome,
+    )
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(UTC)

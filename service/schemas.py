@@ -1,0 +1,385 @@
+"""The API's request and response bodies (pydantic, at the edge only) and their conversion.
+
+Requests are parsed here and turned into core `Order`s once (`to_orders`); responses are built
+from what the ledger stored (`QuoteResponse.from_stored`), so a retried request gets the very
+same answer as the first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from models.errors import InputError
+from models.quoting import Order
+from service.errors import InputErrors
+from service.tables import storable_text
+
+if TYPE_CHECKING:
+    from models.features import FeatureSchema
+    from service.ledger import StoredOutcome, StoredQuote
+    from service.settings import Settings
+
+UTC = dt.UTC
+MAX_REFERENCE_CHARS = 200
+MAX_FEATURES = 200
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(BaseModel):
+    """One problem: the field it is in (dotted JSON path) and what is wrong."""
+
+    field: str | None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a code, a sentence, the first bad field, and all problems."""
+
+    error: str = Field(examples=["invalid_input"])
+    message: str
+    field: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+def _check_storable(text: str, what: str) -> str:
+    if not storable_text(text):
+        raise ValueError(f"{what} contains a NUL character or an unpaired surrogate")
+    return text
+
+
+def _aware_utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a time zone, e.g. 2026-11-23T10:15:00+00:00 or ...Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:  # 0001-01-01T00:00+01:00 has no UTC equivalent
+        raise ValueError("is out of range") from err
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    checked = _aware_utc(value)
+    assert checked is not None
+    return checked
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
+"""An aware datetime (ISO 8601 with a zone) converted to UTC; naive ones are refused."""
+
+
+class QuoteRequest(_Body):
+    """One order to quote: its features, when it was placed (default: now), a reference."""
+
+    order: dict[str, JsonValue] = Field(
+        description="The order's features, by the names the model was trained on "
+        "(see GET /v1/model, feature_schema).",
+        examples=[
+            {
+                "store_id": "MAN",
+                "lens_type": "single_vision",
+                "coating": "none",
+                "frame_in_stock": 1,
+                "n_items": 1,
+                "sphere_power": 1.5,
+            }
+        ],
+    )
+    ordered_at: dt.datetime | None = Field(
+        default=None,
+        description="When the order was placed, ISO 8601 with a time zone; default now.",
+    )
+    reference: str | None = Field(
+        default=None,
+        max_length=MAX_REFERENCE_CHARS,
+        description="Your order reference, stored with the quote.",
+    )
+
+    @field_validator("order")
+    @classmethod
+    def _safe_features(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if len(value) > MAX_FEATURES:
+            raise ValueError(f"at most {MAX_FEATURES} features")
+        for name, item in value.items():
+            _check_storable(name, "a feature name")
+            if isinstance(item, str):
+                _check_storable(item, f"feature {name!r}")
+        return value
+
+    @field_validator("ordered_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return _aware_utc(value)
+
+    @field_validator("reference")
+    @classmethod
+    def _safe_reference(cls, value: str | None) -> str | None:
+        return None if value is None else _check_storable(value, "reference")
+
+
+class BatchQuoteRequest(_Body):
+    """Many orders quoted in one call (at most the configured `max_batch`), all or none."""
+
+    orders: list[QuoteRequest] = Field(min_length=1)
+
+
+class OutcomeRequest(_Body):
+    """What really happened: when the order was fulfilled (ISO 8601 with a time zone)."""
+
+    fulfilled_at: dt.datetime
+
+    @field_validator("fulfilled_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        checked = _aware_utc(value)
+        assert checked is not None
+        return checked
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedOrder:
+    """A request turned into a core `Order`, with its warnings and what the ledger keeps."""
+
+    order: Order
+    warnings: list[str]
+    features: Mapping[str, JsonValue]
+    reference: str | None
+
+
+def to_orders(
+    requests: Sequence[QuoteRequest],
+    schema: FeatureSchema,
+    now_utc: dt.datetime,
+    settings: Settings,
+    prefix: str = "",
+) -> list[CheckedOrder]:
+    """Validate requests against the model's feature schema; raises `InputError` naming the
+    field (`order.lens_type`, or `orders[3].order.lens_type` in a batch)."""
+    if len(requests) > settings.max_batch:
+        raise InputError(
+            f"at most {settings.max_batch} orders per batch; got {len(requests)}", field="orders"
+        )
+    checked: list[CheckedOrder] = []
+    problems: list[tuple[str, str]] = []
+    for i, request in enumerate(requests):
+        where = f"{prefix}[{i}]." if prefix else ""
+        try:
+            checked.append(_to_order(request, schema, now_utc, settings))
+        except InputError as err:
+            problems.append((f"{where}{err.field}" if err.field else where.rstrip("."), str(err)))
+    if len(problems) == 1 and not prefix:
+        raise InputError(problems[0][1], field=problems[0][0])
+    if problems:
+        raise InputErrors(problems)
+    return checked
+
+
+def _to_order(
+    request: QuoteRequest, schema: FeatureSchema, now_utc: dt.datetime, settings: Settings
+) -> CheckedOrder:
+    ordered_at = request.ordered_at or now_utc
+    if ordered_at > now_utc + dt.timedelta(seconds=settings.clock_skew_seconds):
+        raise InputError(
+            f"ordered_at {ordered_at.isoformat()} is in the future (server time "
+            f"{now_utc.isoformat(timespec='seconds')})",
+            field="ordered_at",
+        )
+    if ordered_at < now_utc - dt.timedelta(days=settings.max_order_age_days):
+        raise InputError(
+            f"ordered_at {ordered_at.isoformat()} is more than "
+            f"{settings.max_order_age_days:g} days ago; quote an order when it is "
+            "placed",
+            field="ordered_at",
+        )
+    numeric = {num.name for num in schema.numeric}
+    for name in numeric & request.order.keys():
+        value = request.order[name]
+        if isinstance(value, int) and not isinstance(value, bool) and not _fits_float(value):
+            raise InputError(f"{name} is far too large", field=f"order.{name}")
+    try:
+        features, warnings = schema.check_order(
+            request.order, strict_categories=settings.unknown_categories == "reject"
+        )
+    except InputError as err:
+        raise InputError(str(err), field=f"order.{err.field}" if err.field else "order") from err
+    return CheckedOrder(
+        order=Order(features=features, ordered_at=ordered_at),
+        warnings=warnings,
+        features=request.order,
+        reference=request.reference,
+    )
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+class OutcomeView(BaseModel):
+    """A recorded outcome: when the order was fulfilled and whether the promise was kept."""
+
+    fulfilled_at: dt.datetime
+    was_late: bool
+    late_hours: float = Field(description="Hours past the deadline; 0 when on time.")
+    recorded_at: dt.datetime
+    source: str
+
+    @classmethod
+    def from_stored(cls, outcome: StoredOutcome) -> OutcomeView:
+        return cls(
+            fulfilled_at=outcome.fulfilled_at,
+            was_late=outcome.was_late,
+            late_hours=outcome.late_hours,
+            recorded_at=outcome.recorded_at,
+            source=outcome.source,
+        )
+
+
+class QuoteResponse(BaseModel):
+    """A promise as given: the date (or time) to tell the customer and the numbers behind it."""
+
+    quote_id: str
+    created_at: dt.datetime
+    model_version: str
+    reference: str | None
+    ordered_at: dt.datetime
+    clock_start: dt.datetime
+    expected_completion: dt.datetime
+    deadline_at: dt.datetime = Field(description="UTC; the promise is kept iff fulfilled by it.")
+    unit: Literal["day", "hour", "minute"]
+    promise_date: dt.date = Field(description="The promised day in the store's time zone.")
+    promised_by: dt.datetime | None = Field(
+        description="For hour and minute units: the promised local time (null for days)."
+    )
+    time_zone: str
+    expected_hours: float
+    buffer_hours: float
+    promise_units: float = Field(description="Promise length from the order, in `unit`s.")
+    policy: str
+    target_late_rate: float
+    level: float = Field(description="The share of such orders expected on time.")
+    segment: str
+    closed_days_skipped: int
+    exceeds_max_promise: bool
+    explanation: str
+    warnings: list[str]
+    outcome: OutcomeView | None = None
+
+    @classmethod
+    def from_stored(cls, stored: StoredQuote) -> QuoteResponse:
+        local = stored.promise_local
+        return cls(
+            quote_id=stored.quote_id,
+            created_at=stored.created_at,
+            model_version=stored.model_version,
+            reference=stored.reference,
+            ordered_at=stored.ordered_at,
+            clock_start=stored.clock_start,
+            expected_completion=stored.expected_completion,
+            deadline_at=stored.deadline_at,
+            unit=stored.unit,
+            promise_date=local.date(),
+            promised_by=None if stored.unit == "day" else local,
+            time_zone=stored.time_zone,
+            expected_hours=stored.expected_hours,
+            buffer_hours=stored.buffer_hours,
+            promise_units=stored.promise_units,
+            policy=stored.policy,
+            target_late_rate=stored.target_late_rate,
+            level=stored.level,
+            segment=stored.segment,
+            closed_days_skipped=stored.closed_days_skipped,
+            exceeds_max_promise=stored.exceeds_max_promise,
+            explanation=stored.explanation,
+            warnings=list(stored.warnings),
+            outcome=None if stored.outcome is None else OutcomeView.from_stored(stored.outcome),
+        )
+
+
+class BatchQuoteResponse(BaseModel):
+    """The quotes of a batch, in the order of the request."""
+
+    quotes: list[QuoteResponse]
+
+
+class OutcomeResponse(BaseModel):
+    """The recorded outcome of a quote and whether its promise was kept."""
+
+    quote_id: str
+    deadline_at: dt.datetime
+    outcome: OutcomeView
+
+
+class LateRate(BaseModel):
+    """Late rate of the quotes with outcomes in a window (overall or one segment)."""
+
+    segment: str
+    quotes: int = Field(description="Quotes given in the window.")
+    outcomes: int = Field(description="Of those, how many have a recorded outcome.")
+    late: int = Field(description="Of those, how many were fulfilled after the deadline.")
+    late_rate: float | None = Field(description="late / outcomes; null without outcomes.")
+    late_rate_interval: list[float] | None = Field(
+        description="95% Wilson interval of the late rate; null without outcomes."
+    )
+    target_late_rate: float | None
+    status: Literal["no outcomes", "on target", "above target"]
+
+
+class PerformanceResponse(BaseModel):
+    """The live late rate against the target, overall and per segment."""
+
+    since: dt.datetime | None
+    until: dt.datetime | None
+    overall: LateRate
+    segments: list[LateRate]
+
+
+class ModelResponse(BaseModel):
+    """The bundle in use: what it is, how it was trained and how it back-tested."""
+
+    version: str
+    created_at: str
+    loaded_at: dt.datetime
+    policy: str
+    target_late_rate: float
+    unit: str
+    time_zone: str
+    segments_by: list[str]
+    libraries: dict[str, str]
+    backtest: dict[str, Any]
+    fit: dict[str, Any]
+    data: dict[str, Any]
+    feature_schema: dict[str, Any]
+
+
+class ReloadResponse(BaseModel):
+    """The outcome of a reload: the version served before and now."""
+
+    previous_version: str | None
+    version: str
+    changed: bool
+    loaded_at: dt.datetime
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: a model loaded and the ledger reachable."""
+
+    ready: bool
+    model_version: str | None
+    model_error: str | None
+    ledger: str

@@ -1,0 +1,137 @@
+"""Service settings: one `Settings`, read from `PROMISE_*` environment variables.
+
+Built in `create_app(settings)` (tests pass `Settings(...)`), never at import time. Bad values
+are refused at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Role = Literal["pos", "staff", "admin"]
+MIN_KEY_CHARS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A configured key: its role and a short id (a hash prefix, safe to store and log)."""
+
+    secret: SecretStr
+    role: Role
+
+    @property
+    def key_id(self) -> str:
+        digest = hashlib.sha256(self.secret.get_secret_value().encode("utf-8")).hexdigest()
+        return f"{self.role}-{digest[:10]}"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (`PROMISE_<NAME>`)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROMISE_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///data/promise.db",
+        description="The ledger: sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB.",
+    )
+    registry: Path = Field(default=Path("models/bundles"), description="Folder of trained bundles.")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), description="Point-of-sale keys, comma separated."
+    )
+    staff_key: SecretStr | None = Field(default=None, description="Key for the staff web form.")
+    admin_key: SecretStr | None = Field(default=None, description="Key for model operations.")
+    max_batch: int = Field(default=500, ge=1, le=10_000, description="Orders per batch request.")
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
+    unknown_categories: Literal["reject", "warn"] = Field(
+        default="reject",
+        description="A category never seen in training: 422, or a quote with a warning.",
+    )
+    clock_skew_seconds: float = Field(
+        default=300.0, ge=0.0, le=3_600.0, description="How far in the future a timestamp may lie."
+    )
+    max_order_age_days: float = Field(
+        default=7.0,
+        gt=0.0,
+        le=366.0,
+        description="How long ago an order quoted now may have been placed.",
+    )
+    model_check_seconds: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=3_600.0,
+        description="How often a worker checks the ledger for a model reloaded by another worker.",
+    )
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
+    database_connect_timeout_seconds: int = Field(default=5, ge=1, le=120)
+    metrics_window_days: float = Field(default=30.0, gt=0.0, le=3_660.0)
+    retry_after_seconds: int = Field(default=5, ge=1, le=3_600)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("staff_key", "admin_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        url = value.strip()
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                url = "postgresql+psycopg://" + url[len(prefix) :]
+        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            if ":memory:" in url or "mode=memory" in url:
+                raise ValueError(
+                    "the ledger must be a file: an in-memory SQLite database is "
+                    "lost on restart and not shared by workers"
+                )
+            return url
+        if url.startswith("postgresql+psycopg://"):
+            return url
+        raise ValueError("use sqlite:///PATH/TO/FILE.db or postgresql+psycopg://USER@HOST/DB")
+
+    @model_validator(mode="after")
+    def _sound_keys(self) -> Settings:
+        keys = self.configured_keys()
+        for key in keys:
+            if len(key.secret.get_secret_value()) < MIN_KEY_CHARS:
+                raise ValueError(f"every {key.role} key needs at least {MIN_KEY_CHARS} characters")
+        secrets = [key.secret.get_secret_value() for key in keys]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError(
+                "each key must be different (a point-of-sale key cannot also be the "
+                "staff or admin key)"
+            )
+        return self
+
+    def configured_keys(self) -> list[ApiKey]:
+        """Every configured key with its role; empty when the service runs open."""
+        keys = [ApiKey(secret, "pos") for secret in self.api_keys]
+        if self.staff_key is not None:
+            keys.append(ApiKey(self.staff_key, "staff"))
+        if self.admin_key is not None:
+            keys.append(ApiKey(self.admin_key, "admin"))
+        return keys
+
+    @property
+    def is_open(self) -> bool:
+        """True when no key is configured: anyone on loopback may do anything."""
+        return not self.configured_keys()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,157 @@
+"""The ledger's tables, as the queries see them (the schema itself is made by the Alembic
+migrations in `service/migrations`; a test checks that both agree).
+
+    quote_requests  one per request (single, batch or web form); (client, Idempotency-Key)
+                    is unique, so a retried request finds its first answer
+    quotes          one per promise, with the request's features as JSON
+    outcomes        at most one per quote: when it was really fulfilled
+    adaptive_state  the adaptive policy's miss level per (model version, segment)
+    served_model    one row: the version workers should serve and a generation counter
+
+Room for later tables (contacts, revisions) is a new migration and a new `Table` here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+UTC = dt.UTC
+MAX_QUOTE_ID_CHARS = 64
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime stored as UTC (SQLite keeps naive UTC text, PostgreSQL timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+quote_requests = Table(
+    "quote_requests",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_sha256", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("client_id", "idempotency_key"),
+)
+
+quotes = Table(
+    "quotes",
+    metadata,
+    Column("id", String(MAX_QUOTE_ID_CHARS), primary_key=True),
+    Column("request_id", RowId, ForeignKey("quote_requests.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("model_version", String(100), nullable=False),
+    Column("reference", Text, nullable=True),
+    Column("features", JSON, nullable=False),
+    Column("warnings", JSON, nullable=False),
+    Column("ordered_at", UTCDateTime(), nullable=False),
+    Column("clock_start", UTCDateTime(), nullable=False),
+    Column("expected_completion", UTCDateTime(), nullable=False),
+    Column("deadline_at", UTCDateTime(), nullable=False),
+    Column("promise_local", String(40), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("unit", String(8), nullable=False),
+    Column("expected_hours", Double, nullable=False),
+    Column("buffer_hours", Double, nullable=False),
+    Column("promise_units", Double, nullable=False),
+    Column("policy", String(20), nullable=False),
+    Column("target_late_rate", Double, nullable=False),
+    Column("level", Double, nullable=False),
+    Column("segment", Text, nullable=False),
+    Column("closed_days_skipped", Integer, nullable=False),
+    Column("exceeds_max_promise", Boolean, nullable=False),
+    Column("explanation", Text, nullable=False),
+    Column("adaptive_step", Double, nullable=True),
+    Index(None, "request_id", "position", unique=True),
+    Index(None, "created_at"),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("quote_id", String(MAX_QUOTE_ID_CHARS), ForeignKey("quotes.id"), primary_key=True),
+    Column("fulfilled_at", UTCDateTime(), nullable=False),
+    Column("was_late", Boolean, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("source", String(20), nullable=False),
+    Index(None, "recorded_at"),
+)
+
+adaptive_state = Table(
+    "adaptive_state",
+    metadata,
+    Column("model_version", String(100), primary_key=True),
+    Column("segment", Text, primary_key=True),
+    Column("alpha", Double, nullable=False),
+    Column("n_updates", Integer, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+served_model = Table(
+    "served_model",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", String(100), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
+def storable_text(text: str) -> bool:
+    """False for text a database cannot keep intact (NUL, unpaired surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

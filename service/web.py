@@ -1,0 +1,325 @@
+"""The staff web form: server-rendered pages that work without JavaScript.
+
+`/` a quote form built from the bundle's feature schema (a select per category, a number per
+numeric); `POST /quotes` quotes through the same `Desk` as the API and redirects to the quote's
+page (so a refresh never quotes twice); `/quotes/{id}` the promise in large type with its
+explanation, printable as a slip; `/lookup` finds a quote by id; `/performance` the live late
+rate. Jinja2 autoescapes everything a user typed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import quote as url_quote
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import JsonValue, ValidationError
+from starlette.datastructures import FormData
+
+from models.features import FeatureSchema
+from service.deps import BundleDep, DeskDep, HolderDep, LedgerDep, NowDep, StaffCaller
+from service.errors import AccessDenied
+from service.ledger import StoredQuote
+from service.performance import performance_report
+from service.quotes import Desk
+from service.schemas import ErrorBody, QuoteRequest
+
+FEATURE_PREFIX = "feature:"
+DAY_OPTIONS = (7, 30, 90, 365)
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+TITLES = {
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Already recorded",
+    413: "Too large",
+    422: "Please check the input",
+    503: "Not available right now",
+}
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a form post made by another site (a first guard against cross-site requests)."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise AccessDenied(403, "form posts from other sites are refused")
+    origin = request.headers.get("origin")
+    if origin is not None and (
+        origin == "null" or urlsplit(origin).netloc != request.headers.get("host")
+    ):
+        raise AccessDenied(403, "form posts from other sites are refused")
+
+
+router = APIRouter(include_in_schema=False)
+SameOrigin = Annotated[None, Depends(same_origin)]
+
+
+@dataclass
+class FormField:
+    """One input of the quote form."""
+
+    id: str
+    name: str
+    label: str
+    kind: str
+    options: list[str] = field(default_factory=list)
+    value: str = ""
+    hint: str = ""
+    error: str | None = None
+
+
+@dataclass
+class Submission:
+    """A posted form: the request it makes (None when unreadable), the raw values, problems."""
+
+    request: QuoteRequest | None
+    values: dict[str, str]
+    reference: str
+    problems: list[tuple[str, str]]
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, caller: StaffCaller, serving: BundleDep) -> Response:
+    """The quote form."""
+    schema = serving.bundle.engine.schema
+    return _form_page(request, schema, {}, "", [], 200)
+
+
+@router.post("/quotes", response_class=HTMLResponse)
+async def submit(
+    request: Request, caller: StaffCaller, _origin: SameOrigin, desk: DeskDep
+) -> Response:
+    """Quote the posted order and show it (303 to its page), or the form with the problems."""
+    form = await request.form()
+    return await run_in_threadpool(_answer, request, desk, caller.client_id, form)
+
+
+@router.get("/quotes/{quote_id}", response_class=HTMLResponse)
+def show_quote(request: Request, quote_id: str, caller: StaffCaller, ledger: LedgerDep) -> Response:
+    """A quote as given: the promise in large type, its explanation, a printable slip."""
+    return _quote_page(request, ledger.get_quote(quote_id))
+
+
+@router.get("/lookup")
+def lookup(quote_id: Annotated[str, Query(max_length=200)], caller: StaffCaller) -> Response:
+    """Find an earlier quote by the id on its slip (any case, spaces ignored)."""
+    wanted = "".join(quote_id.split()).upper()
+    target = f"/quotes/{url_quote(wanted, safe='')}" if wanted else "/"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/performance", response_class=HTMLResponse)
+def performance(
+    request: Request,
+    caller: StaffCaller,
+    ledger: LedgerDep,
+    holder: HolderDep,
+    now: NowDep,
+    days: Annotated[int, Query(ge=1, le=3_660)] = 30,
+) -> Response:
+    """The live late rate against the target, overall and per store segment."""
+    serving = holder.current()
+    since = now - dt.timedelta(days=days)
+    target = serving.bundle.engine.target_late_rate if serving else None
+    report = performance_report(ledger.segment_counts(since, None), since, None, target)
+    options = sorted({*DAY_OPTIONS, days})
+    return page(
+        request,
+        "performance.html",
+        {
+            "rows": [report.overall, *report.segments],
+            "days": days,
+            "day_options": options,
+            "since_text": f"{since:%d %b %Y %H:%M} UTC",
+            "unit": serving.bundle.engine.unit if serving else "day",
+        },
+    )
+
+
+def page(request: Request, name: str, context: Mapping[str, Any], status: int = 200) -> Response:
+    """A rendered page with the security headers every staff page carries."""
+    templates: Jinja2Templates = request.app.state.templates
+    serving = request.app.state.bundles.snapshot()
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {**context, "model_version": serving.version if serving else None},
+        status_code=status,
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def render_error(request: Request, status: int, body: ErrorBody) -> Response:
+    """The HTML answer to an error on a staff page (same status as the JSON one)."""
+    return page(
+        request,
+        "error.html",
+        {
+            "status": status,
+            "title": TITLES.get(status, "Something went wrong"),
+            "message": body.message,
+        },
+        status,
+    )
+
+
+def _answer(request: Request, desk: Desk, client_id: str, form: FormData) -> Response:
+    schema = desk.serving.bundle.engine.schema
+    submission = read_form(form, schema)
+    problems = submission.problems
+    if submission.request is not None and not problems:
+        problems = desk.problems([submission.request], "web")
+    if submission.request is None or problems:
+        return _form_page(request, schema, submission.values, submission.reference, problems, 422)
+    payload = submission.request.model_dump(mode="json")
+    recorded = desk.issue(
+        [submission.request], "web", client_id, _form_key(form.get("form_token"), payload), payload
+    )
+    quote_id = recorded.quotes[0].quote_id
+    return RedirectResponse(f"/quotes/{url_quote(quote_id, safe='')}", status_code=303)
+
+
+def read_form(form: FormData, schema: FeatureSchema) -> Submission:
+    """The quote request a posted form makes, keeping what was typed for a second try."""
+    values: dict[str, str] = {}
+    order: dict[str, JsonValue] = {}
+    problems: list[tuple[str, str]] = []
+    for cat in schema.categorical:
+        text = _text(form.get(FEATURE_PREFIX + cat.name))
+        values[cat.name] = text
+        order[cat.name] = text or None
+    for num in schema.numeric:
+        text = _text(form.get(FEATURE_PREFIX + num.name))
+        values[num.name] = text
+        number = _number(text)
+        if text and number is None:
+            problems.append((f"order.{num.name}", f"{_label(num.name)} must be a number"))
+        order[num.name] = number
+    reference = _text(form.get("reference"))
+    try:
+        request = QuoteRequest(order=order, ordered_at=None, reference=reference or None)
+    except ValidationError as err:
+        for item in err.errors():
+            where = ".".join(str(part) for part in item["loc"])
+            problems.append((where, str(item["msg"]).removeprefix("Value error, ")))
+        request = None
+    return Submission(request=request, values=values, reference=reference, problems=problems)
+
+
+def _form_page(
+    request: Request,
+    schema: FeatureSchema,
+    values: Mapping[str, str],
+    reference: str,
+    problems: Sequence[tuple[str, str]],
+    status: int,
+) -> Response:
+    by_field = {where: message for where, message in problems}
+    fields = []
+    for i, cat in enumerate(schema.categorical):
+        fields.append(
+            FormField(
+                id=f"feature-{i}",
+                name=FEATURE_PREFIX + cat.name,
+                label=_label(cat.name),
+                kind="category",
+                options=sorted(cat.known),
+                value=values.get(cat.name, ""),
+                error=by_field.get(f"order.{cat.name}"),
+            )
+        )
+    offset = len(schema.categorical)
+    for i, num in enumerate(schema.numeric):
+        fields.append(
+            FormField(
+                id=f"feature-{offset + i}",
+                name=FEATURE_PREFIX + num.name,
+                label=_label(num.name),
+                kind="number",
+                value=values.get(num.name, ""),
+                hint=f"Usually {num.low:g} to {num.high:g}; leave empty if not known",
+                error=by_field.get(f"order.{num.name}"),
+            )
+        )
+    return page(
+        request,
+        "form.html",
+        {
+            "fields": fields,
+            "reference": reference,
+            "form_token": secrets.token_urlsafe(16),
+            "reference_error": by_field.get("reference"),
+            "errors": [message for _, message in problems],
+        },
+        status,
+    )
+
+
+def _quote_page(request: Request, quote: StoredQuote) -> Response:
+    local = quote.promise_local
+    if quote.unit == "day":
+        label, text = "Ready by the end of", f"{local:%A} {local.day} {local:%B %Y}"
+    else:
+        label, text = "Ready by", f"{local:%A} {local.day} {local:%B, %H:%M}"
+    zone = ZoneInfo(quote.time_zone)
+    ordered = quote.ordered_at.astimezone(zone)
+    fulfilled = quote.outcome.fulfilled_at.astimezone(zone) if quote.outcome else None
+    return page(
+        request,
+        "quote.html",
+        {
+            "quote": quote,
+            "promise_label": label,
+            "promise_text": text,
+            "ordered_text": f"{ordered:%a} {ordered.day} {ordered:%b %Y, %H:%M}",
+            "fulfilled_text": (
+                f"{fulfilled:%a} {fulfilled.day} {fulfilled:%b %Y, %H:%M}" if fulfilled else ""
+            ),
+        },
+    )
+
+
+def _form_key(token: object, payload: Any) -> str | None:
+    # A double-submitted form gets one quote; the same form page sent again with other
+    # values (back button) is a new order, so the key covers the content too.
+    if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
+        return None
+    content = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
+    return f"web:{token}:{hashlib.sha256(content.encode('ascii')).hexdigest()[:24]}"
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _number(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _label(name: str) -> str:
+    words = name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else name

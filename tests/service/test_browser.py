@@ -1,0 +1,100 @@
+"""The staff web form in headless chromium (Debian's package) against the real server."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.service.conftest import POS_KEY, STAFF_KEY
+from tests.service.servers import free_port, running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is absent: browser tests skipped (apt-get install chromium)",
+    ),
+]
+
+
+@pytest.fixture
+def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {
+        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "PROMISE_REGISTRY": str(registry_root),
+        "PROMISE_API_KEYS": POS_KEY,
+        "PROMISE_STAFF_KEY": STAFF_KEY,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "service.server",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with running_server(command, env, port, tmp_path / "server.log") as base:
+        yield base
+
+
+def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                http_credentials={"username": "staff", "password": STAFF_KEY}
+            )
+            page = context.new_page()
+            page.goto(f"{base_url}/")
+            page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
+
+            page.get_by_label("Store id").select_option("MAN")
+            page.get_by_label("Lens type").select_option("progressive")
+            page.get_by_label("Coating").select_option("anti_reflective")
+            page.get_by_label("Frame in stock").fill("1")
+            page.get_by_label("N items").fill("1")
+            page.get_by_label("Sphere power").fill("2.25")
+            page.get_by_label("Order reference (optional)").fill("Mrs <b>Jones</b>")
+            page.get_by_role("button", name="Get the promise date").click()
+
+            page.wait_for_url(re.compile(r".*/quotes/Q-[0-9A-Z-]{14}$"))
+            promise = page.locator("#promise-date").inner_text()
+            quote_id = page.locator("#quote-id").inner_text()
+            assert re.fullmatch(r"\w+day \d{1,2} \w+ \d{4}", promise), promise
+            assert page.locator("#explanation").inner_text().startswith("We expect")
+            assert page.locator("#reference-value").inner_text() == "Mrs <b>Jones</b>"
+            page.screenshot(path=str(tmp_path / "quote.png"), full_page=True)
+
+            page.emulate_media(media="print")
+            assert page.locator("header.site").is_hidden()
+            assert page.locator("#promise-date").is_visible()
+            page.emulate_media(media="screen")
+
+            page.goto(f"{base_url}/")
+            page.get_by_label("Quote id").fill(quote_id.lower())
+            page.get_by_role("button", name="Look up").click()
+            page.wait_for_url(f"**/quotes/{quote_id}")
+            assert page.locator("#promise-date").inner_text() == promise
+
+            page.goto(f"{base_url}/performance")
+            assert page.get_by_role("table").locator("tbody tr").count() >= 2
+        finally:
+            browser.close()
