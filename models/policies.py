@@ -58,7 +58,7 @@ class PolicyConfig:
     fixed_buffer_hours: float | None = None
     proportional_buffer: float | None = None
     min_segment_size: int = 200
-    adaptive_step: float = 0.01
+    adaptive_step: float = 0.002  # outcomes arrive late and in clusters: small steps
 
 
 @dataclass(frozen=True, slots=True)

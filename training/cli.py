@@ -7,7 +7,6 @@ code 1; anything else is a bug and shows its traceback.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import subprocess
 import sys
@@ -167,19 +166,21 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes sharing the ledger.")] = 1,
 ) -> None:
-    """Serve the quote API and the staff web form."""
-    import uvicorn
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # A string, not an import: training/ and service/ stay independent of each other.
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-    )
+    """Serve the quote API and the staff web form (workers share one ledger)."""
+    command = [
+        sys.executable,
+        "-m",
+        "service.server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    # By module name, like import-outcomes: training/ and service/ stay independent. The
+    # server migrates the ledger once, then starts the workers.
+    os.execv(sys.executable, command)
 
 
 @app.command("import-outcomes")
@@ -195,6 +196,121 @@ def import_outcomes(
         command += ["--database-url", database_url]
     # By module name, like `serve`: training/ and service/ stay independent of each other.
     raise typer.Exit(subprocess.call(command))
+
+
+@app.command()
+@user_errors
+def backtest(
+    spec: Annotated[Path, typer.Option(help="The dataset spec (TOML).")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Read this order table instead of the spec's [dataset] path."),
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(help="A policy to back-test; repeat for several (default: all five)."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(min=1, max=50, help="Walk-forward folds (default: the spec's [backtest])."),
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(min=0.001, max=0.499, help="Target late rate (default: the spec's)."),
+    ] = None,
+    tradeoff: Annotated[
+        bool, typer.Option(help="Sweep every policy's buffer level for the trade-off curve.")
+    ] = True,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the JSON report to this file.")
+    ] = None,
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML report to this file.")
+    ] = None,
+) -> None:
+    """Walk-forward back-test: how often promises would have been broken, and how long they were."""
+    import json
+
+    from rich import box
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.backtest import COMPANY, run_backtest
+    from training.data import load_orders
+    from training.report import render_html
+    from training.spec import load_spec
+    from training.train import build_calendar
+
+    now = dt.datetime.now(dt.UTC)
+    dataset = load_spec(spec)
+    if data is not None:
+        dataset = dataset.with_data(data)
+    for name in policy or []:
+        dataset.policy_config(name)  # an unknown policy fails before the data is read
+    orders = load_orders(dataset)
+    console.print(
+        f"[dim]read {orders.rows_read:,} orders from {escape(str(orders.source))}[/dim]",
+        highlight=False,
+    )
+    calendar = build_calendar(dataset, orders, now.date())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task("back-testing", total=None)
+
+        def show(what: str, done: int, total: int) -> None:
+            bar.update(task, description=escape(what), completed=done, total=total)
+
+        report = run_backtest(
+            dataset, orders, calendar, policy or None, folds, show, target=target, tradeoff=tradeoff
+        )
+    report = {"created_at": now.isoformat(timespec="seconds"), **report}
+    unit = str(report["unit"])
+    words = {"day": "d", "hour": "h", "minute": "min"}
+
+    def length(value: object) -> str:
+        if not isinstance(value, int | float):
+            return "-"
+        return f"{value:.0f} {words[unit]}" if unit == "minute" else f"{value:.1f} {words[unit]}"
+
+    protocol = report["protocol"]
+    summary = Table(
+        title=f"{protocol['folds']} folds, {protocol['cutoffs'][0][:10]} to "
+        f"{protocol['ends'][-1][:10]}, target late rate {_rate(report['target_late_rate'])}",
+        caption="promise: mean from order to deadline; flat: one promise for everyone, "
+        "long enough to be as rarely late",
+        box=box.SIMPLE_HEAD,
+    )
+    for heading in ("policy", "late", "promise", "median", "impressed", "flat", "orders"):
+        summary.add_column(
+            heading, justify="left" if heading == "policy" else "right", no_wrap=True
+        )
+    rows = list(report["policies"].items())
+    if report[COMPANY] is not None:
+        rows.append(("company", report[COMPANY]))
+    for name, figures in rows:
+        flat = report["comparison"].get(COMPANY if name == "company" else name, {})
+        summary.add_row(
+            name,
+            _rate(figures["late_rate"]),
+            length(figures["mean_promise_units"]),
+            length(figures["median_promise_units"]),
+            _rate(figures["impressed"]),
+            length(flat.get("flat_mean_promise_units")),
+            f"{figures['n_quotes']:,}",
+        )
+    console.print(summary)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        console.print(f"wrote the JSON report to {escape(str(json_out))}", highlight=False)
+    if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(render_html(report), encoding="utf-8")
+        console.print(f"wrote the HTML report to {escape(str(html_out))}", highlight=False)
 
 
 def _progress(message: str) -> None:

@@ -57,7 +57,7 @@ class QuoteSection(_Section):
     proportional_buffer: Annotated[float, Field(ge=0.0)] | None = None
     max_promise: Annotated[float, Field(gt=0.0)] | None = None
     min_segment_size: Annotated[int, Field(ge=20)] = 200
-    adaptive_step: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.01
+    adaptive_step: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.002
 
 
 class CalendarSection(_Section):

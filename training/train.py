@@ -92,6 +92,7 @@ class FoldModel:
     train_mask: NDArray[np.bool_]
     cal_index: NDArray[np.intp]
     settle_hours: float
+    cal_expected_hours: FloatArray  # the model's expectation on the calibration slice
 
 
 def fit_model(
@@ -117,9 +118,7 @@ def fit_model(
     if int((settled & done).sum()) < needed:
         settled = np.ones(known.size, dtype=bool)  # too little history to wait for stragglers
     settled_index = np.flatnonzero(settled)
-    n_cal = max(
-        MIN_CALIBRATION_ORDERS, round(settled_index.size * spec.model.calibration_share)
-    )
+    n_cal = max(MIN_CALIBRATION_ORDERS, round(settled_index.size * spec.model.calibration_share))
     cal_index = settled_index[-n_cal:]
     train_mask = np.zeros(known.size, dtype=bool)
     train_mask[settled_index[:-n_cal]] = True
@@ -135,6 +134,15 @@ def fit_model(
         spec.features.numeric,
     )
     matrix = schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
+    blank = [
+        name for j, name in enumerate(schema.column_names) if np.isnan(matrix[train_mask, j]).all()
+    ]
+    if blank:
+        raise SpecError(
+            f"{table.source}: {', '.join(blank)} has no value in any of the "
+            f"{int(train_mask.sum())} orders trained on before {_iso(cutoff_s)}; "
+            "fill it or drop it from [features]"
+        )
     regressor = DurationRegressor(**_booster_params(spec)).fit(
         matrix[train_mask], hours[train_mask], schema.categorical_mask
     )
@@ -150,6 +158,7 @@ def fit_model(
         train_mask=train_mask,
         cal_index=cal_index,
         settle_hours=settle_hours,
+        cal_expected_hours=regressor.predict_hours(matrix[cal_index]),
     )
 
 
@@ -180,7 +189,7 @@ def calibrate(
         {n: known.columns[n][cal_index] for n in config.segments}, config.segments, cal_index.size
     )
     calibration = CalibrationSlice(
-        expected_hours=fold.regressor.predict_hours(fold.matrix[cal_index]),
+        expected_hours=fold.cal_expected_hours,
         needed_hours=needed_hours,
         censored=~cal_done,
         segment_labels=labels,
