@@ -173,3 +173,18 @@ def test_a_quote_explains_itself() -> None:
     assert "so that about 95 in 100 such orders are ready on time" in promise.explanation
     assert promise.promise_date >= order.ordered_at.date()
     assert promise.promise_units >= 1
+
+
+def test_a_promise_beyond_what_customers_accept_is_given_but_flagged() -> None:
+    engine = replace(tiny_engine(), max_promise_units=4.0)
+    placed = dt.datetime(2025, 1, 6, 10, tzinfo=dt.UTC)
+    short, long = quote(
+        engine,
+        [
+            Order({"lens": "sv", "items": 1.0}, placed),
+            Order({"lens": "prog", "items": 3.0}, placed),
+        ],
+    )
+    assert short.promise_units <= 4 and not short.exceeds_max_promise
+    assert long.promise_units > 4 and long.exceeds_max_promise
+    assert "longer than the 4 days customers accept: offer an alternative" in long.explanation

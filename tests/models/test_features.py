@@ -1,0 +1,81 @@
+"""The one feature function: labels, codes, ranges, and the checks a quote request gets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+
+from models.calendar import BusinessCalendar, CalendarSpec
+from models.errors import InputError
+from models.features import TIME_FEATURES, category_label, fit_schema
+
+
+def test_category_labels_agree_across_types() -> None:
+    assert category_label(3) == category_label(3.0) == category_label("3") == "3"
+    assert category_label(None) is None and category_label(math.nan) is None
+    assert category_label("") is None
+    assert category_label(2.5) == "2.5"
+
+
+def test_encoding_lays_out_codes_numbers_then_time_features() -> None:
+    columns = {
+        "store": np.array(["A", "B", "A", None] * 5, dtype=object),
+        "items": np.array([1.0, 2.0, np.nan, 3.0] * 5),
+    }
+    schema = fit_schema(columns, ["store"], ["items"])
+    assert schema.column_names == ["store", "items", *TIME_FEATURES]
+    assert schema.categorical_mask.tolist() == [True] + [False] * (1 + len(TIME_FEATURES))
+    calendar = BusinessCalendar(CalendarSpec(timezone="Europe/London"), 2024, 2026)
+    placed = np.full(4, 1_718_000_000.0)  # 2024-06-10 06:13:20 UTC, 07:13:20 in London
+    matrix = schema.encode(
+        {
+            "store": np.array(["A", "B", "Z", None], dtype=object),
+            "items": np.array([1.0, np.nan, 5.0, 2.0]),
+        },
+        calendar.local_parts(placed),
+    )
+    codes = matrix[:, 0]
+    assert codes[0] == schema.categorical[0].codes["A"] and not math.isnan(codes[1])
+    assert math.isnan(codes[2]) and math.isnan(codes[3])  # unseen and missing
+    assert math.isnan(matrix[1, 1]) and matrix[2, 1] == 5.0
+    assert matrix[0, 2] == 0.0  # Monday
+    assert matrix[0, 3] == pytest.approx(7 + 13 / 60 + 20 / 3600)  # local hour
+    at = dt.datetime.fromtimestamp(placed[0], tz=dt.UTC)
+    row = schema.encode_row({"store": "A", "items": 1.0}, calendar.local_parts_one(at))
+    np.testing.assert_array_equal(row, matrix[0])
+
+
+def test_rare_categories_are_known_but_modelled_as_missing() -> None:
+    values = np.array(["common"] * 50 + ["rare"] * 2, dtype=object)
+    schema = fit_schema({"kind": values}, ["kind"], [])
+    [kind] = schema.categorical
+    assert kind.categories == ("common",) and kind.known == {"common", "rare"}
+
+
+def test_check_order_names_the_field_of_each_mistake() -> None:
+    columns = {"store": np.array(["A", "B"] * 10, dtype=object), "items": np.linspace(1.0, 3.0, 20)}
+    schema = fit_schema(columns, ["store"], ["items"])
+    clean, warnings = schema.check_order({"store": "A", "items": 2})
+    assert clean == {"store": "A", "items": 2.0} and warnings == []
+    _, warnings = schema.check_order({"store": "A", "items": 3.5})
+    assert "outside the training range" in warnings[0]
+    _, warnings = schema.check_order({"store": "A", "items": None})
+    assert "items is missing" in warnings[0]
+    mistakes = [
+        ({"store": "A"}, "items", "missing"),
+        ({"store": "A", "items": 1, "colour": "red"}, "colour", "unknown feature"),
+        ({"store": "Z", "items": 1}, "store", "never seen in training"),
+        ({"store": "A", "items": "two"}, "items", "must be a number"),
+        ({"store": "A", "items": 99.0}, "items", "far outside the training range"),
+        ({"store": "A", "items": math.inf}, "items", "finite"),
+        ({"store": ["A"], "items": 1}, "store", "must be text"),
+    ]
+    for features, field, message in mistakes:
+        with pytest.raises(InputError, match=message) as caught:
+            schema.check_order(features)
+        assert caught.value.field == field
+    _, warnings = schema.check_order({"store": "Z", "items": 1}, strict_categories=False)
+    assert "treated as missing" in warnings[0]
