@@ -37,6 +37,7 @@ from service.schemas import (
 )
 
 REPLAY_HEADER = "Idempotent-Replayed"
+NEVER_422 = "x-never-422"
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -102,7 +103,14 @@ def create_quotes(
     return BatchQuoteResponse(quotes=[QuoteResponse.from_stored(q) for q in recorded.quotes])
 
 
-@router.get("/quotes/{quote_id}", tags=["quotes"], responses=_errors(401, 403, 404, 422, 503))
+# Any id is looked up (a malformed one is simply not found), so FastAPI's automatic 422 is
+# dropped from the schema (`app.honest_openapi`).
+@router.get(
+    "/quotes/{quote_id}",
+    tags=["quotes"],
+    responses=_errors(401, 403, 404, 503),
+    openapi_extra={NEVER_422: True},
+)
 def get_quote(quote_id: QuoteId, caller: QuoteCaller, ledger: LedgerDep) -> QuoteResponse:
     """The quote as it was given, with its outcome once recorded."""
     return QuoteResponse.from_stored(ledger.get_quote(quote_id))
@@ -139,7 +147,8 @@ def create_outcome(
     )
 
 
-@router.get("/performance", tags=["performance"], responses=_errors(401, 403, 422, 503))
+# Every role may read performance and the model: no 403 to document.
+@router.get("/performance", tags=["performance"], responses=_errors(401, 422, 503))
 def get_performance(
     caller: ReadCaller,
     ledger: LedgerDep,
@@ -162,7 +171,7 @@ def get_performance(
     return performance_report(ledger.segment_counts(since, until), since, until, target)
 
 
-@router.get("/model", tags=["model"], responses=_errors(401, 403, 503))
+@router.get("/model", tags=["model"], responses=_errors(401, 503))
 def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
     """The bundle in use: version, when trained, policy, target and back-test summary."""
     serving = holder.require()

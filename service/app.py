@@ -1,6 +1,7 @@
 """`create_app(settings)`: the service, ready to serve (uvicorn calls it as a factory).
 
-On start it migrates the ledger (under a lock, so workers starting together are safe), loads the
+On start it migrates the ledger (under a lock, so workers starting together are safe; when the
+database cannot be reached it starts not ready and migrates once it answers), loads the
 promoted bundle (without one it runs but is not ready), and wires the API, the web form, the
 error handlers and the middleware: loopback guard (open mode only), metrics, body size limit.
 """
@@ -12,11 +13,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy.exc import SQLAlchemyError
 
 from models.registry import Registry
 from service import api, ops, web
@@ -26,6 +29,7 @@ from service.handlers import install_error_handlers
 from service.ledger import Ledger
 from service.limits import BodyLimit
 from service.metrics import Metrics, RequestMetrics
+from service.sessions import Sessions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.sqlite_busy_timeout_ms,
         settings.database_connect_timeout_seconds,
     )
-    ledger.migrate()
+    try:
+        ledger.migrate()
+    except SQLAlchemyError as err:
+        # Start not ready instead of failing: requests answer 503 and the first one after the
+        # database returns migrates (`deps.get_ledger`).
+        log.error("ledger.unreachable_at_start", extra={"error": type(err).__name__})
     holder = BundleHolder(Registry(settings.registry), ledger, settings.model_check_seconds)
     holder.start()
 
@@ -59,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.bundles = holder
-    app.state.keyring = KeyRing(settings.configured_keys())
+    app.state.keyring = KeyRing(settings.hashed_keys)
+    app.state.sessions = Sessions(settings)
     app.state.metrics = metrics = Metrics(ledger, holder, settings.metrics_window_days)
     app.state.templates = Jinja2Templates(
         env=Environment(
@@ -70,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(ops.router)
     app.include_router(web.router)
+    _honest_openapi(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # The last added middleware runs first: loopback guard, then metrics, then the size limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -78,6 +89,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(LoopbackOnly)
     _announce_access(settings)
     return app
+
+
+def _honest_openapi(app: FastAPI) -> None:
+    """Drop the 422 FastAPI documents for every route with parameters where it cannot occur."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if operation.pop(api.NEVER_422, False):
+                    operation["responses"].pop("422", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def _announce_access(settings: Settings) -> None:
@@ -91,11 +117,11 @@ def _announce_access(settings: Settings) -> None:
             },
         )
         return
-    if settings.staff_key is None:
+    if not settings.has_role("staff"):
         log.warning("auth.no_staff_key", extra={"detail": "the staff web form is closed"})
-    if settings.admin_key is None:
+    if not settings.has_role("admin"):
         log.warning("auth.no_admin_key", extra={"detail": "models cannot be reloaded"})
-    if not settings.api_keys:
+    if not settings.has_role("pos"):
         log.warning("auth.no_api_keys", extra={"detail": "no point-of-sale client can quote"})
 
 

@@ -7,21 +7,21 @@
 | admin key                   | 403              | yes                | yes    | 403      |
 | no key / unknown key        | 401              | 401                | 401    | 401      |
 
-`/healthz`, `/readyz` and `/metrics` are open. A key comes as `Authorization: Bearer KEY`,
-`X-API-Key: KEY`, or (web form, so a browser can ask for it) HTTP Basic with the key as the
-password. With no key configured at all the service is open, but only to loopback clients
+`/healthz`, `/readyz` and `/metrics` are open. A key comes as `Authorization: Bearer KEY` or
+`X-API-Key: KEY`; staff at a browser sign in once at `/signin` and carry a signed session
+cookie instead (`service.sessions`; never HTTP Basic, which a browser would replay for any
+site's form). Keys are held as sha256 digests only (`PROMISE_KEYS_FILE` holds nothing else).
+With no key configured at all the service is open, but only to loopback clients
 (`LoopbackOnly`), and says so loudly at start.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -30,10 +30,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import AccessDenied
-from service.settings import ApiKey, Role, Settings
+from service.settings import ApiKey, HashedKey, Role, Settings
 
 OPEN_CLIENT = "open"
-BASIC_CHALLENGE = 'Basic realm="Promise staff", charset="UTF-8"'
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -57,12 +56,18 @@ class Caller:
 
 
 class KeyRing:
-    """The configured keys; `identify` compares a presented key with all of them."""
+    """The configured keys, held as sha256 digests only; `identify` compares a presented key's
+    digest with all of them."""
 
-    def __init__(self, keys: list[ApiKey]) -> None:
-        self._keys = [(_digest(key.secret.get_secret_value()), key) for key in keys]
+    def __init__(self, keys: Sequence[ApiKey | HashedKey]) -> None:
+        hashed = [key.hashed() if isinstance(key, ApiKey) else key for key in keys]
+        self._keys = [(bytes.fromhex(key.sha256_hex), key) for key in hashed]
 
-    def identify(self, presented: str) -> ApiKey | None:
+    def has_key(self, key_id: str, role: Role) -> bool:
+        """True while a key with this id and role is configured (a session's key)."""
+        return any(key.key_id == key_id and key.role == role for _, key in self._keys)
+
+    def identify(self, presented: str) -> HashedKey | None:
         """The key matching `presented`, or None; the time taken does not depend on which."""
         digest = _digest(presented)
         match = None
@@ -77,7 +82,7 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-def require(*roles: Role, challenge: str | None = None) -> Callable[..., Caller]:
+def require(*roles: Role) -> Callable[..., Caller]:
     """A dependency that returns the `Caller`, or raises `AccessDenied` (401 / 403)."""
     allowed = frozenset(roles)
     needed = " or ".join(roles)
@@ -90,39 +95,36 @@ def require(*roles: Role, challenge: str | None = None) -> Callable[..., Caller]
         settings: Settings = request.app.state.settings
         if settings.is_open:
             return Caller(role=None, client_id=OPEN_CLIENT)
-        from_bearer = bearer_key.credentials if bearer_key is not None else None
-        if from_bearer and header_key and from_bearer != header_key:
-            raise AccessDenied(
-                401,
-                "two different keys were sent (Authorization and X-API-Key): send one",
-                challenge,
-            )
-        presented = from_bearer or header_key or (_basic_password(request) if challenge else None)
+        presented = presented_key(header_key, bearer_key)
         if not presented:
             raise AccessDenied(
-                401,
-                "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                challenge,
+                401, "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
             )
-        key: ApiKey | None = request.app.state.keyring.identify(presented)
-        if key is None:
-            raise AccessDenied(401, "the API key is not valid", challenge)
-        if key.role not in allowed:
-            raise AccessDenied(403, f"a {key.role} key cannot do this; it needs a {needed} key")
-        return Caller(role=key.role, client_id=key.key_id)
+        return identify(request, presented, allowed, needed)
 
     return check
 
 
-def _basic_password(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[2] or None
+def presented_key(
+    header_key: str | None, bearer_key: HTTPAuthorizationCredentials | None
+) -> str | None:
+    """The key sent in a header, if any; raises `AccessDenied` for two different ones."""
+    from_bearer = bearer_key.credentials if bearer_key is not None else None
+    if from_bearer and header_key and from_bearer != header_key:
+        raise AccessDenied(
+            401, "two different keys were sent (Authorization and X-API-Key): send one"
+        )
+    return from_bearer or header_key or None
+
+
+def identify(request: Request, presented: str, allowed: frozenset[Role], needed: str) -> Caller:
+    """The caller a presented key makes; raises `AccessDenied` for an unknown or wrong key."""
+    key: HashedKey | None = request.app.state.keyring.identify(presented)
+    if key is None:
+        raise AccessDenied(401, "the API key is not valid")
+    if key.role not in allowed:
+        raise AccessDenied(403, f"a {key.role} key cannot do this; it needs a {needed} key")
+    return Caller(role=key.role, client_id=key.key_id)
 
 
 def is_loopback(host: str | None) -> bool:

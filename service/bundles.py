@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from models.errors import PromiseError
 from models.registry import LoadedBundle, Registry
 from service.errors import Unavailable
@@ -56,6 +58,7 @@ class BundleHolder:
         self._serving: Serving | None = None
         self._generation = 0
         self._checked_at = float("-inf")
+        self._is_announced = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -68,8 +71,12 @@ class BundleHolder:
                 log.error("model.load_failed", extra={"error": str(err)})
                 return
             self._swap(serving)
-            self._generation = self.ledger.announce_model(serving.version, _now()).generation
-            self._checked_at = time.monotonic()
+            try:
+                self._announce(serving)
+            except SQLAlchemyError as err:
+                # The ledger is down: serve nothing until it answers (quotes need it anyway),
+                # then announce on the first request that reaches it (`_follow`).
+                log.error("model.announce_failed", extra={"error": type(err).__name__})
 
     def current(self) -> Serving | None:
         """The bundle to quote with now (after following a reload by another worker)."""
@@ -101,15 +108,22 @@ class BundleHolder:
                 raise type(err)(f"{err}{kept}") from err
             self._swap(serving)
             self.load_error = None
-            self._generation = self.ledger.announce_model(serving.version, _now()).generation
-            self._checked_at = time.monotonic()
+            self._announce(serving)
         log.info("model.reloaded", extra={"version": serving.version, "previous": old})
         return Reloaded(previous_version=old, serving=serving)
 
+    def _announce(self, serving: Serving) -> None:
+        self._generation = self.ledger.announce_model(serving.version, _now()).generation
+        self._checked_at = time.monotonic()
+        self._is_announced = True
+
     def _follow(self) -> None:
-        if time.monotonic() - self._checked_at < self.check_seconds:
+        if self._is_announced and time.monotonic() - self._checked_at < self.check_seconds:
             return
         with self._lock:
+            if not self._is_announced and self._serving is not None:
+                self._announce(self._serving)  # raises while the ledger is still down
+                return
             now = time.monotonic()
             if now - self._checked_at < self.check_seconds:
                 return

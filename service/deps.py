@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from service.auth import BASIC_CHALLENGE, Caller, require
+from service.auth import Caller, require
 from service.bundles import BundleHolder, Serving
 from service.ledger import Ledger
 from service.metrics import Metrics
 from service.quotes import Desk
+from service.sessions import require_staff
 from service.settings import Settings
 
 
@@ -21,12 +22,15 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_ledger(request: Request) -> Ledger:
+    """The ledger, migrated (a SQLAlchemy error, answered 503, while it cannot be reached)."""
     ledger: Ledger = request.app.state.ledger
+    ledger.ensure_migrated()
     return ledger
 
 
 def get_holder(request: Request) -> BundleHolder:
     holder: BundleHolder = request.app.state.bundles
+    holder.ledger.ensure_migrated()  # it reads the served model from the ledger
     return holder
 
 
@@ -63,7 +67,7 @@ DeskDep = Annotated[Desk, Depends(get_desk)]
 QuoteCaller = Annotated[Caller, Depends(require("pos", "staff"))]
 ReadCaller = Annotated[Caller, Depends(require("pos", "staff", "admin"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]
-StaffCaller = Annotated[Caller, Depends(require("staff", challenge=BASIC_CHALLENGE))]
+StaffCaller = Annotated[Caller, Depends(require_staff)]
 
 IdempotencyKey = Annotated[
     str | None,

@@ -168,6 +168,7 @@ class Ledger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.is_migrated = False
 
     @classmethod
     def connect(
@@ -189,7 +190,14 @@ class Ledger:
             config = alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+        self.is_migrated = True
         log.info("ledger.migrated", extra={"dialect": self.engine.dialect.name})
+
+    def ensure_migrated(self) -> None:
+        """Migrate once the database answers (a service started while it was down); raises a
+        SQLAlchemy error while it still cannot be reached."""
+        if not self.is_migrated:
+            self.migrate()
 
     def ping(self) -> None:
         """Raises a SQLAlchemy error when the database cannot be reached."""

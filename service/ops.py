@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.deps import HolderDep, LedgerDep, MetricsDep, SettingsDep
+from service.bundles import BundleHolder
+from service.deps import MetricsDep, SettingsDep
+from service.ledger import Ledger
 from service.schemas import HealthResponse, ReadyResponse
 
 log = logging.getLogger(__name__)
@@ -27,10 +29,13 @@ def healthz() -> HealthResponse:
     response_model=ReadyResponse,
     responses={503: {"model": ReadyResponse, "description": "Not ready; see Retry-After"}},
 )
-def readyz(holder: HolderDep, ledger: LedgerDep, settings: SettingsDep) -> JSONResponse:
+def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     """Ready when a model is loaded and the ledger answers; else 503 with Retry-After."""
+    holder: BundleHolder = request.app.state.bundles
+    ledger: Ledger = request.app.state.ledger
     try:
         ledger.ping()
+        ledger.ensure_migrated()  # a service started while the database was down
         serving = holder.current()  # may follow a reload made by another worker
         ledger_state = "ok"
     except SQLAlchemyError as err:

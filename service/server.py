@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.auth import is_loopback
 from service.ledger import Ledger
@@ -46,6 +47,9 @@ def run(
     )
     try:
         ledger.migrate()
+    except SQLAlchemyError as err:
+        # The workers start not ready and migrate once the database answers.
+        log.error("ledger.unreachable_at_start", extra={"error": type(err).__name__})
     finally:
         ledger.close()
     log.info("server.starting", extra={"host": host, "port": port, "workers": workers})

@@ -7,7 +7,9 @@ are refused at start-up with a message naming the variable.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,7 +17,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Role = Literal["pos", "staff", "admin"]
+ROLES: tuple[Role, ...] = ("pos", "staff", "admin")
 MIN_KEY_CHARS = 16
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +31,53 @@ class ApiKey:
 
     @property
     def key_id(self) -> str:
+        return self.hashed().key_id
+
+    def hashed(self) -> HashedKey:
+        """The key as the keyring holds it: its sha256 only."""
         digest = hashlib.sha256(self.secret.get_secret_value().encode("utf-8")).hexdigest()
-        return f"{self.role}-{digest[:10]}"
+        return HashedKey(role=self.role, sha256_hex=digest, name=self.role)
+
+
+@dataclass(frozen=True, slots=True)
+class HashedKey:
+    """A key known by its sha256 (hex) only: from PROMISE_KEYS_FILE, or an env key hashed."""
+
+    role: Role
+    sha256_hex: str
+    name: str
+
+    @property
+    def key_id(self) -> str:
+        return f"{self.role}-{self.sha256_hex[:10]}"
+
+
+def read_keys_file(path: Path) -> list[HashedKey]:
+    """The keys in a file of lines `ROLE SHA256-HEX NAME` (blank lines and `#` comments skipped);
+    raises ValueError naming the file and line of a bad one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the keys file {path}: {err}") from err
+    keys = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        parts = stripped.split(maxsplit=2)
+        where = f"{path}, line {number}"
+        if len(parts) != 3:
+            raise ValueError(f"{where}: expected 'ROLE SHA256-HEX NAME'")
+        role, digest, name = parts
+        if role not in ROLES:
+            raise ValueError(f"{where}: the role must be one of {', '.join(ROLES)}, not {role!r}")
+        if not SHA256_HEX.match(digest):
+            raise ValueError(
+                f"{where}: the second field must be the key's sha256 as 64 lowercase hex "
+                "digits (never the key itself)"
+            )
+        keys.append(HashedKey(role=role, sha256_hex=digest, name=name))
+    return keys
 
 
 class Settings(BaseSettings):
@@ -46,6 +95,14 @@ class Settings(BaseSettings):
     )
     staff_key: SecretStr | None = Field(default=None, description="Key for the staff web form.")
     admin_key: SecretStr | None = Field(default=None, description="Key for model operations.")
+    session_secret: SecretStr | None = Field(
+        default=None, description="Signs staff session cookies; the same for every worker."
+    )
+    keys_file: Path | None = Field(
+        default=None,
+        description="A file of hashed keys, one per line: `ROLE SHA256-HEX NAME` "
+        "(role pos, staff or admin).",
+    )
     max_batch: int = Field(default=500, ge=1, le=10_000, description="Orders per batch request.")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
     unknown_categories: Literal["reject", "warn"] = Field(
@@ -79,7 +136,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("staff_key", "admin_key", mode="before")
+    @field_validator("staff_key", "admin_key", "session_secret", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -110,8 +167,8 @@ class Settings(BaseSettings):
         for key in keys:
             if len(key.secret.get_secret_value()) < MIN_KEY_CHARS:
                 raise ValueError(f"every {key.role} key needs at least {MIN_KEY_CHARS} characters")
-        secrets = [key.secret.get_secret_value() for key in keys]
-        if len(set(secrets)) != len(secrets):
+        digests = [key.sha256_hex for key in self.hashed_keys]
+        if len(set(digests)) != len(digests):
             raise ValueError(
                 "each key must be different (a point-of-sale key cannot also be the "
                 "staff or admin key)"
@@ -127,10 +184,19 @@ class Settings(BaseSettings):
             keys.append(ApiKey(self.admin_key, "admin"))
         return keys
 
+    @cached_property
+    def hashed_keys(self) -> tuple[HashedKey, ...]:
+        """Every key the service accepts (the environment's, hashed, then the file's)."""
+        from_file = read_keys_file(self.keys_file) if self.keys_file is not None else []
+        return (*(key.hashed() for key in self.configured_keys()), *from_file)
+
+    def has_role(self, role: Role) -> bool:
+        return any(key.role == role for key in self.hashed_keys)
+
     @property
     def is_open(self) -> bool:
         """True when no key is configured: anyone on loopback may do anything."""
-        return not self.configured_keys()
+        return not self.hashed_keys
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,9 @@ from service.ledger import StoredQuote
 from service.performance import performance_report
 from service.quotes import Desk
 from service.schemas import ErrorBody, QuoteRequest
+from service.sessions import CSRF_FIELD, Session, Sessions, check_csrf
+
+log = logging.getLogger(__name__)
 
 FEATURE_PREFIX = "feature:"
 DAY_OPTIONS = (7, 30, 90, 365)
@@ -109,7 +113,42 @@ async def submit(
 ) -> Response:
     """Quote the posted order and show it (303 to its page), or the form with the problems."""
     form = await request.form()
+    check_csrf(request, form.get(CSRF_FIELD))
     return await run_in_threadpool(_answer, request, desk, caller.client_id, form)
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page(
+    request: Request, next_path: Annotated[str, Query(alias="next", max_length=2000)] = "/"
+) -> Response:
+    """The sign-in page (straight to the form when the service runs without keys)."""
+    if request.app.state.settings.is_open:
+        return RedirectResponse("/", status_code=303)
+    return _signin_page(request, _local(next_path), None, 200)
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def signin(request: Request, _origin: SameOrigin) -> Response:
+    """Check the staff key once and start a session (303 to where the staff member was going)."""
+    form = await request.form()
+    next_path = _local(_text(form.get("next")) or "/")
+    key = request.app.state.keyring.identify(_text(form.get("key")))
+    if key is None or key.role != "staff":
+        return _signin_page(request, next_path, "That is not a staff key.", 401)
+    response = RedirectResponse(next_path, status_code=303)
+    request.app.state.sessions.start(response, request, key.key_id)
+    log.info("web.signed_in", extra={"key_id": key.key_id})
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request, caller: StaffCaller, _origin: SameOrigin) -> Response:
+    """End the session."""
+    form = await request.form()
+    check_csrf(request, form.get(CSRF_FIELD))
+    response = RedirectResponse("/signin", status_code=303)
+    Sessions.end(response)
+    return response
 
 
 @router.get("/quotes/{quote_id}", response_class=HTMLResponse)
@@ -158,10 +197,15 @@ def page(request: Request, name: str, context: Mapping[str, Any], status: int = 
     """A rendered page with the security headers every staff page carries."""
     templates: Jinja2Templates = request.app.state.templates
     serving = request.app.state.bundles.snapshot()
+    session: Session | None = getattr(request.state, "staff_session", None)
     response = templates.TemplateResponse(
         request,
         name,
-        {**context, "model_version": serving.version if serving else None},
+        {
+            **context,
+            "model_version": serving.version if serving else None,
+            "csrf_token": session.csrf_token if session else "",
+        },
         status_code=status,
     )
     response.headers.update(SECURITY_HEADERS)
@@ -169,7 +213,10 @@ def page(request: Request, name: str, context: Mapping[str, Any], status: int = 
 
 
 def render_error(request: Request, status: int, body: ErrorBody) -> Response:
-    """The HTML answer to an error on a staff page (same status as the JSON one)."""
+    """The HTML answer to an error on a staff page (same status as the JSON one); a 401 is the
+    sign-in page."""
+    if status == 401:
+        return _signin_page(request, _local(request.url.path), None, 401)
     return page(
         request,
         "error.html",
@@ -296,6 +343,17 @@ def _quote_page(request: Request, quote: StoredQuote) -> Response:
             ),
         },
     )
+
+
+def _signin_page(request: Request, next_path: str, error: str | None, status: int) -> Response:
+    return page(request, "signin.html", {"next": next_path, "error": error}, status)
+
+
+def _local(path: str) -> str:
+    # Only a path on this site: never "//evil.example" or "https://...".
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
 
 
 def _form_key(token: object, payload: Any) -> str | None:

@@ -13,8 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "models": {"service", "training", "pandas", "pydantic", "pydantic_settings", "fastapi",
-               "starlette", "sqlalchemy", "typer", "rich"},
+    "models": {
+        "service",
+        "training",
+        "pandas",
+        "pydantic",
+        "pydantic_settings",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "typer",
+        "rich",
+    },
     "service": {"training"},
     "training": {"service"},
 }

@@ -39,6 +39,29 @@ def running_server(
 ) -> Iterator[str]:
     """Start `command` (it must listen on `port`), wait until /readyz answers 200, yield the
     base URL, then stop it (SIGTERM, then SIGKILL)."""
+    with running_process(command, env, port, log_path) as (base, _process):
+        yield base
+
+
+def worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
+    """The uvicorn worker processes under a `promise serve --workers N` process."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == process.pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@contextmanager
+def running_process(
+    command: Sequence[str], env: Mapping[str, str], port: int, log_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`running_server`, yielding the process too (to find and kill its workers)."""
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -50,7 +73,7 @@ def running_server(
         )
         try:
             _wait_ready(process, base, log_path)
-            yield base
+            yield base, process
         finally:
             _stop(process)
 

@@ -4,7 +4,10 @@ open mode on loopback only, and keys that are validated and never logged."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,15 +115,14 @@ def test_the_answers_say_what_is_wrong(keyless: tuple[TestClient, str]) -> None:
     }
 
 
-def test_the_web_form_asks_the_browser_for_the_staff_key(keyless: tuple[TestClient, str]) -> None:
+def test_the_web_form_asks_staff_to_sign_in(keyless: tuple[TestClient, str]) -> None:
     client, _ = keyless
     asked = client.get("/", headers={"accept": "text/html"})
     basic = base64.b64encode(f"staff:{STAFF_KEY}".encode()).decode()
-    signed_in = client.get("/", headers={"Authorization": f"Basic {basic}"})
     assert asked.status_code == 401
-    assert asked.headers["WWW-Authenticate"].startswith("Basic")
-    assert "text/html" in asked.headers["content-type"]
-    assert signed_in.status_code == 200
+    assert "WWW-Authenticate" not in asked.headers  # no Basic prompt a browser would replay
+    assert "text/html" in asked.headers["content-type"] and 'action="/signin"' in asked.text
+    assert client.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 401
 
 
 def test_open_mode_serves_loopback_without_keys(
@@ -198,3 +200,49 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.max_batch == 20
     assert settings.staff_key is None and not settings.is_open
     assert POS_KEY not in repr(settings)
+
+
+def _sha256(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def test_hashed_keys_from_a_file_admit_their_roles_only(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(
+        "# role sha256 name\n\n"
+        + "".join(f"{role} {_sha256(key)} {role} desk one\n" for role, key in KEYS.items()),
+        encoding="utf-8",
+    )
+    client = make_client(key=None, api_keys=(), staff_key=None, admin_key=None, keys_file=keys_file)
+    assert not client.app.state.settings.is_open  # type: ignore[attr-defined]
+    assert all(key not in keys_file.read_text() for key in KEYS.values())
+    quote_id = client.post("/v1/quotes", json=QUOTE, headers=bearer(POS_KEY)).json()["quote_id"]
+    for method, path, body, allowed in RULES:
+        where = f"{method} {path}"
+        assert _send(client, method, path, body, quote_id, {}) == 401, where
+        assert _send(client, method, path, body, quote_id, bearer("not-a-key-0123456789")) == 401
+        for role, key in KEYS.items():
+            status = _send(client, method, path, body, quote_id, bearer(key))
+            assert (status < 400) if role in allowed else (status == 403), (where, role, status)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("pos abc desk", "line 2: the second field must be the key's sha256"),
+        (f"boss {'a' * 64} desk", "line 2: the role must be one of pos, staff, admin"),
+        (f"pos {'a' * 64}", "line 2: expected 'ROLE SHA256-HEX NAME'"),
+        (f"pos {_sha256(POS_KEY)} again", "each key must be different"),
+    ],
+)
+def test_a_bad_keys_file_is_refused_naming_the_line(
+    make_settings: SettingsFactory, tmp_path: Path, line: str, message: str
+) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"# keys\n{line}\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        make_settings(keys_file=keys_file)
+    with pytest.raises(ValidationError, match="cannot read the keys file"):
+        make_settings(keys_file=tmp_path / "missing")

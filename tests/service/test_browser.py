@@ -59,11 +59,11 @@ def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> N
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(
-                http_credentials={"username": "staff", "password": STAFF_KEY}
-            )
-            page = context.new_page()
+            page = browser.new_context().new_page()
             page.goto(f"{base_url}/")
+            page.get_by_label("Staff key").fill(STAFF_KEY)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base_url}/")
             page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
 
             page.get_by_label("Store id").select_option("MAN")

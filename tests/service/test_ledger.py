@@ -143,9 +143,12 @@ def test_late_outcomes_of_adaptive_quotes_raise_the_level(
     later = client.post("/v1/quotes", json=quote_body()).json()
 
     segment = str(first["segment"])
+    # The step the bundle was trained with (the spec's default may change).
+    engine = client.app.state.bundles.snapshot().bundle.engine  # type: ignore[attr-defined]
+    step = engine.policy.cfg.adaptive_step
     expected = AdaptiveState()
     for _ in range(4):
-        expected = update_adaptive(expected, segment, True, 0.05, 0.01)
+        expected = update_adaptive(expected, segment, True, 0.05, step)
     ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
     state = ledger.adaptive_state(trained.adaptive)
     assert state == expected

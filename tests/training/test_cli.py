@@ -21,8 +21,18 @@ def test_sample_data_writes_the_history(tmp_path: Path) -> None:
 
 def test_train_promote_and_list(small_sample_spec: Path, tmp_path: Path) -> None:
     registry = str(tmp_path / "bundles")
-    trained = runner.invoke(app, ["train", "--spec", str(small_sample_spec), "--registry",
-                                  registry, "--backtest-folds", "0"])
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            "--spec",
+            str(small_sample_spec),
+            "--registry",
+            registry,
+            "--backtest-folds",
+            "0",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     version = trained.output.strip().splitlines()[-1]
     listed = runner.invoke(app, ["models", "--registry", registry])
@@ -34,8 +44,7 @@ def test_train_promote_and_list(small_sample_spec: Path, tmp_path: Path) -> None
     assert marked and "*" in marked[0]
 
 
-def test_a_user_mistake_is_one_red_line_and_exit_1(small_sample_spec: Path,
-                                                   tmp_path: Path) -> None:
+def test_a_user_mistake_is_one_red_line_and_exit_1(small_sample_spec: Path, tmp_path: Path) -> None:
     spec = tmp_path / "optical.toml"
     shutil.copy(small_sample_spec, spec)
     spec.write_text(spec.read_text().replace('unit = "day"', 'unit = "fortnight"'))
@@ -54,6 +63,18 @@ def test_train_reads_another_table_with_data(small_sample_spec: Path, tmp_path: 
     spec = tmp_path / "spec" / "optical.toml"
     spec.parent.mkdir()
     shutil.copy(small_sample_spec, spec)
-    result = runner.invoke(app, ["train", "--spec", str(spec), "--data", str(elsewhere),
-                                 "--registry", str(tmp_path / "b"), "--backtest-folds", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--spec",
+            str(spec),
+            "--data",
+            str(elsewhere),
+            "--registry",
+            str(tmp_path / "b"),
+            "--backtest-folds",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
