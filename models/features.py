@@ -9,6 +9,7 @@ the gradient-boosting model treats as missing.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -108,12 +109,7 @@ class FeatureSchema:
         n = len(parts.weekday)
         matrix = np.empty((n, len(self.column_names)), dtype=np.float64)
         for j, cat in enumerate(self.categorical):
-            codes = cat.codes
-            matrix[:, j] = np.fromiter(
-                (codes.get(v, math.nan) for v in columns[cat.name]),
-                dtype=np.float64,
-                count=n,
-            )
+            matrix[:, j] = category_codes(cat.codes, columns[cat.name], n)
         offset = len(self.categorical)
         for j, num in enumerate(self.numeric):
             matrix[:, offset + j] = np.asarray(columns[num.name], dtype=np.float64)
@@ -240,6 +236,18 @@ def fit_schema(
             )
         )
     return FeatureSchema(categorical=tuple(cats), numeric=tuple(nums))
+
+
+def category_codes(
+    codes: Mapping[Any, float], values: Sequence[object] | NDArray[np.generic], n: int
+) -> FloatArray:
+    """`codes.get(value, NaN)` for each of the n values, shape (n,): the model's codes.
+
+    `map` with the mapping's own `get` stays in C (~25 ns a value, a third of a generator's);
+    a batch of 100,000 orders spends a few ms here instead of tens."""
+    return np.fromiter(
+        map(codes.get, values, itertools.repeat(math.nan, n)), dtype=np.float64, count=n
+    )
 
 
 def _time_columns(parts: LocalParts) -> tuple[FloatArray, ...]:

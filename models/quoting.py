@@ -1,7 +1,8 @@
 """Quoting: features -> promise. The only place where buffer and calendar apply.
 
-The service and the back-test both call `quote_batch` (the service through `quote`, which wraps
-single orders), so a back-test measures exactly what production would have promised.
+The service calls `quote`, the back-test `quote_batch`: the same steps on the same numbers (the
+tests hold every order quoted alone to its promise in a batch), so a back-test measures exactly
+what production would have promised.
 
 For an order placed at `ordered_at`:
 1. the clock starts at `ordered_at`, or on the next open day after a cut-off or closed day;
@@ -9,6 +10,11 @@ For an order placed at `ordered_at`:
 3. the policy adds `buffer_hours >= 0`;
 4. the calendar rounds the raw completion up to the unit and moves it off closed days.
 Each step only ever moves the promise later, so it is never before the expected completion.
+
+Inside, the scikit-learn model runs compiled (`models.fast`: the same numbers, bit for bit, at a
+fraction of the cost), built once per model and process on first use and never pickled. A few
+orders are quoted one by one on Python floats (`_quote_one`, ~25 us each, where the arrays of
+`quote_batch` cost ~0.15 ms to set up); more go through `quote_batch`.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from models import fast
 from models.calendar import BusinessCalendar
+from models.errors import InputError
 from models.features import FeatureSchema
 from models.policies import AdaptiveState, BufferPolicy
 from models.regressor import DurationRegressor, QuantileRegressor
@@ -29,6 +37,10 @@ from models.units import HOURS_PER_UNIT, Unit
 
 FloatArray = NDArray[np.float64]
 UTC = dt.UTC
+# Up to this many orders, `quote` prices each on Python floats (~25 us an order); above, the
+# array set-up of `quote_batch` (~0.15 ms, then ~15 us an order with its `Promise`) pays off.
+# Measured on the sample model: the two cross between 16 and 32 orders.
+ONE_BY_ONE_MAX_ORDERS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,14 @@ class QuoteEngine:
     @property
     def hours_per_unit(self) -> float:
         return HOURS_PER_UNIT[self.unit]
+
+    def compile(self) -> None:
+        """Compile the models for quoting now rather than in the first quote (~0.5 s with
+        numba's disk cache, a few seconds without); a service calls it after loading a bundle.
+        The compiled form lives with the regressors, per process, and is never pickled."""
+        self.regressor.compiled()
+        if self.quantile_regressor is not None:
+            self.quantile_regressor.compiled()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +135,17 @@ def quote_batch(
     ordered_at_s: FloatArray,
     state: AdaptiveState | None = None,
 ) -> QuoteBatch:
-    """Quote many orders given their feature columns and order times (epoch seconds, UTC)."""
+    """Quote many orders given their feature columns and order times (epoch seconds, UTC).
+
+    Every column holds one value per order (shape (n,)); the answer's arrays have shape (n,).
+    """
     calendar = engine.calendar
     parts = calendar.local_parts(ordered_at_s)
     matrix = engine.schema.encode(columns, parts)
-    expected = engine.regressor.predict_hours(matrix)
-    quantile = (
-        None
-        if engine.quantile_regressor is None
-        else engine.quantile_regressor.predict_hours(matrix)
-    )
-    labels = segment_labels(columns, engine.segments, ordered_at_s.size)
-    answer = engine.policy.buffers(expected, labels, quantile, state)
+    expected = engine.regressor.compiled().predict_hours(matrix)
+    quantile_model = engine.quantile_regressor
+    quantile = None if quantile_model is None else quantile_model.compiled().predict_hours(matrix)
+    answer = fast.buffers(engine.policy, expected, columns, engine.segments, quantile, state)
     clock_start = calendar.clock_starts(ordered_at_s)
     raw = clock_start + (expected + answer.buffer_hours) * 3600.0
     deadline, skipped = calendar.deadlines(raw, engine.unit)
@@ -150,9 +169,18 @@ def quote_batch(
 def quote(
     engine: QuoteEngine, orders: Sequence[Order], state: AdaptiveState | None = None
 ) -> list[Promise]:
-    """Quote orders one by one or in a batch; each answer carries its explanation."""
+    """Quote orders one by one or in a batch; each answer carries its explanation.
+
+    Raises `InputError` (field `ordered_at`) for an order time without a zone or outside the
+    calendar's years; the promises are those `quote_batch` and `promise_at` give."""
     if not orders:
         return []
+    for order in orders:
+        at = order.ordered_at
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise InputError(f"ordered_at {at.isoformat()} has no time zone", field="ordered_at")
+    if len(orders) <= ONE_BY_ONE_MAX_ORDERS:
+        return [_quote_one(engine, order, state) for order in orders]
     names = engine.schema.feature_names
     columns = {name: [order.features[name] for order in orders] for name in names}
     ordered_at_s = np.array([order.ordered_at.timestamp() for order in orders])
@@ -160,31 +188,106 @@ def quote(
     return [promise_at(engine, batch, i) for i in range(batch.size)]
 
 
+def _quote_one(engine: QuoteEngine, order: Order, state: AdaptiveState | None) -> Promise:
+    """`quote_batch` for one order on Python floats: the same steps, the same numbers."""
+    calendar = engine.calendar
+    ordered_s = order.ordered_at.timestamp()
+    parts = calendar.local_parts_one(order.ordered_at)
+    row = engine.schema.encode_row(order.features, parts)
+    expected = engine.regressor.compiled().predict_hours_one(row)
+    quantile_model = engine.quantile_regressor
+    quantile = None if quantile_model is None else quantile_model.compiled().predict_hours_one(row)
+    labels = tuple(order.features[name] for name in engine.segments)
+    buffer, segment, level = fast.buffer_one(engine.policy, expected, labels, quantile, state)
+    start = fast.clock_start_one(calendar, ordered_s)
+    raw = start + (expected + buffer) * 3600.0
+    deadline, skipped, promised_day = fast.deadline_one(calendar, raw, engine.unit)
+    if engine.unit == "day":
+        units = float(promised_day - fast.ordered_day_index(calendar, ordered_s))
+    else:
+        units = (deadline - ordered_s) / (HOURS_PER_UNIT[engine.unit] * 3600.0)
+    limit = engine.max_promise_units
+    return _promise(
+        engine,
+        ordered_s=ordered_s,
+        start_s=start,
+        expected_hours=expected,
+        buffer_hours=buffer,
+        deadline_s=deadline,
+        promise_units=units,
+        level=level,
+        segment=segment,
+        closed_days_skipped=skipped,
+        exceeds_max_promise=limit is not None and units > limit + 1e-9,
+    )
+
+
 def promise_at(engine: QuoteEngine, batch: QuoteBatch, i: int) -> Promise:
     """The i-th quote of a batch as a `Promise` with its explanation."""
-    zone = engine.calendar.zone
-    ordered_at = _utc(batch.ordered_at_s[i])
-    deadline_at = _utc(batch.deadline_s[i])
-    promise_local = _promise_local(deadline_at.astimezone(zone), engine.unit)
-    promise = Promise(
-        ordered_at=ordered_at,
-        clock_start=_utc(batch.clock_start_s[i]),
-        expected_completion=_utc(batch.expected_completion_s[i]),
-        deadline_at=deadline_at,
-        promise_local=promise_local,
-        unit=engine.unit,
+    return _promise(
+        engine,
+        ordered_s=float(batch.ordered_at_s[i]),
+        start_s=float(batch.clock_start_s[i]),
         expected_hours=float(batch.expected_hours[i]),
         buffer_hours=float(batch.buffer_hours[i]),
+        deadline_s=float(batch.deadline_s[i]),
         promise_units=float(batch.promise_units[i]),
-        policy=engine.policy_name,
-        target_late_rate=engine.target_late_rate,
         level=float(batch.levels[i]),
         segment=batch.segments[i],
         closed_days_skipped=int(batch.closed_days_skipped[i]),
         exceeds_max_promise=bool(batch.exceeds_max_promise[i]),
-        explanation="",
     )
-    return _with_explanation(engine, promise)
+
+
+def _promise(
+    engine: QuoteEngine,
+    *,
+    ordered_s: float,
+    start_s: float,
+    expected_hours: float,
+    buffer_hours: float,
+    deadline_s: float,
+    promise_units: float,
+    level: float,
+    segment: str,
+    closed_days_skipped: int,
+    exceeds_max_promise: bool,
+) -> Promise:
+    """A `Promise` from one quote's numbers (epoch seconds, hours), explanation included."""
+    ordered_at = _utc(ordered_s)
+    clock_start = ordered_at if start_s == ordered_s else _utc(start_s)
+    # As `QuoteBatch.expected_completion_s`: the same float operations, the same instant.
+    expected_completion = _utc(start_s + expected_hours * 3600.0)
+    deadline_at = _utc(deadline_s)
+    promise_local = _promise_local(deadline_at.astimezone(engine.calendar.zone), engine.unit)
+    return Promise(
+        ordered_at=ordered_at,
+        clock_start=clock_start,
+        expected_completion=expected_completion,
+        deadline_at=deadline_at,
+        promise_local=promise_local,
+        unit=engine.unit,
+        expected_hours=expected_hours,
+        buffer_hours=buffer_hours,
+        promise_units=promise_units,
+        policy=engine.policy_name,
+        target_late_rate=engine.target_late_rate,
+        level=level,
+        segment=segment,
+        closed_days_skipped=closed_days_skipped,
+        exceeds_max_promise=exceeds_max_promise,
+        explanation=_explanation(
+            engine,
+            ordered_at=ordered_at,
+            clock_start=clock_start,
+            expected_completion=expected_completion,
+            promise_local=promise_local,
+            promise_units=promise_units,
+            level=level,
+            closed_days_skipped=closed_days_skipped,
+            exceeds_max_promise=exceeds_max_promise,
+        ),
+    )
 
 
 def segment_labels(
@@ -222,46 +325,77 @@ def _promise_local(deadline_local: dt.datetime, unit: Unit) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=zone)
 
 
-def _with_explanation(engine: QuoteEngine, promise: Promise) -> Promise:
-    return replace(promise, explanation=explain(engine, promise))
-
-
 def explain(engine: QuoteEngine, promise: Promise) -> str:
     """A short sentence a customer or staff member understands, with the numbers behind it."""
+    return _explanation(
+        engine,
+        ordered_at=promise.ordered_at,
+        clock_start=promise.clock_start,
+        expected_completion=promise.expected_completion,
+        promise_local=promise.promise_local,
+        promise_units=promise.promise_units,
+        level=promise.level,
+        closed_days_skipped=promise.closed_days_skipped,
+        exceeds_max_promise=promise.exceeds_max_promise,
+    )
+
+
+def _explanation(
+    engine: QuoteEngine,
+    *,
+    ordered_at: dt.datetime,
+    clock_start: dt.datetime,
+    expected_completion: dt.datetime,
+    promise_local: dt.datetime,
+    promise_units: float,
+    level: float,
+    closed_days_skipped: int,
+    exceeds_max_promise: bool,
+) -> str:
     zone = engine.calendar.zone
-    expected_from_order_hours = (
-        promise.expected_completion - promise.ordered_at
-    ).total_seconds() / 3600.0
-    on_time = round(100 * promise.level)
+    expected_from_order_hours = (expected_completion - ordered_at).total_seconds() / 3600.0
+    on_time = round(100 * level)
     if engine.unit == "day":
         expected = _count(max(1, math.ceil(expected_from_order_hours / 24.0 - 1e-9)), "day")
-        promised = _count(int(promise.promise_units), "day")
-        when = promise.promise_local.strftime("%a %d %b %Y")
+        promised = _count(int(promise_units), "day")
+        when = f"{_day_text(promise_local)} {promise_local.year}"
     else:
         minutes = engine.unit == "minute"
         scale = 60.0 if minutes else 1.0
         word = "minute" if minutes else "hour"
         expected = _count(max(1, math.ceil(expected_from_order_hours * scale - 1e-9)), word)
-        promised = _count(math.ceil(promise.promise_units - 1e-9), word)
-        when = promise.promise_local.strftime("%a %d %b %H:%M")
+        promised = _count(math.ceil(promise_units - 1e-9), word)
+        when = f"{_day_text(promise_local)} {promise_local:%H:%M}"
     sentence = (
         f"We expect {expected}; we promise {promised} ({when}) so that about {on_time} in 100 "
         f"such orders are ready on time."
     )
     notes = []
-    if promise.clock_start > promise.ordered_at + dt.timedelta(minutes=1):
-        start = promise.clock_start.astimezone(zone).strftime("%a %d %b")
+    if clock_start > ordered_at + _ONE_MINUTE:
+        start = _day_text(clock_start.astimezone(zone))
         notes.append(
             f"The order arrived after the cut-off or on a closed day, so the clock starts {start}."
         )
-    if promise.closed_days_skipped:
-        notes.append(f"The promise skips {_count(promise.closed_days_skipped, 'closed day')}.")
-    if promise.exceeds_max_promise:
+    if closed_days_skipped:
+        notes.append(f"The promise skips {_count(closed_days_skipped, 'closed day')}.")
+    if exceeds_max_promise:
         notes.append(
             f"This is longer than the {engine.max_promise_units:g} {engine.unit}s "
             f"customers accept: offer an alternative."
         )
     return " ".join([sentence, *notes])
+
+
+_ONE_MINUTE = dt.timedelta(minutes=1)
+# English names, as in the rest of the sentence; strftime's %a and %b follow the process
+# locale and cost ~3 us each, a tenth of a quote.
+_WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _day_text(at: dt.datetime) -> str:
+    """`at.strftime("%a %d %b")` in the C locale: "Wed 04 Mar"."""
+    return f"{_WEEKDAY_NAMES[at.weekday()]} {at.day:02d} {_MONTH_NAMES[at.month - 1]}"
 
 
 def _count(n: int, word: str) -> str:

@@ -74,9 +74,9 @@ class OrderTable:
 
     def fingerprint(self) -> str:
         """A short content hash of what the model learns from."""
-        hashed = (
-            pd.util.hash_array(self.ordered_at_s).sum()
-            + pd.util.hash_array(np.nan_to_num(self.fulfilled_at_s, nan=-1.0)).sum()
+        # Python ints: numpy's uint64 sum of the two would overflow (and warn).
+        hashed = int(pd.util.hash_array(self.ordered_at_s).sum()) + int(
+            pd.util.hash_array(np.nan_to_num(self.fulfilled_at_s, nan=-1.0)).sum()
         )
         return f"{int(hashed) % (1 << 63):016x}-{self.size}"
 

@@ -1,0 +1,573 @@
+"""`make bench`: Promise against naive references, side by side, on one machine and one model.
+
+    python -m bench.run [--orders 1000000] [--out bench/results.json]
+
+Generates the sample history (`training.sample_data`), trains and calibrates a bundle on it in a
+child process (wall time, peak resident memory), back-tests it over 5 folds, then measures on
+that bundle, each figure in the same run as its reference and on the same orders:
+
+- single quote in process: `quote(engine, [order])` against `bench.reference.NaiveQuoter.quote`
+  (one-row DataFrame, sklearn Pipeline.predict, pandas dates), calls interleaved;
+- batch: `quote_batch` on 100,000 orders against `NaiveQuoter.quote_frame`, interleaved;
+- HTTP: `promise serve --workers 2` (every quote written to a SQLite ledger) against
+  `bench.reference_app` (2 workers, no ledger), 32 keep-alive clients on 127.0.0.1, bounded
+  in requests and seconds, the two servers measured in turn, twice;
+- resident memory of a serving worker after the load.
+
+Prints one table and writes `bench/results.json`. Nothing here asserts a speed: the targets are
+shown next to the figures. A section that fails is reported as failed; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "data" / "optical.toml"
+NOW = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)  # the training "today" (calendar range)
+BATCH_ORDERS = 100_000
+HTTP_CLIENTS = 32
+HTTP_ROUNDS = 2
+KEYS = (
+    "single_quote_p50_us",
+    "single_quote_p99_us",
+    "reference_single_quote_p50_us",
+    "batch_quotes_per_s",
+    "reference_batch_quotes_per_s",
+    "http_quotes_per_s",
+    "http_p50_ms",
+    "http_p99_ms",
+    "reference_http_quotes_per_s",
+    "train_1m_seconds",
+    "train_1m_peak_mib",
+    "backtest_1m_seconds",
+    "worker_rss_mib",
+)
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--orders", type=int, default=1_000_000, help="sample history size")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--single", type=int, default=20_000, help="single quotes timed")
+    parser.add_argument("--reference-single", type=int, default=500)
+    parser.add_argument(
+        "--single-seconds", type=float, default=60.0, help="time budget of the single quotes"
+    )
+    parser.add_argument("--http-requests", type=int, default=6_000, help="per server and round")
+    parser.add_argument("--http-seconds", type=float, default=15.0, help="per server and round")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {key: None for key in KEYS}
+    results.update(machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat())
+    errors: dict[str, str] = {}
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="promise-bench-") as scratch:
+        work = Path(scratch)
+        bench = Bench(work, args, results)
+        for name, step in (
+            ("data", bench.data),
+            ("train", bench.train),
+            ("load", bench.load),
+            ("backtest", bench.backtest),
+            ("single", bench.single),
+            ("batch", bench.batch),
+            ("http", bench.http),
+        ):
+            say(f"[{time.perf_counter() - began:6.0f} s] {name} ...")
+            try:
+                step()
+            except Exception as err:  # a failed section is reported, the rest still runs
+                errors[name] = f"{type(err).__name__}: {err}"
+                say(traceback.format_exc())
+                if name in ("data", "train", "load"):
+                    break  # everything after needs the data and the bundle
+    results["errors"] = errors
+    results["load_average_end"] = os.getloadavg()
+    results["total_seconds"] = round(time.perf_counter() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    say("")
+    say(table(results))
+    say(f"\nwritten: {args.out}  ({results['total_seconds']:.0f} s)")
+    return 0
+
+
+class Bench:
+    """The benchmark's steps, sharing the work folder, the data and the bundle."""
+
+    def __init__(self, work: Path, args: argparse.Namespace, results: dict[str, Any]) -> None:
+        self.work = work
+        self.args = args
+        self.results = results
+        self.registry = work / "registry"
+        self.spec_path = work / "optical.toml"
+        self.version = ""
+        self.engine: Any = None
+        self.table: Any = None
+        self.calendar: Any = None
+        self.spec: Any = None
+
+    # ------------------------------------------------------------------ data and training
+
+    def data(self) -> None:
+        from training.sample_data import write_sample_data
+
+        start = time.perf_counter()
+        write_sample_data(self.work, n_orders=self.args.orders, seed=7)
+        shutil.copy(SPEC, self.spec_path)
+        self.results["orders"] = self.args.orders
+        self.results["data_seconds"] = round(time.perf_counter() - start, 1)
+
+    def train(self) -> None:
+        """`train_bundle` in a child process: its wall time and its peak resident memory."""
+        code = (
+            "import datetime as dt, sys; from pathlib import Path;"
+            "from models.registry import Registry; from training.pipeline import train_bundle;"
+            "m = train_bundle(Path(sys.argv[1]), Registry(Path(sys.argv[2])),"
+            " now=dt.datetime.fromisoformat(sys.argv[3]), backtest_folds=0);"
+            "print(m.version)"
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(self.spec_path), str(self.registry), NOW.isoformat()],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"training failed: {done.stderr[-2000:]}")
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if peak_kib <= before:
+            raise RuntimeError("the training child's peak memory could not be read")
+        self.version = done.stdout.strip().splitlines()[-1]
+        self.results["train_1m_seconds"] = round(seconds, 1)
+        self.results["train_1m_peak_mib"] = round(peak_kib / 1024.0, 0)
+        from models.registry import Registry
+
+        Registry(self.registry).promote(self.version)
+        self.results["bundle_mib"] = round(
+            (self.registry / self.version / "model.joblib").stat().st_size / 2**20, 2
+        )
+
+    def load(self) -> None:
+        from models.registry import Registry
+        from training.data import load_orders
+        from training.spec import load_spec
+        from training.train import build_calendar
+
+        start = time.perf_counter()
+        self.spec = load_spec(self.spec_path)
+        self.table = load_orders(self.spec)
+        self.calendar = build_calendar(self.spec, self.table, NOW.date())
+        self.results["load_1m_seconds"] = round(time.perf_counter() - start, 1)
+        self.engine = Registry(self.registry).load(self.version).engine
+        start = time.perf_counter()
+        self.engine.compile()
+        self.results["compile_seconds"] = round(time.perf_counter() - start, 2)
+        trees = self.engine.regressor.compiled()
+        self.results["model"] = {
+            "trees": trees.n_trees,
+            "columns": trees.n_columns,
+            "compiled_form": type(trees).__name__,
+            "segments": len(self.engine.policy.segment_table()),
+        }
+
+    def backtest(self) -> None:
+        """5-fold walk-forward back-test of the spec's policy (no trade-off sweep)."""
+        from training.backtest import run_backtest
+
+        start = time.perf_counter()
+        report = run_backtest(
+            self.spec, self.table, self.calendar, [self.spec.quote.policy], 5, tradeoff=False
+        )
+        self.results["backtest_1m_seconds"] = round(time.perf_counter() - start, 1)
+        self.results["backtest_late_rate"] = report["policies"][self.spec.quote.policy].get(
+            "late_rate"
+        )
+
+    # ------------------------------------------------------------------ in process
+
+    def orders(self, n: int, seed: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """n orders of the history (features as the service passes them, times in seconds)."""
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(self.table.size, n, replace=n > self.table.size)
+        names = self.engine.schema.feature_names
+        columns = {name: self.table.columns[name][rows].tolist() for name in names}
+        features = [{name: _plain(columns[name][i]) for name in names} for i in range(n)]
+        return features, self.table.ordered_at_s[rows]
+
+    def single(self) -> None:
+        """p50/p99 of one quote, Promise and naive reference interleaved on the same orders."""
+        from bench.reference import NaiveQuoter
+        from models.quoting import Order, quote
+
+        n_fast = self.args.single
+        n_ref = self.args.reference_single
+        features, times = self.orders(n_fast, seed=1)
+        orders = [
+            Order(f, dt.datetime.fromtimestamp(float(t), dt.UTC))
+            for f, t in zip(features, times, strict=True)
+        ]
+        naive = NaiveQuoter(self.engine)
+        for order in orders[:200]:  # warm-up: caches, branch predictors, lazy imports
+            quote(self.engine, [order])
+            naive.quote(order.features, order.ordered_at)
+        fast_ns: list[int] = []
+        ref_ns: list[int] = []
+        agree_hours = agree_deadline = 0
+        per_round = max(1, n_fast // n_ref)
+        clock = time.perf_counter_ns
+        budget_ends = time.monotonic() + self.args.single_seconds
+        for r in range(n_ref):
+            if r >= 100 and time.monotonic() > budget_ends:
+                break  # a busy machine: enough samples for the percentiles, keep the run bounded
+            order = orders[r]
+            t0 = clock()
+            answer = naive.quote(order.features, order.ordered_at)
+            ref_ns.append(clock() - t0)
+            [promise] = quote(self.engine, [order])
+            agree_hours += answer["expected_hours"] == promise.expected_hours
+            agree_deadline += answer["deadline"].to_pydatetime() == promise.deadline_at
+            for order in orders[r * per_round : (r + 1) * per_round]:
+                t0 = clock()
+                quote(self.engine, [order])
+                fast_ns.append(clock() - t0)
+        fast = np.array(fast_ns) / 1000.0
+        ref = np.array(ref_ns) / 1000.0
+        self.results.update(
+            single_quote_p50_us=round(float(np.percentile(fast, 50)), 1),
+            single_quote_p99_us=round(float(np.percentile(fast, 99)), 1),
+            single_quote_n=int(fast.size),
+            reference_single_quote_p50_us=round(float(np.percentile(ref, 50)), 1),
+            reference_single_quote_p99_us=round(float(np.percentile(ref, 99)), 1),
+            reference_single_quote_n=int(ref.size),
+            reference_single_agreement={
+                "expected_hours": agree_hours / ref.size,
+                "deadline": agree_deadline / ref.size,
+            },
+        )
+
+    def batch(self) -> None:
+        """Quotes per second for 100,000 orders, `quote_batch` and the pandas reference."""
+        from bench.reference import NaiveQuoter
+        from models.quoting import quote_batch
+
+        features, times = self.orders(BATCH_ORDERS, seed=2)
+        names = self.engine.schema.feature_names
+        numeric = {num.name for num in self.engine.schema.numeric}
+        columns = {
+            name: np.array(
+                [np.nan if f[name] is None else f[name] for f in features]
+                if name in numeric
+                else [f[name] for f in features],
+                dtype=float if name in numeric else object,
+            )
+            for name in names
+        }
+        frame = pd.DataFrame(features)
+        frame["ordered_at"] = pd.to_datetime(times, unit="s", utc=True)
+        naive = NaiveQuoter(self.engine)
+        fast_s: list[float] = []
+        ref_s: list[float] = []
+        quote_batch(self.engine, columns, times)  # warm-up
+        for _ in range(3):
+            gc.collect()
+            start = time.perf_counter()
+            reference = naive.quote_frame(frame)
+            ref_s.append(time.perf_counter() - start)
+            for _ in range(3):
+                gc.collect()
+                start = time.perf_counter()
+                batch = quote_batch(self.engine, columns, times)
+                fast_s.append(time.perf_counter() - start)
+        deadlines = reference["deadline"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        self.results.update(
+            batch_quotes_per_s=round(BATCH_ORDERS / float(np.median(fast_s))),
+            reference_batch_quotes_per_s=round(BATCH_ORDERS / float(np.median(ref_s))),
+            reference_batch_agreement={
+                "expected_hours": float(
+                    np.mean(reference["expected_hours"].to_numpy() == batch.expected_hours)
+                ),
+                "deadline": float(
+                    np.mean(deadlines == np.round(batch.deadline_s * 1e6).astype(np.int64))
+                ),
+            },
+        )
+
+    # ------------------------------------------------------------------ HTTP
+
+    def http(self) -> None:
+        """Throughput and latency at 32 clients: the service (ledger) and the naive app."""
+        from bench.load import run_load
+
+        features, _ = self.orders(2_000, seed=3)
+        bodies = [json.dumps({"order": f}).encode("utf-8") for f in features]
+        env = {
+            **os.environ,
+            "PROMISE_REGISTRY": str(self.registry),
+            "PROMISE_DATABASE_URL": f"sqlite:///{self.work / 'ledger.db'}",
+        }
+        env.pop("PROMISE_API_KEYS", None)  # open mode: no keys, loopback only
+        promise = Path(sys.executable).with_name("promise")
+        service_port, reference_port = free_port(), free_port()
+        service_cmd = [
+            str(promise), "serve", "--host", "127.0.0.1", "--port", str(service_port),
+            "--workers", "2",
+        ]  # fmt: skip
+        reference_cmd = [
+            sys.executable, "-m", "uvicorn", "bench.reference_app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(reference_port), "--workers", "2",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        rounds: dict[str, list[Any]] = {"service": [], "reference": []}
+        with (
+            server(service_cmd, env, self.work / "service.log") as service,
+            server(reference_cmd, env, self.work / "reference.log") as reference,
+        ):
+            wait_ready(service_port, "/readyz", service)
+            wait_ready(reference_port, "/healthz", reference)
+            for port in (service_port, reference_port):  # warm-up: every worker, every path
+                run_load(port, "/v1/quotes", bodies, HTTP_CLIENTS, 400, 30.0)
+            for _ in range(HTTP_ROUNDS):
+                for name, port in (("service", service_port), ("reference", reference_port)):
+                    result = run_load(
+                        port,
+                        "/v1/quotes",
+                        bodies,
+                        HTTP_CLIENTS,
+                        self.args.http_requests,
+                        self.args.http_seconds,
+                    )
+                    if result.ok == 0:
+                        raise RuntimeError(f"{name}: no request succeeded: {result.statuses}")
+                    rounds[name].append(result)
+            service_rss = worker_rss_mib(service.pid)
+            reference_rss = worker_rss_mib(reference.pid)
+        fast, ref = rounds["service"], rounds["reference"]
+        latencies = [s for r in fast for s in r.latencies_s]
+        self.results.update(
+            http_quotes_per_s=round(float(np.median([r.per_second for r in fast])), 1),
+            http_p50_ms=round(float(np.percentile(latencies, 50)) * 1000.0, 1),
+            http_p99_ms=round(float(np.percentile(latencies, 99)) * 1000.0, 1),
+            http_statuses=[r.statuses for r in fast],
+            reference_http_quotes_per_s=round(float(np.median([r.per_second for r in ref])), 1),
+            reference_http_p50_ms=round(
+                float(np.percentile([s for r in ref for s in r.latencies_s], 50)) * 1000.0, 1
+            ),
+            reference_http_p99_ms=round(
+                float(np.percentile([s for r in ref for s in r.latencies_s], 99)) * 1000.0, 1
+            ),
+            reference_http_statuses=[r.statuses for r in ref],
+            worker_rss_mib=max(service_rss) if service_rss else None,
+            worker_rss_all_mib=service_rss,
+            reference_worker_rss_mib=max(reference_rss) if reference_rss else None,
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _plain(value: Any) -> Any:
+    """A table value as JSON and the service take it: None for missing, plain numbers."""
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server for the block; stop it (SIGTERM, then SIGKILL) whatever happens."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: its workers stop with it
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)  # the group this benchmark created
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 180.0
+    url = f"http://127.0.0.1:{port}{path}"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} was not ready within 180 s")
+
+
+def worker_rss_mib(master: int) -> list[float]:
+    """VmRSS (MiB) of each child of process `master` (uvicorn's workers)."""
+    sizes = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("PPid", "0").strip()) == master and "VmRSS" in fields:
+            sizes.append(round(int(fields["VmRSS"].split()[0]) / 1024.0, 1))
+    return sorted(sizes)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    import numba
+    import sklearn
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numba": numba.__version__,
+    }
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def us(v: float) -> str:
+    return f"{v:,.1f} µs"
+
+
+def ms(v: float) -> str:
+    return f"{v:,.1f} ms"
+
+
+def per_s(v: float) -> str:
+    return f"{v:,.0f} /s"
+
+
+def sec(v: float) -> str:
+    return f"{v:,.1f} s"
+
+
+def mib(v: float) -> str:
+    return f"{v:,.0f} MiB"
+
+
+def table(r: dict[str, Any]) -> str:
+    """The README table: each figure, its reference, the ratio and the target."""
+
+    def num(key: str, fmt: Callable[[float], str]) -> str:
+        value = r.get(key)
+        return "failed" if value is None else fmt(float(value))
+
+    def ratio(fast: str, ref: str, higher_is_better: bool) -> str:
+        a, b = r.get(fast), r.get(ref)
+        if not a or not b:
+            return ""
+        return f"{(a / b if higher_is_better else b / a):,.1f}x"
+
+    m = r.get("machine", {})
+    rows = [
+        ("figure", "Promise", "naive reference", "ratio", "target"),
+        ("single quote p50", num("single_quote_p50_us", us),
+         num("reference_single_quote_p50_us", us),
+         ratio("single_quote_p50_us", "reference_single_quote_p50_us", False),
+         "≤ 50 µs, ≥ 40x"),
+        ("single quote p99", num("single_quote_p99_us", us),
+         num("reference_single_quote_p99_us", us),
+         ratio("single_quote_p99_us", "reference_single_quote_p99_us", False), ""),
+        ("batch, 100,000 orders", num("batch_quotes_per_s", per_s),
+         num("reference_batch_quotes_per_s", per_s),
+         ratio("batch_quotes_per_s", "reference_batch_quotes_per_s", True), "≥ 500,000 /s"),
+        ("HTTP, 32 clients", num("http_quotes_per_s", per_s),
+         num("reference_http_quotes_per_s", per_s),
+         ratio("http_quotes_per_s", "reference_http_quotes_per_s", True), "≥ 3x"),
+        ("HTTP p50", num("http_p50_ms", ms), num("reference_http_p50_ms", ms), "", ""),
+        ("HTTP p99", num("http_p99_ms", ms), num("reference_http_p99_ms", ms), "", "≤ 25 ms"),
+        ("train + calibrate 1M orders", num("train_1m_seconds", sec), "", "", "≤ 60 s"),
+        ("training peak memory", num("train_1m_peak_mib", mib), "", "", "≤ 4 GiB"),
+        ("back-test, 5 folds, 1M orders", num("backtest_1m_seconds", sec), "", "", ""),
+        ("serving worker RSS", num("worker_rss_mib", mib), num("reference_worker_rss_mib", mib),
+         "", "≤ 250 MB"),
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in rows]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    load = m.get("load_average_start")
+    lines.append("")
+    lines.append(
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB; "
+        f"Python {m.get('python')}, numpy {m.get('numpy')}, scikit-learn "
+        f"{m.get('scikit-learn')}, numba {m.get('numba')}; load average at start "
+        f"{load[0]:.1f} (shared machine)."
+        if load
+        else ""
+    )
+    if r.get("errors"):
+        lines.append(f"Failed sections: {r['errors']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
