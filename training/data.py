@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from models.errors import SpecError
@@ -249,6 +250,7 @@ def _ids(values: pd.Series, path: Path, column: str, rows: str) -> ObjectArray:
 
 def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
     """UTC timestamps (NaT where empty); naive times are local to `zone`."""
+    values = _numpy_backed(values)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return pd.Series(values.dt.tz_convert("UTC").dt.as_unit("us"))
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
@@ -278,6 +280,21 @@ def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str
     return result
 
 
+def _numpy_backed(values: pd.Series) -> pd.Series:
+    """Arrow-backed columns (Parquet dates and times) as the numpy-backed ones parsed here:
+    a date becomes its ISO text (a promised date means the end of that day), a time a
+    datetime64 column, anything else text to be validated as such."""
+    dtype = values.dtype
+    if not isinstance(dtype, pd.ArrowDtype):
+        return values
+    arrow = dtype.pyarrow_dtype
+    if pa.types.is_timestamp(arrow):
+        if arrow.tz:
+            return pd.Series(values.astype(pd.DatetimeTZDtype(unit="us", tz=arrow.tz)))
+        return pd.Series(values.astype(np.dtype("datetime64[us]")))
+    return values.astype("string")
+
+
 def _localize(parsed: pd.Series, zone: str) -> pd.Series:
     # An hour repeated at a daylight-saving change is read as its first occurrence; an hour
     # skipped by one moves forward, as a clock on the wall would.
@@ -291,6 +308,7 @@ def _company_deadlines(
     values: pd.Series, zone: str, path: Path, column: str, rows: str
 ) -> pd.Series:
     """The company's promise as a deadline: the end of a promised date, or a promised time."""
+    values = _numpy_backed(values)
     text = values.astype("string").str.strip()
     is_date = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}", na=False)
     result = _timestamps(values.where(~is_date.to_numpy(), other=None), zone, path, column, rows)

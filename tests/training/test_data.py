@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from models.errors import SpecError
+from tests.conftest import SAMPLE_SPEC
 from training.data import load_orders
+from training.sample_data import write_sample_data
 from training.spec import load_spec
 
 SPEC = """
@@ -122,3 +124,20 @@ def test_missing_file(tmp_path: Path) -> None:
     (tmp_path / "orders.csv").unlink()
     with pytest.raises(SpecError, match="no such data file"):
         load_orders(load_spec(spec_path))
+
+
+def test_the_sample_loads_the_same_from_csv_and_parquet(tmp_path: Path) -> None:
+    # Parquet keeps real date and time types (Arrow-backed in pandas): the loader must read
+    # them exactly as it reads their text in a CSV.
+    tables = []
+    for file_format in ("csv", "parquet"):
+        folder = tmp_path / file_format
+        data = write_sample_data(folder, n_orders=2_000, seed=5, file_format=file_format)
+        spec = load_spec(SAMPLE_SPEC).with_data(data)
+        tables.append(load_orders(spec))
+    csv_table, parquet_table = tables
+    np.testing.assert_array_equal(csv_table.ordered_at_s, parquet_table.ordered_at_s)
+    np.testing.assert_array_equal(csv_table.fulfilled_at_s, parquet_table.fulfilled_at_s)
+    assert csv_table.company_deadline_s is not None and parquet_table.company_deadline_s is not None
+    np.testing.assert_array_equal(csv_table.company_deadline_s, parquet_table.company_deadline_s)
+    assert list(csv_table.columns["store_id"]) == list(parquet_table.columns["store_id"])
