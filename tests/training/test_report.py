@@ -11,21 +11,12 @@ from typing import Any
 import pytest
 
 from models.calendar import BusinessCalendar
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from training.backtest import COMPANY, run_backtest
 from training.data import OrderTable
 from training.report import render_html
 from training.spec import Spec
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -85,11 +76,7 @@ def test_a_report_without_company_promise_or_segments_still_renders(report: dict
     assert "Company promise today" not in page
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)",
-)
+@needs_chromium
 def test_the_plots_render_in_a_real_browser(report: dict[str, Any], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
