@@ -228,15 +228,30 @@ def _scores(calibration: CalibrationSlice, relative: bool) -> FloatArray:
     return calibration.needed_hours - calibration.expected_hours
 
 
+def _given_or_calibrated(
+    given: float | None, calibration: CalibrationSlice, relative: bool, target: float
+) -> float:
+    """The spec's constant, or the one constant that keeps `target` on the calibration slice."""
+    if given is None:
+        dist = score_distribution(_scores(calibration, relative), calibration.censored)
+        given = max(0.0, dist.conformal_quantile(target))
+    return float(given)
+
+
+def _global_answer(buffer_hours: FloatArray, target: float) -> BufferAnswer:
+    """Buffers that come from no segment, at the target's level."""
+    n = buffer_hours.size
+    return BufferAnswer(buffer_hours, [GLOBAL_SEGMENT] * n, np.full(n, 1.0 - target))
+
+
 class FixedPolicy(BufferPolicy):
     """A constant buffer: the spec's `fixed_buffer`, or the one constant that meets the target."""
 
     def fit(self, calibration: CalibrationSlice) -> Self:
-        given = self.cfg.fixed_buffer_hours
-        if given is None:
-            dist = score_distribution(_scores(calibration, False), calibration.censored)
-            given = max(0.0, dist.conformal_quantile(self.cfg.target_late_rate))
-        self.buffer_hours_ = float(given)
+        cfg = self.cfg
+        self.buffer_hours_ = _given_or_calibrated(
+            cfg.fixed_buffer_hours, calibration, False, cfg.target_late_rate
+        )
         return self
 
     def buffers(
@@ -247,11 +262,8 @@ class FixedPolicy(BufferPolicy):
         state: AdaptiveState | None = None,
     ) -> BufferAnswer:
         check_is_fitted(self, "buffer_hours_")
-        n = expected_hours.size
-        return BufferAnswer(
-            np.full(n, self.buffer_hours_),
-            [GLOBAL_SEGMENT] * n,
-            np.full(n, 1.0 - self.cfg.target_late_rate),
+        return _global_answer(
+            np.full(expected_hours.size, self.buffer_hours_), self.cfg.target_late_rate
         )
 
 
@@ -259,11 +271,10 @@ class ProportionalPolicy(BufferPolicy):
     """A share of the expected duration: the spec's `proportional_buffer`, or calibrated."""
 
     def fit(self, calibration: CalibrationSlice) -> Self:
-        given = self.cfg.proportional_buffer
-        if given is None:
-            dist = score_distribution(_scores(calibration, True), calibration.censored)
-            given = max(0.0, dist.conformal_quantile(self.cfg.target_late_rate))
-        self.ratio_ = float(given)
+        cfg = self.cfg
+        self.ratio_ = _given_or_calibrated(
+            cfg.proportional_buffer, calibration, True, cfg.target_late_rate
+        )
         return self
 
     def buffers(
@@ -274,12 +285,7 @@ class ProportionalPolicy(BufferPolicy):
         state: AdaptiveState | None = None,
     ) -> BufferAnswer:
         check_is_fitted(self, "ratio_")
-        n = expected_hours.size
-        return BufferAnswer(
-            expected_hours * self.ratio_,
-            [GLOBAL_SEGMENT] * n,
-            np.full(n, 1.0 - self.cfg.target_late_rate),
-        )
+        return _global_answer(expected_hours * self.ratio_, self.cfg.target_late_rate)
 
 
 class QuantilePolicy(BufferPolicy):
@@ -299,11 +305,8 @@ class QuantilePolicy(BufferPolicy):
         check_is_fitted(self, "fitted_")
         if quantile_hours is None:
             raise ValueError("the quantile policy needs the quantile model's hours")
-        n = expected_hours.size
-        return BufferAnswer(
-            np.maximum(quantile_hours - expected_hours, 0.0),
-            [GLOBAL_SEGMENT] * n,
-            np.full(n, 1.0 - self.cfg.target_late_rate),
+        return _global_answer(
+            np.maximum(quantile_hours - expected_hours, 0.0), self.cfg.target_late_rate
         )
 
 
