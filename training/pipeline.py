@@ -10,6 +10,7 @@ from typing import Any
 
 from models.features import FeatureSchema
 from models.registry import Manifest, Registry
+from training.backtest import backtest_summary
 from training.data import OrderTable, load_orders
 from training.spec import load_spec
 from training.train import build_calendar, fit_engine
@@ -41,8 +42,6 @@ def train_bundle(
     calendar = build_calendar(spec, table, now.date())
     backtest: dict[str, Any] = {}
     if backtest_folds > 0:
-        from training.backtest import backtest_summary
-
         say(f"back-testing over {backtest_folds} folds")
         backtest = backtest_summary(spec, table, calendar, policy=policy, folds=backtest_folds)
     # Everything in the file is known now: the cut-off is just after its latest timestamp.
