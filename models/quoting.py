@@ -33,6 +33,7 @@ from models.errors import InputError
 from models.features import FeatureSchema
 from models.policies import AdaptiveState, BufferPolicy
 from models.regressor import DurationRegressor, QuantileRegressor
+from models.risk import RiskModel
 from models.units import HOURS_PER_UNIT, Unit
 
 FloatArray = NDArray[np.float64]
@@ -57,6 +58,8 @@ class QuoteEngine:
     target_late_rate: float
     segments: tuple[str, ...]
     max_promise_units: float | None = None
+    # Residual distributions for the risk of open orders (None in bundles made before them).
+    risk: RiskModel | None = None
 
     @property
     def hours_per_unit(self) -> float:
@@ -200,7 +203,23 @@ def _quote_one(engine: QuoteEngine, order: Order, state: AdaptiveState | None) -
     labels = tuple(order.features[name] for name in engine.segments)
     buffer, segment, level = fast.buffer_one(engine.policy, expected, labels, quantile, state)
     start = fast.clock_start_one(calendar, ordered_s)
-    raw = start + (expected + buffer) * 3600.0
+    return promise_from_hours(engine, ordered_s, start, expected, buffer, level, segment)
+
+
+def promise_from_hours(
+    engine: QuoteEngine,
+    ordered_s: float,
+    start_s: float,
+    expected_hours: float,
+    buffer_hours: float,
+    level: float,
+    segment: str,
+) -> Promise:
+    """The promise for an order whose clock started at `start_s` (epoch seconds), expected
+    to take `expected_hours`, given `buffer_hours` more: rounded to the unit and moved off
+    closed days as every quote is (a revision is built the same way)."""
+    calendar = engine.calendar
+    raw = start_s + (expected_hours + buffer_hours) * 3600.0
     deadline, skipped, promised_day = fast.deadline_one(calendar, raw, engine.unit)
     if engine.unit == "day":
         units = float(promised_day - fast.ordered_day_index(calendar, ordered_s))
@@ -210,9 +229,9 @@ def _quote_one(engine: QuoteEngine, order: Order, state: AdaptiveState | None) -
     return _promise(
         engine,
         ordered_s=ordered_s,
-        start_s=start,
-        expected_hours=expected,
-        buffer_hours=buffer,
+        start_s=start_s,
+        expected_hours=expected_hours,
+        buffer_hours=buffer_hours,
         deadline_s=deadline,
         promise_units=units,
         level=level,

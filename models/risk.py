@@ -1,25 +1,40 @@
 """Risk of an open order: how likely it is to miss its promise, given it is not done yet.
 
-A quote's segment has a calibrated distribution of residuals r = actual hours - expected hours
-(Kaplan-Meier, censoring-aware, fitted on the calibration slice with the buffer; see
-`models.policies`). An order still open `elapsed` hours after its clock started has, by
-Bayes' rule on the survival function S of r:
+Every engine carries a `RiskModel`: per segment, the Kaplan-Meier distribution of the plain
+residual r = actual hours - expected hours (from the clock start) on the calibration slice, with
+the orders still open at the cut-off kept as censored residuals, the same censoring-aware
+estimate the buffers use (`models.policies`). Segments follow the policy's: a segment with
+fewer than `min_segment_size` calibration orders uses its parent's distribution, then the
+global one. The residual is the same whatever the policy, so every policy's promises get a risk.
+
+An order still open `elapsed` hours after its clock started has, by Bayes' rule on the survival
+function S of r:
 
     P(late | open now) = S(deadline_hours - expected) / S(elapsed - expected)
 
-and its remaining completion time follows the residual distribution truncated at the elapsed
-time. An honest revision promises the conditional quantile at 1 - target: the same share of
-such orders is late as for a fresh quote.
+which only grows while the order stays open. Its remaining completion time follows the residual
+distribution truncated at the elapsed time; an honest revision promises the conditional quantile
+at 1 - target, so the same share of such orders is late as of fresh quotes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
-from models.policies import ScoreDistribution
+from models.policies import (
+    GLOBAL_SEGMENT,
+    ScoreDistribution,
+    score_distribution,
+    segment_key,
+    segment_keys,
+)
+
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,56 @@ class OpenOrderOutlook:
     revised_hours: float  # total hours from the clock start meeting the target late rate again
 
 
+@dataclass(frozen=True, slots=True)
+class RiskModel:
+    """Residual distributions (hours) per segment key, with the Mondrian fallback."""
+
+    table: Mapping[str, ScoreDistribution]
+    depth: int  # how many segment features the keys use
+
+    def resolve(self, labels: Sequence[str | None]) -> tuple[str, ScoreDistribution]:
+        """The segment that serves an order: its own, else its parent's, else global."""
+        for depth in range(self.depth, 0, -1):
+            key = segment_key(labels, depth)
+            found = self.table.get(key)
+            if found is not None:
+                return key, found
+        return GLOBAL_SEGMENT, self.table[GLOBAL_SEGMENT]
+
+    def resolve_keys(self, labels: Sequence[Sequence[str | None]]) -> list[str]:
+        """`resolve`'s key for each order (cached per distinct tuple of labels)."""
+        cache: dict[tuple[str | None, ...], str] = {}
+        keys = []
+        for row in labels:
+            hit = cache.get(tuple(row))
+            if hit is None:
+                hit = cache[tuple(row)] = self.resolve(row)[0]
+            keys.append(hit)
+        return keys
+
+
+def fit_risk_model(
+    expected_hours: FloatArray,
+    reached_hours: FloatArray,
+    censored: NDArray[np.bool_],
+    labels: Sequence[Sequence[str | None]],
+    depth: int,
+    min_segment_size: int,
+) -> RiskModel:
+    """Residual distributions from calibration orders: `reached_hours` is the duration from
+    the clock start where done, and how long it had been open at the cut-off where `censored`."""
+    residuals = reached_hours - expected_hours
+    table: dict[str, ScoreDistribution] = {}
+    for level in range(depth + 1):
+        keys = np.array(segment_keys(labels, level), dtype=object)
+        for key in dict.fromkeys(keys.tolist()):
+            members = keys == key
+            if level > 0 and int(members.sum()) < min_segment_size:
+                continue
+            table[key] = score_distribution(residuals[members], censored[members])
+    return RiskModel(table=table, depth=depth)
+
+
 def survival(dist: ScoreDistribution, residual_hours: float) -> float:
     """P(residual > residual_hours) from the Kaplan-Meier CDF (1 below the smallest seen)."""
     if dist.values.size == 0:
@@ -39,6 +104,15 @@ def survival(dist: ScoreDistribution, residual_hours: float) -> float:
     if index == 0:
         return 1.0
     return max(0.0, 1.0 - float(dist.cdf[index - 1]))
+
+
+def survivals(dist: ScoreDistribution, residual_hours: FloatArray) -> FloatArray:
+    """`survival` of each residual."""
+    if dist.values.size == 0:
+        return np.ones_like(residual_hours)
+    index = np.searchsorted(dist.values, residual_hours, side="right")
+    cdf = np.concatenate(([0.0], dist.cdf))[index]
+    return np.maximum(0.0, 1.0 - cdf)
 
 
 def conditional_quantile(dist: ScoreDistribution, level: float, above_hours: float) -> float:
@@ -65,15 +139,7 @@ def outlook(
     residual ever seen the distribution says nothing more: the order is then given the
     probability the tail leaves (1 if none), and expectations at the elapsed time itself.
     """
-    if elapsed_hours >= deadline_hours:
-        probability = 1.0
-    else:
-        still_open = survival(dist, elapsed_hours - expected_hours)
-        if still_open <= 0.0:
-            probability = 1.0
-        else:
-            late = survival(dist, deadline_hours - expected_hours)
-            probability = min(1.0, late / still_open)
+    probability = probability_late(dist, expected_hours, elapsed_hours, deadline_hours)
     above = elapsed_hours - expected_hours
     median = expected_hours + conditional_quantile(dist, 0.5, above)
     revised = expected_hours + conditional_quantile(dist, 1.0 - target_late_rate, above)
@@ -82,3 +148,101 @@ def outlook(
         expected_hours=max(median, elapsed_hours),
         revised_hours=max(revised, elapsed_hours, median) if math.isfinite(revised) else revised,
     )
+
+
+def probability_late(
+    dist: ScoreDistribution, expected_hours: float, elapsed_hours: float, deadline_hours: float
+) -> float:
+    """P(late | still open `elapsed_hours` after the clock start)."""
+    if elapsed_hours >= deadline_hours:
+        return 1.0
+    still_open = survival(dist, elapsed_hours - expected_hours)
+    if still_open <= 0.0:
+        return 1.0
+    return min(1.0, survival(dist, deadline_hours - expected_hours) / still_open)
+
+
+def probabilities_late(
+    model: RiskModel,
+    keys: Sequence[str],
+    expected_hours: FloatArray,
+    elapsed_hours: FloatArray,
+    deadline_hours: FloatArray,
+) -> FloatArray:
+    """`probability_late` for many orders, each from its segment key's distribution."""
+    answer = np.ones(expected_hours.size)
+    for key, members in _groups(keys):
+        dist = model.table[key]
+        expected = expected_hours[members]
+        still_open = survivals(dist, elapsed_hours[members] - expected)
+        late = survivals(dist, deadline_hours[members] - expected)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(still_open > 0.0, np.minimum(1.0, late / still_open), 1.0)
+        answer[members] = np.where(elapsed_hours[members] >= deadline_hours[members], 1.0, ratio)
+    return answer
+
+
+def flag_elapsed_hours(
+    model: RiskModel,
+    keys: Sequence[str],
+    expected_hours: FloatArray,
+    deadline_hours: FloatArray,
+    threshold: float,
+) -> FloatArray:
+    """For each order, the first elapsed time (hours from the clock start) at which its risk
+    reaches `threshold` if it is still open then; never later than its deadline.
+
+    The risk S(D - e) / S(t - e) only grows with t, and S steps down at the distribution's
+    values, so it first reaches the threshold at the first value v with
+    S(v) <= S(D - e) / threshold.
+    """
+    answer = deadline_hours.astype(np.float64, copy=True)
+    for key, members in _groups(keys):
+        dist = model.table[key]
+        if dist.values.size == 0:
+            continue
+        expected = expected_hours[members]
+        needed = survivals(dist, deadline_hours[members] - expected) / threshold
+        # survival after each value, non-increasing: the first index where it is <= needed.
+        after = 1.0 - dist.cdf
+        index = np.searchsorted(-after, -needed - 1e-12, side="left")
+        value = dist.values[np.minimum(index, dist.values.size - 1)]
+        at = expected + value
+        for _ in range(2):  # so that `at - expected`, as the risk computes it, reaches the value
+            at = np.where(at - expected < value, np.nextafter(at, np.inf), at)
+        at = np.where(index < dist.values.size, at, np.inf)
+        start_high = needed >= 1.0  # already at the threshold when the clock starts
+        at = np.where(start_high, 0.0, np.maximum(at, 0.0))
+        answer[members] = np.minimum(at, deadline_hours[members])
+    return answer
+
+
+def _groups(keys: Sequence[str]) -> list[tuple[str, NDArray[np.intp]]]:
+    array = np.array(keys, dtype=object)
+    return [(key, np.flatnonzero(array == key)) for key in dict.fromkeys(keys)]
+
+
+def revised_hours(
+    model: RiskModel,
+    keys: Sequence[str],
+    expected_hours: FloatArray,
+    elapsed_hours: FloatArray,
+    target_late_rate: float,
+) -> FloatArray:
+    """For many open orders, the total hours from the clock start an honest revision promises
+    (`outlook`'s `revised_hours`: the conditional quantile at 1 - target, never before now),
+    before rounding to the unit and moving off closed days."""
+    answer = np.maximum(expected_hours, elapsed_hours).astype(np.float64, copy=True)
+    level = 1.0 - target_late_rate
+    for key, members in _groups(keys):
+        dist = model.table[key]
+        if dist.values.size == 0:
+            continue
+        expected = expected_hours[members]
+        above = elapsed_hours[members] - expected
+        base_cdf = 1.0 - survivals(dist, above)
+        wanted = base_cdf + level * (1.0 - base_cdf)
+        index = np.searchsorted(dist.cdf, wanted - 1e-12, side="left")
+        value = dist.values[np.minimum(index, dist.values.size - 1)]
+        answer[members] = np.maximum(expected + np.maximum(value, above), answer[members])
+    return answer

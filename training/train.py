@@ -27,6 +27,7 @@ from models.features import FeatureSchema, fit_schema
 from models.policies import CalibrationSlice, ConformalPolicy, make_policy
 from models.quoting import QuoteEngine, segment_labels
 from models.regressor import DurationRegressor, QuantileRegressor
+from models.risk import fit_risk_model
 from training.data import OrderTable
 from training.spec import Spec
 
@@ -195,6 +196,17 @@ def calibrate(
         segment_labels=labels,
     )
     buffer_policy = make_policy(config).fit(calibration)
+    # Plain residuals for the risk of open orders: how long each took (or had been open at the
+    # cut-off, censored) against the model's expectation.
+    reached_hours = (reached_s - fold.start_s[cal_index]) / 3600.0
+    risk = fit_risk_model(
+        fold.cal_expected_hours,
+        reached_hours,
+        ~cal_done,
+        labels,
+        len(config.segments),
+        config.min_segment_size,
+    )
     fallbacks = (
         buffer_policy.fallbacks(labels) if isinstance(buffer_policy, ConformalPolicy) else {}
     )
@@ -209,6 +221,7 @@ def calibrate(
         target_late_rate=config.target_late_rate,
         segments=config.segments,
         max_promise_units=spec.quote.max_promise,
+        risk=risk,
     )
     train_times = known.ordered_at_s[fold.train_mask]
     cal_times = known.ordered_at_s[cal_index]
