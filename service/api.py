@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from models.errors import InputError
 from service.deps import (
     AdminCaller,
+    BundleDep,
     DeskDep,
     HolderDep,
     IdempotencyKey,
@@ -19,11 +21,15 @@ from service.deps import (
     ReadCaller,
     SettingsDep,
 )
-from service.performance import performance_report
+from service.performance import live_performance
 from service.quotes import record_outcome
+from service.risk import AtRiskQuery, at_risk, quote_risk, revise
 from service.schemas import (
+    AtRiskResponse,
     BatchQuoteRequest,
     BatchQuoteResponse,
+    ContactRequest,
+    ContactView,
     ErrorBody,
     ModelResponse,
     OutcomeRequest,
@@ -33,10 +39,12 @@ from service.schemas import (
     QuoteRequest,
     QuoteResponse,
     ReloadResponse,
+    RiskResponse,
     UtcDatetime,
 )
 
 REPLAY_HEADER = "Idempotent-Replayed"
+MAX_WITHIN = dt.timedelta(days=366)
 NEVER_422 = "x-never-422"
 
 
@@ -147,12 +155,125 @@ def create_outcome(
     )
 
 
+@router.get(
+    "/quotes/{quote_id}/risk",
+    tags=["at risk"],
+    responses=_errors(401, 403, 404, 409, 503),
+    openapi_extra={NEVER_422: True},
+)
+def get_risk(
+    quote_id: QuoteId, caller: QuoteCaller, ledger: LedgerDep, serving: BundleDep, now: NowDep
+) -> RiskResponse:
+    """How likely the quote's promise is to break given the order is still open now, when it
+    will most likely be ready, and the promise that keeps the target late rate from here.
+    A fulfilled order's answer is known (probability 0 or 1)."""
+    return quote_risk(ledger, serving, quote_id, now)
+
+
+@router.get("/at-risk", tags=["at risk"], responses=_errors(401, 403, 409, 422, 503))
+def get_at_risk(
+    caller: QuoteCaller,
+    ledger: LedgerDep,
+    serving: BundleDep,
+    settings: SettingsDep,
+    now: NowDep,
+    min_probability: Annotated[
+        float | None,
+        Query(
+            ge=0.0,
+            le=1.0,
+            description="Least risk listed; default PROMISE_AT_RISK_MIN_PROBABILITY.",
+        ),
+    ] = None,
+    within: Annotated[
+        dt.timedelta | None,
+        Query(
+            description="Promises due within this long from now (ISO 8601 duration such as P3D "
+            "or PT12H, or seconds); default PROMISE_AT_RISK_WITHIN_DAYS. Overdue open orders "
+            "are always listed (up to PROMISE_AT_RISK_OVERDUE_DAYS)."
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        Query(max_length=200, description="Only this store (the PROMISE_STORE_FIELD feature)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1_000, description="At most this many orders.")] = 200,
+) -> AtRiskResponse:
+    """The call list: open orders whose promise is likely to break, soonest deadline first
+    (the likelier first at equal deadlines), each with the honest new date to offer."""
+    horizon = dt.timedelta(days=settings.at_risk_within_days) if within is None else within
+    if not dt.timedelta(0) < horizon <= MAX_WITHIN:
+        raise InputError("within must be a positive duration of at most 366 days", field="within")
+    query = AtRiskQuery(
+        min_probability=(
+            settings.at_risk_min_probability if min_probability is None else min_probability
+        ),
+        within=horizon,
+        store=store,
+        limit=limit,
+    )
+    return at_risk(ledger, serving, settings, query, now)
+
+
+@router.post(
+    "/quotes/{quote_id}/revise",
+    status_code=201,
+    tags=["at risk"],
+    responses=_errors(401, 403, 404, 409, 503),
+    openapi_extra={NEVER_422: True},
+)
+def revise_quote(
+    quote_id: QuoteId,
+    caller: QuoteCaller,
+    ledger: LedgerDep,
+    serving: BundleDep,
+    metrics: MetricsDep,
+    now: NowDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> QuoteResponse:
+    """Give the order a new, honest promise from the time it has been open, at the same target
+    late rate: stored as a revision linked to the original (never overwriting it). 409 when
+    the order is fulfilled, was revised meanwhile, or its promise still keeps the target
+    (`no_revision_needed`)."""
+    recorded = revise(ledger, serving, metrics, quote_id, caller.client_id, idempotency_key, now)
+    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
+    return QuoteResponse.from_stored(recorded.quotes[0])
+
+
+@router.post(
+    "/quotes/{quote_id}/contacts",
+    status_code=201,
+    tags=["at risk"],
+    responses=_errors(400, 401, 403, 404, 413, 422, 503),
+)
+def create_contact(
+    quote_id: QuoteId,
+    caller: QuoteCaller,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    now: NowDep,
+    body: ContactRequest | None = None,
+) -> ContactView:
+    """Record that the customer was contacted about this order (who: the caller's key)."""
+    contact = ledger.record_contact(quote_id, caller.client_id, body.note if body else None, now)
+    metrics.contacts.inc()
+    return ContactView(
+        quote_id=contact.quote_id,
+        contacted_by=contact.contacted_by,
+        contacted_at=contact.contacted_at,
+        note=contact.note,
+    )
+
+
 # Every role may read performance and the model: no 403 to document.
 @router.get("/performance", tags=["performance"], responses=_errors(401, 422, 503))
 def get_performance(
     caller: ReadCaller,
     ledger: LedgerDep,
     holder: HolderDep,
+    settings: SettingsDep,
+    now: NowDep,
     since: Annotated[
         UtcDatetime | None,
         Query(description="Quotes given at or after this time (ISO 8601 with a zone)."),
@@ -163,12 +284,15 @@ def get_performance(
     ] = None,
 ) -> PerformanceResponse:
     """The live late rate of quotes with recorded outcomes, overall and per segment, against
-    the target, for quotes given in [since, until)."""
+    the target, for quotes given in [since, until) (revisions count as quotes too); the
+    revisions made in the window; and drift alarms as of now: per segment, the promises due in
+    the last `PROMISE_ALARM_WINDOW_DAYS` (an open order past its deadline counts as late),
+    flagged when the whole confidence interval lies outside [target / factor, target * factor]."""
     if since is not None and until is not None and since >= until:
         raise InputError("since must be before until", field="since")
     serving = holder.current()
     target = serving.bundle.engine.target_late_rate if serving else None
-    return performance_report(ledger.segment_counts(since, until), since, until, target)
+    return live_performance(ledger, settings, since, until, target, now)
 
 
 @router.get("/model", tags=["model"], responses=_errors(401, 503))

@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bundles = holder
     app.state.keyring = KeyRing(settings.hashed_keys)
     app.state.sessions = Sessions(settings)
-    app.state.metrics = metrics = Metrics(ledger, holder, settings.metrics_window_days)
+    app.state.metrics = metrics = Metrics(ledger, holder, settings)
     app.state.templates = Jinja2Templates(
         env=Environment(
             loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined

@@ -5,7 +5,8 @@ PromiseError (models.errors)      -> 4xx, the user can fix it
 ├── InputError                    -> 422 with `field`
 │   └── InputErrors (here)        -> 422 with one entry per bad field (a batch)
 ├── NotFound                      -> 404
-├── Conflict (here)               -> 409: an outcome or Idempotency-Key already used differently
+├── Conflict (here)               -> 409: an outcome or Idempotency-Key already used differently,
+│                                      an order already fulfilled or revised meanwhile
 └── SpecError, BundleError        -> 422
 AccessDenied (here)               -> 401 without a key, 403 with the wrong one
 Unavailable (here)                -> 503 + Retry-After: no model loaded, ledger unreachable
@@ -28,6 +29,8 @@ from models.errors import InputError, PromiseError
 
 class Conflict(PromiseError):
     """The request contradicts what the ledger already holds (answered 409)."""
+
+    code = "conflict"
 
 
 class InputErrors(InputError):

@@ -44,7 +44,7 @@ def install_error_handlers(
         if isinstance(err, NotFound):
             return answer(request, 404, _body("not_found", str(err)))
         if isinstance(err, Conflict):
-            return answer(request, 409, _body("conflict", str(err)))
+            return answer(request, 409, _body(err.code, str(err)))
         if isinstance(err, InputErrors):
             errors = [FieldError(field=f, message=m) for f, m in err.problems]
             return answer(

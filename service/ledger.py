@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from alembic import command
-from sqlalchemy import Integer, func, insert, select, text, update
+from sqlalchemy import Integer, case, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -36,6 +36,7 @@ from service.errors import Conflict
 from service.tables import (
     MAX_QUOTE_ID_CHARS,
     adaptive_state,
+    contacts,
     outcomes,
     quote_requests,
     quotes,
@@ -58,7 +59,7 @@ class NewRequest:
     client_id: str
     idempotency_key: str | None
     request_sha256: str
-    kind: Literal["single", "batch", "web"]
+    kind: Literal["single", "batch", "web", "revision"]
     created_at: dt.datetime
 
 
@@ -73,6 +74,9 @@ class NewQuote:
     model_version: str
     time_zone: str
     adaptive_step: float | None
+    revision_of: str | None = None  # the original quote this revises
+    revision: int = 0  # 1 for the first revision of an original, 2 for the next...
+    model_expected_hours: float | None = None  # a revision's: the model's expectation
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,46 @@ class StoredQuote:
     exceeds_max_promise: bool
     explanation: str
     outcome: StoredOutcome | None = None
+    revision_of: str | None = None
+    revision: int = 0
+    model_expected_hours: float | None = None
+
+    @property
+    def original_id(self) -> str:
+        """The id of the original quote of this quote's chain of revisions."""
+        return self.revision_of or self.quote_id
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A staff call about an order: which chain (its original quote), who, when, a note."""
+
+    quote_id: str
+    contacted_by: str
+    contacted_at: dt.datetime
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedCounts:
+    """Original promises whose deadline fell in a window, for one segment: decided and late
+    (fulfilled after the deadline or still open), with their target and policy."""
+
+    segment: str
+    decided: int
+    late: int
+    target_late_rate: float
+    policy: str
+    model_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionFacts:
+    """One revision in a window: how long before the original's deadline it was made, and
+    whether the revised promise was kept (None while open)."""
+
+    hours_before_original: float
+    was_late: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +319,83 @@ class Ledger:
                 return found[0]
         raise NotFound(f"no quote {quote_id[:80]!r}")
 
+    def chain(self, quote_id: str) -> list[StoredQuote]:
+        """The original of `quote_id`'s chain and its revisions, oldest first; `NotFound`."""
+        original = self.get_quote(quote_id).original_id
+        with self.engine.connect() as conn:
+            found = self._quotes_where(
+                conn, (quotes.c.id == original) | (quotes.c.revision_of == original)
+            )
+        return sorted(found, key=lambda q: q.revision)
+
+    def record_revision(self, request: NewRequest, item: NewQuote) -> Recorded:
+        """Store a revision (a quote linked to its original); a retry with the same
+        Idempotency-Key gets the first answer. Raises `Conflict` when another revision of the
+        same order was stored meanwhile (revise again from the newest)."""
+        try:
+            return self.record_quotes(request, [item])
+        except IntegrityError as err:
+            raise Conflict(
+                f"quote {item.revision_of} was revised by someone else meanwhile; "
+                "look at it again before revising"
+            ) from err
+
+    def open_quotes(
+        self, deadline_from: dt.datetime, deadline_to: dt.datetime, limit: int
+    ) -> list[StoredQuote]:
+        """The newest promise of each order without an outcome whose deadline lies in
+        [deadline_from, deadline_to], soonest deadline first, at most `limit`."""
+        newer = quotes.alias("newer")
+        original = func.coalesce(quotes.c.revision_of, quotes.c.id)
+        superseded = (
+            select(newer.c.id)
+            .where(newer.c.revision_of == original, newer.c.revision > quotes.c.revision)
+            .exists()
+        )
+        condition = (
+            outcomes.c.quote_id.is_(None)
+            & ~superseded
+            & (quotes.c.deadline_at >= deadline_from)
+            & (quotes.c.deadline_at <= deadline_to)
+        )
+        with self.engine.connect() as conn:
+            return self._quotes_where(
+                conn, condition, order_by=(quotes.c.deadline_at, quotes.c.id), limit=limit
+            )
+
+    def record_contact(
+        self, quote_id: str, contacted_by: str, note: str | None, now_utc: dt.datetime
+    ) -> Contact:
+        """Record that staff contacted the customer of `quote_id`'s order; `NotFound`."""
+        original = self.get_quote(quote_id).original_id
+        contact = Contact(original, contacted_by, now_utc, note)
+        with self._write() as conn:
+            conn.execute(
+                insert(contacts).values(
+                    quote_id=original, contacted_by=contacted_by, contacted_at=now_utc, note=note
+                )
+            )
+        return contact
+
+    def contacts_for(self, quote_ids: Sequence[str]) -> dict[str, list[Contact]]:
+        """The contacts recorded for each of these original quote ids, oldest first."""
+        ids = sorted({i for i in quote_ids if _valid_id(i)})
+        found: dict[str, list[Contact]] = {}
+        if not ids:
+            return found
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), OUTCOME_CHUNK):
+                rows = conn.execute(
+                    select(contacts)
+                    .where(contacts.c.quote_id.in_(ids[start : start + OUTCOME_CHUNK]))
+                    .order_by(contacts.c.contacted_at, contacts.c.id)
+                )
+                for row in rows:
+                    found.setdefault(row.quote_id, []).append(
+                        Contact(row.quote_id, row.contacted_by, _utc(row.contacted_at), row.note)
+                    )
+        return found
+
     # -- outcomes ----------------------------------------------------------------------------
 
     def record_outcome(
@@ -366,6 +487,79 @@ class Ledger:
             for row in rows
         ]
 
+    def decided_counts(self, since: dt.datetime, now_utc: dt.datetime) -> list[DecidedCounts]:
+        """Per segment (and model version): original promises whose deadline fell in
+        (since, now], all decided by now; late when fulfilled after the deadline or still open.
+        Revisions are left out: the alarm watches the policy's own promises."""
+        broken = (outcomes.c.quote_id.is_(None)) | (outcomes.c.was_late == True)  # noqa: E712
+        late = func.sum(case((broken, 1), else_=0))
+        query = (
+            select(
+                quotes.c.segment,
+                quotes.c.model_version,
+                func.count().label("decided"),
+                late.label("late"),
+                func.avg(quotes.c.target_late_rate).label("target"),
+                func.max(quotes.c.policy).label("policy"),
+            )
+            .select_from(quotes.outerjoin(outcomes, outcomes.c.quote_id == quotes.c.id))
+            .where(
+                quotes.c.revision == 0,
+                quotes.c.deadline_at > since,
+                quotes.c.deadline_at <= now_utc,
+            )
+            .group_by(quotes.c.segment, quotes.c.model_version)
+            .order_by(quotes.c.segment, quotes.c.model_version)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DecidedCounts(
+                segment=row.segment,
+                decided=int(row.decided),
+                late=int(row.late or 0),
+                target_late_rate=round(float(row.target), 12),
+                policy=row.policy,
+                model_version=row.model_version,
+            )
+            for row in rows
+        ]
+
+    def revision_facts(
+        self, since: dt.datetime | None, until: dt.datetime | None
+    ) -> list[RevisionFacts]:
+        """The revisions made in [since, until): how early, and whether they were kept."""
+        original = quotes.alias("original")
+        query = (
+            select(
+                quotes.c.created_at,
+                original.c.deadline_at.label("original_deadline"),
+                outcomes.c.was_late,
+            )
+            .select_from(
+                quotes.join(original, original.c.id == quotes.c.revision_of).outerjoin(
+                    outcomes, outcomes.c.quote_id == quotes.c.id
+                )
+            )
+            .where(quotes.c.revision > 0)
+        )
+        if since is not None:
+            query = query.where(quotes.c.created_at >= since)
+        if until is not None:
+            query = query.where(quotes.c.created_at < until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            RevisionFacts(
+                hours_before_original=(
+                    _utc(row.original_deadline) - _utc(row.created_at)
+                ).total_seconds()
+                / 3600.0,
+                was_late=None if row.was_late is None else bool(row.was_late),
+            )
+            for row in rows
+        ]
+
     def served_model(self) -> ServedModel | None:
         """The version workers should serve, or None before any worker loaded one."""
         with self.engine.connect() as conn:
@@ -409,7 +603,13 @@ class Ledger:
             with conn.begin():
                 yield conn
 
-    def _quotes_where(self, conn: Connection, condition: Any) -> list[StoredQuote]:
+    def _quotes_where(
+        self,
+        conn: Connection,
+        condition: Any,
+        order_by: Sequence[Any] = (quotes.c.position,),
+        limit: int | None = None,
+    ) -> list[StoredQuote]:
         query = (
             select(
                 quotes,
@@ -420,7 +620,8 @@ class Ledger:
             )
             .select_from(quotes.outerjoin(outcomes, outcomes.c.quote_id == quotes.c.id))
             .where(condition)
-            .order_by(quotes.c.position)
+            .order_by(*order_by)
+            .limit(limit)
         )
         found = []
         for row in conn.execute(query).mappings():
@@ -437,30 +638,30 @@ class Ledger:
         return found
 
 
+_QUOTE_FACTS = (
+    quotes.c.id,
+    quotes.c.ordered_at,
+    quotes.c.deadline_at,
+    quotes.c.segment,
+    quotes.c.policy,
+    quotes.c.target_late_rate,
+    quotes.c.adaptive_step,
+    quotes.c.model_version,
+    quotes.c.revision_of,
+)
+
+
 def _record_chunk(
     conn: Connection, items: Sequence[tuple[str, dt.datetime]], now_utc: dt.datetime, source: str
 ) -> list[OutcomeResult]:
     ids = sorted({quote_id for quote_id, _ in items if _valid_id(quote_id)})
     found = (
-        {
-            row.id: row
-            for row in conn.execute(
-                select(
-                    quotes.c.id,
-                    quotes.c.ordered_at,
-                    quotes.c.deadline_at,
-                    quotes.c.segment,
-                    quotes.c.policy,
-                    quotes.c.target_late_rate,
-                    quotes.c.adaptive_step,
-                    quotes.c.model_version,
-                ).where(quotes.c.id.in_(ids))
-            )
-        }
+        {row.id: row for row in conn.execute(select(*_QUOTE_FACTS).where(quotes.c.id.in_(ids)))}
         if ids
         else {}
     )
     results = []
+    fulfilled_chains: dict[str, dt.datetime] = {}
     for quote_id, fulfilled_at in items:
         quote = found.get(quote_id)
         if quote is None:
@@ -477,28 +678,8 @@ def _record_chunk(
             )
             continue
         was_late = fulfilled_at > quote.deadline_at
-        inserted = insert_ignore(
-            conn,
-            outcomes,
-            {
-                "quote_id": quote_id,
-                "fulfilled_at": fulfilled_at,
-                "was_late": was_late,
-                "recorded_at": now_utc,
-                "source": source,
-            },
-        )
-        if inserted:
-            if quote.policy == "adaptive" and quote.adaptive_step is not None:
-                _update_adaptive(
-                    conn,
-                    quote.model_version,
-                    quote.segment,
-                    was_late,
-                    quote.target_late_rate,
-                    quote.adaptive_step,
-                    now_utc,
-                )
+        if _insert_outcome(conn, quote, fulfilled_at, now_utc, source):
+            fulfilled_chains.setdefault(quote.revision_of or quote.id, fulfilled_at)
             results.append(
                 OutcomeResult(
                     quote_id,
@@ -521,7 +702,54 @@ def _record_chunk(
             "already_recorded" if existing.fulfilled_at == fulfilled_at else "conflict"
         )
         results.append(OutcomeResult(quote_id, status, stored, quote.deadline_at, quote.ordered_at))
+    _record_for_chains(conn, fulfilled_chains, now_utc, source)
     return results
+
+
+def _record_for_chains(
+    conn: Connection, fulfilled: Mapping[str, dt.datetime], now_utc: dt.datetime, source: str
+) -> None:
+    """One order, one fulfilment: the original and every revision of a chain get the outcome
+    recorded for any of them, each judged against its own deadline."""
+    if not fulfilled:
+        return
+    originals = sorted(fulfilled)
+    members = conn.execute(
+        select(*_QUOTE_FACTS).where(
+            quotes.c.id.in_(originals) | quotes.c.revision_of.in_(originals)
+        )
+    ).all()
+    for member in members:
+        _insert_outcome(conn, member, fulfilled[member.revision_of or member.id], now_utc, source)
+
+
+def _insert_outcome(
+    conn: Connection, quote: Any, fulfilled_at: dt.datetime, now_utc: dt.datetime, source: str
+) -> bool:
+    """Insert a quote's outcome unless it has one; adaptive quotes update the policy's state."""
+    was_late = fulfilled_at > quote.deadline_at
+    inserted = insert_ignore(
+        conn,
+        outcomes,
+        {
+            "quote_id": quote.id,
+            "fulfilled_at": fulfilled_at,
+            "was_late": was_late,
+            "recorded_at": now_utc,
+            "source": source,
+        },
+    )
+    if inserted and quote.policy == "adaptive" and quote.adaptive_step is not None:
+        _update_adaptive(
+            conn,
+            quote.model_version,
+            quote.segment,
+            was_late,
+            quote.target_late_rate,
+            quote.adaptive_step,
+            now_utc,
+        )
+    return bool(inserted)
 
 
 def _update_adaptive(
@@ -607,6 +835,9 @@ def _quote_row(item: NewQuote, position: int, created_at: dt.datetime) -> dict[s
         "exceeds_max_promise": promise.exceeds_max_promise,
         "explanation": promise.explanation,
         "adaptive_step": item.adaptive_step,
+        "revision_of": item.revision_of,
+        "revision": item.revision,
+        "model_expected_hours": item.model_expected_hours,
     }
 
 
@@ -636,6 +867,9 @@ def _stored(row: Mapping[Any, Any], outcome: StoredOutcome | None) -> StoredQuot
         exceeds_max_promise=bool(row["exceeds_max_promise"]),
         explanation=row["explanation"],
         outcome=outcome,
+        revision_of=row["revision_of"],
+        revision=int(row["revision"]),
+        model_expected_hours=row["model_expected_hours"],
     )
 
 

@@ -1,9 +1,9 @@
-"""Prometheus metrics: request counts and latencies by route, quotes, outcomes, live late rate.
+"""Prometheus metrics: requests, quotes, outcomes, revisions, live late rate, drift alarms.
 
 Counters and histograms live in the worker processes; when `PROMETHEUS_MULTIPROC_DIR` is set
 (`service.server` sets it for several workers) they are written there and every scrape adds up
-all workers. The live late rate, the ledger's health and the model in use are computed from the
-ledger when scraped, so they are the same whichever worker answers.
+all workers. The live late rate, drift alarms, the ledger's health and the model in use are computed
+from the ledger when scraped, so they are the same whichever worker answers.
 """
 
 from __future__ import annotations
@@ -28,9 +28,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.performance import drift_report
+
 if TYPE_CHECKING:
     from service.bundles import BundleHolder
     from service.ledger import Ledger
+    from service.schemas import DriftReport
+    from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics:
     """This app's metrics; `render()` is the body and content type `/metrics` answers."""
 
-    def __init__(self, ledger: Ledger, holder: BundleHolder, window_days: float) -> None:
+    def __init__(self, ledger: Ledger, holder: BundleHolder, settings: Settings) -> None:
         multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
         self.registry = CollectorRegistry()
         # In multiprocess mode values go to files; the scrape reads them all back.
@@ -71,9 +75,15 @@ class Metrics:
         self.outcomes = Counter(
             "promise_outcomes", "Outcomes recorded", ["late", "source"], registry=own
         )
+        self.revisions = Counter(
+            "promise_revisions", "Promises revised for orders at risk", registry=own
+        )
+        self.contacts = Counter(
+            "promise_contacts", "Customers contacted about an order at risk", registry=own
+        )
         if multiprocess:
             MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]  # untyped lib
-        self.registry.register(LedgerCollector(ledger, holder, window_days))
+        self.registry.register(LedgerCollector(ledger, holder, settings))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -82,10 +92,11 @@ class Metrics:
 class LedgerCollector(Collector):
     """Gauges read from the ledger at scrape time: live late rate per segment, and more."""
 
-    def __init__(self, ledger: Ledger, holder: BundleHolder, window_days: float) -> None:
+    def __init__(self, ledger: Ledger, holder: BundleHolder, settings: Settings) -> None:
         self.ledger = ledger
         self.holder = holder
-        self.window = dt.timedelta(days=window_days)
+        self.settings = settings
+        self.window = dt.timedelta(days=settings.metrics_window_days)
 
     def describe(self) -> list[Metric]:
         return []  # nothing to check at registration: names are computed at scrape time
@@ -104,9 +115,10 @@ class LedgerCollector(Collector):
             yield target
         yield model
         up = GaugeMetricFamily("promise_ledger_up", "1 when the ledger answered this scrape")
-        since = dt.datetime.now(dt.UTC) - self.window
+        now = dt.datetime.now(dt.UTC)
         try:
-            counts = self.ledger.segment_counts(since, None)
+            counts = self.ledger.segment_counts(now - self.window, None)
+            drift = drift_report(self.ledger, self.settings, now)
         except SQLAlchemyError as err:
             log.warning("metrics.ledger_unavailable", extra={"error": type(err).__name__})
             up.add_metric([], 0.0)
@@ -142,6 +154,34 @@ class LedgerCollector(Collector):
         if total_outcomes:
             rate.add_metric([OVERALL], total_late / total_outcomes)
         yield from (rate, known, given)
+        yield from _drift_gauges(drift)
+
+
+def _drift_gauges(drift: DriftReport) -> Iterator[Metric]:
+    """Drift alarms per segment: 1 while flagged (direction `above` or `below` the band)."""
+    labels = ["segment", "model_version"]
+    alarm = GaugeMetricFamily(
+        "promise_drift_alarm",
+        f"1 when the late rate of promises due in the last {drift.window_days:g} days lies "
+        "wholly outside the target band",
+        labels=[*labels, "direction"],
+    )
+    decided = GaugeMetricFamily(
+        "promise_drift_decided", "Promises due in the drift window", labels=labels
+    )
+    rate = GaugeMetricFamily(
+        "promise_drift_late_rate",
+        "Late share of promises due in the drift window (still open counts as late)",
+        labels=labels,
+    )
+    for row in drift.segments:
+        key = [row.segment, row.model_version]
+        for direction in ("above", "below"):
+            alarm.add_metric([*key, direction], float(row.status == f"{direction} band"))
+        decided.add_metric(key, row.decided)
+        if row.late_rate is not None:
+            rate.add_metric(key, row.late_rate)
+    yield from (alarm, decided, rate)
 
 
 class RequestMetrics:

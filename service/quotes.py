@@ -30,6 +30,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 Kind = Literal["single", "batch", "web"]
+RequestKind = Literal["single", "batch", "web", "revision"]
 
 
 @cache
@@ -42,7 +43,7 @@ def openmp_threads() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def fingerprint(kind: Kind, payload: Any) -> str:
+def fingerprint(kind: RequestKind, payload: Any) -> str:
     """The sha256 of a request's canonical JSON: equal for a faithful retry."""
     text = json.dumps(
         {"kind": kind, "body": payload},

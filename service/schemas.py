@@ -275,6 +275,10 @@ class QuoteResponse(BaseModel):
     explanation: str
     warnings: list[str]
     outcome: OutcomeView | None = None
+    revision_of: str | None = Field(
+        default=None, description="For a revision: the id of the original quote."
+    )
+    revision: int = Field(default=0, description="0 for an original, then 1, 2, ...")
 
     @classmethod
     def from_stored(cls, stored: StoredQuote) -> QuoteResponse:
@@ -304,6 +308,8 @@ class QuoteResponse(BaseModel):
             explanation=stored.explanation,
             warnings=list(stored.warnings),
             outcome=None if stored.outcome is None else OutcomeView.from_stored(stored.outcome),
+            revision_of=stored.revision_of,
+            revision=stored.revision,
         )
 
 
@@ -336,13 +342,117 @@ class LateRate(BaseModel):
     status: Literal["no outcomes", "on target", "above target"]
 
 
+class DriftAlarm(BaseModel):
+    """One segment's drift check over the promises whose deadline fell in the window."""
+
+    segment: str
+    model_version: str
+    policy: str
+    decided: int = Field(description="Promises due in the window (all decided by now).")
+    late: int = Field(description="Of those, fulfilled after the deadline or still open.")
+    late_rate: float | None
+    late_rate_interval: list[float] | None
+    target_late_rate: float
+    band: list[float] = Field(description="[target / factor, target * factor]")
+    status: Literal["too few decided", "within band", "above band", "below band"]
+    alarm: bool = Field(description="True when the whole interval lies outside the band.")
+    advice: str
+    adaptive_level: float | None = Field(
+        description="The adaptive policy's current on-time level for this segment (1 - alpha)."
+    )
+
+
+class DriftReport(BaseModel):
+    """Drift alarms per segment, and how they are computed."""
+
+    at: dt.datetime
+    window_days: float
+    band_factor: float
+    confidence: float
+    min_decided: int
+    alarms: int = Field(description="How many segments are flagged.")
+    segments: list[DriftAlarm]
+
+
+class RevisionSummary(BaseModel):
+    """Revisions made in the window: how many, how early, and how they turned out."""
+
+    revisions: int
+    median_hours_before_original_promise: float | None
+    with_outcome: int
+    late: int
+
+
 class PerformanceResponse(BaseModel):
-    """The live late rate against the target, overall and per segment."""
+    """The live late rate against the target, overall and per segment (revisions count as
+    quotes too), the revisions made, and drift alarms."""
 
     since: dt.datetime | None
     until: dt.datetime | None
     overall: LateRate
     segments: list[LateRate]
+    revisions: RevisionSummary
+    drift: DriftReport
+
+
+class ContactRequest(_Body):
+    """A note on a call to the customer about an order at risk (optional)."""
+
+    note: str | None = Field(default=None, max_length=1_000)
+
+    @field_validator("note")
+    @classmethod
+    def _safe_note(cls, value: str | None) -> str | None:
+        return None if value is None else _check_storable(value, "note")
+
+
+class ContactView(BaseModel):
+    """A recorded call: about which order (its original quote id), who, when, a note."""
+
+    quote_id: str
+    contacted_by: str
+    contacted_at: dt.datetime
+    note: str | None
+
+
+class RiskResponse(BaseModel):
+    """An order's promise now: how likely it is to break and the honest promise from here."""
+
+    quote_id: str
+    original_quote_id: str
+    revision: int
+    reference: str | None
+    at: dt.datetime = Field(description="The moment the risk is assessed at.")
+    status: Literal["open", "overdue", "fulfilled"]
+    probability_late: float = Field(
+        description="P(the promise breaks | the order is still open now); 0 or 1 once known."
+    )
+    deadline_at: dt.datetime
+    promise_date: dt.date
+    promised_by: dt.datetime | None
+    elapsed_hours: float = Field(description="Hours since the quote's clock started.")
+    expected_completion: dt.datetime | None = Field(
+        description="The most likely completion given the order is still open (median)."
+    )
+    needs_revision: bool
+    suggested_deadline_at: dt.datetime | None
+    suggested_promise_date: dt.date | None
+    suggested_promised_by: dt.datetime | None
+    segment: str = Field(description="The residual distribution's segment.")
+    revised_by: str | None = Field(description="The id of a newer revision of this order.")
+    explanation: str
+    contacts: list[ContactView]
+
+
+class AtRiskResponse(BaseModel):
+    """Open orders likely to break their promise, soonest deadline first."""
+
+    at: dt.datetime
+    min_probability: float
+    within_hours: float
+    store: str | None
+    count: int
+    orders: list[RiskResponse]
 
 
 class ModelResponse(BaseModel):

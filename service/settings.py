@@ -128,6 +128,45 @@ class Settings(BaseSettings):
     database_connect_timeout_seconds: int = Field(default=5, ge=1, le=120)
     metrics_window_days: float = Field(default=30.0, gt=0.0, le=3_660.0)
     retry_after_seconds: int = Field(default=5, ge=1, le=3_600)
+    store_field: str = Field(
+        default="store_id",
+        min_length=1,
+        max_length=100,
+        description="The order feature naming the store, for the at-risk list's `store` filter.",
+    )
+    at_risk_min_probability: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="The at-risk list's default risk threshold."
+    )
+    at_risk_within_days: float = Field(
+        default=7.0,
+        gt=0.0,
+        le=366.0,
+        description="The at-risk list's default horizon: promises due within this many days.",
+    )
+    at_risk_overdue_days: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=366.0,
+        description="Open orders whose promise passed at most this long ago stay on the list.",
+    )
+    alarm_window_days: float = Field(
+        default=28.0,
+        gt=0.0,
+        le=366.0,
+        description="Drift alarms count the promises whose deadline fell in this many days.",
+    )
+    alarm_band_factor: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=100.0,
+        description="The target band is [target / factor, target * factor].",
+    )
+    alarm_confidence: float = Field(
+        default=0.95, gt=0.5, lt=1.0, description="Confidence of the late rate's interval."
+    )
+    alarm_min_decided: int = Field(
+        default=20, ge=1, le=100_000, description="Decided promises needed before any alarm."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

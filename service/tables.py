@@ -7,8 +7,12 @@ migrations in `service/migrations`; a test checks that both agree).
     outcomes        at most one per quote: when it was really fulfilled
     adaptive_state  the adaptive policy's miss level per (model version, segment)
     served_model    one row: the version workers should serve and a generation counter
+    contacts        staff calls about an order at risk: which quote, who, when, a note
 
-Room for later tables (contacts, revisions) is a new migration and a new `Table` here.
+A revision is a quote too: `revision_of` names the original (the root of the chain) and
+`revision` counts from 1; originals have `revision` 0. The original is never overwritten. A
+revision's `expected_hours` is the new expectation given how long the order has been open;
+`model_expected_hours` keeps the model's, which its risk is measured from.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 UTC = dt.UTC
@@ -111,8 +116,13 @@ quotes = Table(
     Column("exceeds_max_promise", Boolean, nullable=False),
     Column("explanation", Text, nullable=False),
     Column("adaptive_step", Double, nullable=True),
+    Column("revision_of", String(MAX_QUOTE_ID_CHARS), ForeignKey("quotes.id"), nullable=True),
+    Column("revision", Integer, nullable=False, server_default=text("0")),
+    Column("model_expected_hours", Double, nullable=True),
     Index(None, "request_id", "position", unique=True),
     Index(None, "created_at"),
+    Index(None, "revision_of", "revision", unique=True),
+    Index(None, "deadline_at"),
 )
 
 outcomes = Table(
@@ -134,6 +144,17 @@ adaptive_state = Table(
     Column("alpha", Double, nullable=False),
     Column("n_updates", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("quote_id", String(MAX_QUOTE_ID_CHARS), ForeignKey("quotes.id"), nullable=False),
+    Column("contacted_by", String(200), nullable=False),
+    Column("contacted_at", UTCDateTime(), nullable=False),
+    Column("note", Text, nullable=True),
+    Index(None, "quote_id"),
 )
 
 served_model = Table(

@@ -30,10 +30,18 @@ from pydantic import JsonValue, ValidationError
 from starlette.datastructures import FormData
 
 from models.features import FeatureSchema
-from service.deps import BundleDep, DeskDep, HolderDep, LedgerDep, NowDep, StaffCaller
+from service.deps import (
+    BundleDep,
+    DeskDep,
+    HolderDep,
+    LedgerDep,
+    NowDep,
+    SettingsDep,
+    StaffCaller,
+)
 from service.errors import AccessDenied
 from service.ledger import StoredQuote
-from service.performance import performance_report
+from service.performance import live_performance
 from service.quotes import Desk
 from service.schemas import ErrorBody, QuoteRequest
 from service.sessions import CSRF_FIELD, Session, Sessions, check_csrf
@@ -171,6 +179,7 @@ def performance(
     caller: StaffCaller,
     ledger: LedgerDep,
     holder: HolderDep,
+    settings: SettingsDep,
     now: NowDep,
     days: Annotated[int, Query(ge=1, le=3_660)] = 30,
 ) -> Response:
@@ -178,13 +187,15 @@ def performance(
     serving = holder.current()
     since = now - dt.timedelta(days=days)
     target = serving.bundle.engine.target_late_rate if serving else None
-    report = performance_report(ledger.segment_counts(since, None), since, None, target)
+    report = live_performance(ledger, settings, since, None, target, now)
     options = sorted({*DAY_OPTIONS, days})
     return page(
         request,
         "performance.html",
         {
             "rows": [report.overall, *report.segments],
+            "revisions": report.revisions,
+            "drift": report.drift,
             "days": days,
             "day_options": options,
             "since_text": f"{since:%d %b %Y %H:%M} UTC",
