@@ -1,0 +1,218 @@
+"""The drift alarm, replayed on the sample history as the service would have run it.
+
+Issue 8's words: the drift alarm fires on the sample data's drifting store within a stated
+number of orders after the drift begins, and stays silent on a stationary store.
+
+The replay knows only what was known at each moment. A conformal engine with one buffer per
+store (the sample spec's) is fitted on 2025-08-01, before MAN's lab partner changes on
+2025-09-01, and is never retrained: every order placed from then to the end of January 2026 is
+quoted through `quote_batch`, as a live service would have quoted it. Each day at 18:00 UTC the
+check the service runs over its ledger runs per store: `decided_in_window` over the last 28 days
+(fulfilments after that moment are not known then, so they are passed as NaN) and `check_drift`
+against the engine's target of 5% (band [2.5%, 10%], 95% Wilson interval). Orders placed before
+the cut-off are not in this ledger, so the first two weeks are "too few decided".
+
+Measured:
+
+- MAN's alarm first reads "above band" on 2025-09-23 at 18:00, 22 days and 296 MAN orders
+  after the drift began (51 of the 360 promises decided in the last 28 days were late: 14%,
+  interval [0.109, 0.181]); before 2025-09-01 MAN is "within band" or "too few decided". From
+  then on it stays above band every day (28-day late rate up to 30%).
+- LDS and LDN-CAM never alarm over the whole replay (1 August to 31 January): their intervals'
+  largest lower bound is 0.037 and 0.029 (the band's top is 0.10), their smallest upper bound
+  0.048 and 0.027 (the band's bottom is 0.025).
+- Until 30 November no store but MAN alarms (largest lower bound 0.088 at NCL, smallest upper
+  bound 0.026 at LIV). Through the holiday season the engine, fitted on spring and summer orders
+  and never retrained, breaks more promises at some stationary stores too (LDN-OXF misses 18% of
+  its December and January deadlines): LDN-OXF alarms above band from 28 December, BRS from
+  13 January, and BHM below band on some December days. Those alarms are right about a stale
+  engine, so the "never alarms" claim is made of LDS and LDN-CAM over the whole replay and of
+  every store before the holiday season.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from models.calendar import BusinessCalendar
+from models.monitoring import DEFAULT_WINDOW_DAYS, DriftCheck, check_drift, decided_in_window
+from models.quoting import quote_batch
+from training.data import OrderTable
+from training.spec import Spec
+from training.train import fit_engine
+
+FloatArray = NDArray[np.float64]
+
+CUTOFF = "2025-08-01"  # the engine knows only the orders placed before this
+REPLAY_END = "2026-02-01"  # orders placed and checks run before this
+CHECK_TIME = "18:00"  # UTC: one check a day
+DRIFT_STORE = "MAN"
+DRIFT_START = "2025-09-01"  # MAN's new lab partner (training/sample_data.py)
+# Measured 296 MAN orders from the drift's start to the first "above band"; 1.5x, rounded.
+MAX_ORDERS_TO_ALARM = 450
+# Stationary stores (only MAN's process changes), silent over the whole replay.
+SILENT_STORES = ("LDS", "LDN-CAM")
+# Before the holiday season, which the engine fitted in summer never saw, every store but MAN.
+QUIET_SEASON_END = "2025-12-01"
+WINDOW_S = DEFAULT_WINDOW_DAYS * 86_400.0
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmReplay:
+    """Every store's daily checks, and when the orders of the drifting store were placed."""
+
+    check_s: FloatArray
+    checks: dict[str, list[DriftCheck]]
+    drift_store_ordered_s: FloatArray
+
+
+def at(text: str) -> float:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+
+
+def day_of(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).date().isoformat()
+
+
+def daily_checks(
+    deadline_s: FloatArray, fulfilled_s: FloatArray, check_s: FloatArray, target: float
+) -> list[DriftCheck]:
+    """The service's check at each moment, knowing only the fulfilments recorded by then."""
+    checks = []
+    for now in check_s:
+        known_s = np.where(fulfilled_s <= now, fulfilled_s, np.nan)
+        decided, late = decided_in_window(deadline_s, known_s, float(now), WINDOW_S)
+        checks.append(check_drift(late, decided, target))
+    return checks
+
+
+@pytest.fixture(scope="module")
+def alarm_replay(
+    sample_spec: Spec, sample_table: OrderTable, sample_calendar: BusinessCalendar
+) -> AlarmReplay:
+    engine, _ = fit_engine(sample_spec, sample_table, sample_calendar, at(CUTOFF))
+    assert engine.policy_name == "conformal"
+    assert engine.segments == ("store_id",)
+    placed = (sample_table.ordered_at_s >= at(CUTOFF)) & (
+        sample_table.ordered_at_s < at(REPLAY_END)
+    )
+    live = sample_table.subset(placed)
+    batch = quote_batch(engine, live.columns, live.ordered_at_s)
+    check_s = np.arange(at(f"{CUTOFF}T{CHECK_TIME}"), at(REPLAY_END), DAY_S)
+    assert live.as_of_s > check_s[-1], "every fulfilment up to the last check is recorded"
+    stores = live.columns["store_id"]
+    checks = {
+        str(store): daily_checks(
+            batch.deadline_s[stores == store],
+            live.fulfilled_at_s[stores == store],
+            check_s,
+            engine.target_late_rate,
+        )
+        for store in sorted(set(stores.tolist()))
+    }
+    return AlarmReplay(
+        check_s=check_s,
+        checks=checks,
+        drift_store_ordered_s=live.ordered_at_s[stores == DRIFT_STORE],
+    )
+
+
+def test_alarm_fires_on_the_drifting_store_within_the_stated_orders(
+    alarm_replay: AlarmReplay,
+) -> None:
+    checks = alarm_replay.checks[DRIFT_STORE]
+    above = [i for i, check in enumerate(checks) if check.status == "above band"]
+    assert above, "the drifting store never alarmed"
+    fired_s = float(alarm_replay.check_s[above[0]])
+    ordered_s = alarm_replay.drift_store_ordered_s
+    n_orders = int(((ordered_s >= at(DRIFT_START)) & (ordered_s <= fired_s)).sum())
+    assert n_orders <= MAX_ORDERS_TO_ALARM, (day_of(fired_s), n_orders)
+    later = checks[above[0] :]
+    assert all(c.status == "above band" for c in later), "the alarm stays on while MAN is slow"
+
+
+def test_drifting_store_is_silent_before_the_drift(alarm_replay: AlarmReplay) -> None:
+    before = alarm_replay.check_s < at(DRIFT_START)
+    checks = [
+        c
+        for c, is_before in zip(alarm_replay.checks[DRIFT_STORE], before, strict=True)
+        if is_before
+    ]
+    assert not [c for c in checks if c.alarm], "MAN alarmed before its lab changed"
+    assert any(c.status == "within band" for c in checks), "no evidence before the drift"
+
+
+@pytest.mark.parametrize("store", SILENT_STORES)
+def test_stationary_store_never_alarms(alarm_replay: AlarmReplay, store: str) -> None:
+    checks = alarm_replay.checks[store]
+    alarms = [
+        (day_of(s), c.status) for s, c in zip(alarm_replay.check_s, checks, strict=True) if c.alarm
+    ]
+    assert not alarms, (store, alarms)
+    assert sum(c.interval is not None for c in checks) >= 0.8 * len(checks), "too little evidence"
+
+
+def test_no_store_but_the_drifting_one_alarms_before_the_holiday_season(
+    alarm_replay: AlarmReplay,
+) -> None:
+    quiet = alarm_replay.check_s < at(QUIET_SEASON_END)
+    alarming = {
+        store: [
+            day_of(s)
+            for s, c, q in zip(alarm_replay.check_s, checks, quiet, strict=True)
+            if q and c.alarm
+        ]
+        for store, checks in alarm_replay.checks.items()
+    }
+    assert sorted(store for store, days in alarming.items() if days) == [DRIFT_STORE], alarming
+
+
+def test_check_drift_reads_the_interval_against_the_band() -> None:
+    # Target 5%: the band is [2.5%, 10%].
+    breaking = check_drift(40, 200, 0.05)  # 20% late, interval about [0.15, 0.26]
+    assert breaking.status == "above band" and breaking.alarm
+    assert breaking.band == (0.025, 0.10)
+    assert breaking.interval is not None and breaking.interval[0] > 0.10
+
+    too_long = check_drift(0, 400, 0.05)  # none late: the upper bound is z^2 / (n + z^2)
+    z2 = 1.959963984540054**2
+    assert too_long.status == "below band" and too_long.alarm
+    assert too_long.interval is not None
+    assert too_long.interval[1] == pytest.approx(z2 / (400 + z2))
+
+    on_target = check_drift(10, 200, 0.05)
+    assert on_target.status == "within band" and not on_target.alarm
+
+    # 15% late is above the band, but 100 promises cannot yet tell it from noise.
+    noisy = check_drift(15, 100, 0.05)
+    assert noisy.status == "within band" and not noisy.alarm
+    assert noisy.interval is not None and noisy.interval[0] < 0.10 < noisy.interval[1]
+
+    few = check_drift(10, 19, 0.05)  # 53% late, but fewer than 20 decided
+    assert few.status == "too few decided" and not few.alarm and few.interval is None
+    assert few.late_rate == pytest.approx(10 / 19)
+    assert check_drift(0, 0, 0.05).late_rate is None
+    assert check_drift(10, 20, 0.05).status == "above band"  # 20 is enough
+
+
+def test_decided_in_window_counts_promises_whose_deadline_fell_in_it() -> None:
+    now_s, window_s = 1_000.0, 100.0  # the window is (900, 1000]
+    deadline_s = np.array([950.0, 950.0, 950.0, 960.0, 1_000.0, 900.0, 880.0, 1_050.0])
+    fulfilled_s = np.array([940.0, 960.0, math.nan, 1_010.0, 1_000.0, 850.0, math.nan, 1_020.0])
+    # kept; fulfilled late; open past its deadline (late); fulfilled after now: open at now,
+    # so late; kept at the window's end; deadline on the window's open start, before the window
+    # (open, ignored); deadline after now (not decided yet, ignored).
+    assert decided_in_window(deadline_s, fulfilled_s, now_s, window_s) == (5, 3)
+    # A fulfilment after `now` is not known yet: the same as not fulfilled.
+    unknown = np.where(fulfilled_s <= now_s, fulfilled_s, math.nan)
+    assert decided_in_window(deadline_s, unknown, now_s, window_s) == (5, 3)
+    # Later the window has moved to (960, 1060]: the promises decided at 1000 and 1050 (done
+    # at 1020, after the first check) are in it, both kept.
+    assert decided_in_window(deadline_s, fulfilled_s, 1_060.0, window_s) == (2, 0)
