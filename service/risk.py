@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.errors import InputError, PromiseError
+from models.errors import InputError
 from models.features import FeatureSchema
-from models.revision import OpenPromise, OrderRisk, assess
+from models.revision import NoRiskModel, OpenPromise, OrderRisk, assess
 from service.bundles import Serving
 from service.errors import Conflict
 from service.ledger import Contact, Ledger, NewQuote, NewRequest, Recorded, StoredQuote
@@ -61,9 +61,12 @@ def open_promise(quote: StoredQuote, schema: FeatureSchema) -> OpenPromise:
 
 
 def assess_quote(serving: Serving, quote: StoredQuote, now_utc: dt.datetime) -> OrderRisk:
-    """The open order's outlook now; `NoRiskModel` (a `PromiseError`) for an old bundle."""
+    """The open order's outlook now; `Conflict` for a bundle trained before risks were kept."""
     engine = serving.bundle.engine
-    return assess(engine, open_promise(quote, engine.schema), now_utc.timestamp())
+    try:
+        return assess(engine, open_promise(quote, engine.schema), now_utc.timestamp())
+    except NoRiskModel as err:
+        raise Conflict(str(err)) from err
 
 
 def risk_view(
@@ -244,10 +247,7 @@ def revise(
             f"the order of quote {quote_id} was fulfilled at "
             f"{newest.outcome.fulfilled_at.isoformat()}: there is nothing to revise"
         )
-    try:
-        view = assess_quote(serving, newest, now_utc)
-    except PromiseError as err:
-        raise Conflict(str(err)) from err
+    view = assess_quote(serving, newest, now_utc)
     if view.suggested is None:
         raise RevisionNotNeeded(
             f"the promise of {newest.quote_id} still keeps the target late rate "

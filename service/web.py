@@ -4,7 +4,9 @@
 numeric); `POST /quotes` quotes through the same `Desk` as the API and redirects to the quote's
 page (so a refresh never quotes twice); `/quotes/{id}` the promise in large type with its
 explanation, printable as a slip; `/lookup` finds a quote by id; `/performance` the live late
-rate. Jinja2 autoescapes everything a user typed.
+rate and drift alarms; `/at-risk` the call list of open orders likely to break their promise,
+where staff mark a customer contacted or give the order its honest new date. Jinja2
+autoescapes everything a user typed.
 """
 
 from __future__ import annotations
@@ -43,14 +45,18 @@ from service.errors import AccessDenied
 from service.ledger import StoredQuote
 from service.performance import live_performance
 from service.quotes import Desk
-from service.schemas import ErrorBody, QuoteRequest
+from service.risk import AtRiskQuery, at_risk, revise
+from service.schemas import ErrorBody, QuoteRequest, RiskResponse
 from service.sessions import CSRF_FIELD, Session, Sessions, check_csrf
+from service.tables import storable_text
 
 log = logging.getLogger(__name__)
 
 FEATURE_PREFIX = "feature:"
 DAY_OPTIONS = (7, 30, 90, 365)
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+AT_RISK_PAGE_ROWS = 200
+MAX_NOTE_CHARS = 1_000
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -202,6 +208,111 @@ def performance(
             "unit": serving.bundle.engine.unit if serving else "day",
         },
     )
+
+
+@router.get("/at-risk", response_class=HTMLResponse)
+def at_risk_page(
+    request: Request,
+    caller: StaffCaller,
+    ledger: LedgerDep,
+    serving: BundleDep,
+    settings: SettingsDep,
+    now: NowDep,
+    store: Annotated[str, Query(max_length=200)] = "",
+    days: Annotated[int, Query(ge=1, le=366)] = 7,
+    percent: Annotated[int, Query(ge=0, le=100)] = 50,
+) -> Response:
+    """The call list: open orders likely to break their promise, with the new date to offer."""
+    query = AtRiskQuery(
+        min_probability=percent / 100.0,
+        within=dt.timedelta(days=days),
+        store=store.strip() or None,
+        limit=AT_RISK_PAGE_ROWS,
+    )
+    listing = at_risk(ledger, serving, settings, query, now)
+    zone = serving.bundle.engine.calendar.zone
+    return page(
+        request,
+        "at_risk.html",
+        {
+            "rows": [_at_risk_row(order, zone) for order in listing.orders],
+            "store": store,
+            "days": days,
+            "percent": percent,
+            "store_field": _label(settings.store_field),
+            "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+        },
+    )
+
+
+@router.post("/at-risk/{quote_id}/contacted")
+async def mark_contacted(
+    request: Request, quote_id: str, caller: StaffCaller, _origin: SameOrigin, ledger: LedgerDep
+) -> Response:
+    """Record that the customer was called (who: the signed-in staff key); back to the list."""
+    form = await request.form()
+    check_csrf(request, form.get(CSRF_FIELD))
+    note = _text(form.get("note"))[:MAX_NOTE_CHARS] or None
+    if note is not None and not storable_text(note):
+        note = None
+    now = dt.datetime.now(dt.UTC)
+    await run_in_threadpool(ledger.record_contact, quote_id, caller.client_id, note, now)
+    request.app.state.metrics.contacts.inc()
+    return RedirectResponse(_local(_text(form.get("back")) or "/at-risk"), status_code=303)
+
+
+@router.post("/at-risk/{quote_id}/revise")
+async def revise_from_list(
+    request: Request,
+    quote_id: str,
+    caller: StaffCaller,
+    _origin: SameOrigin,
+    ledger: LedgerDep,
+    serving: BundleDep,
+) -> Response:
+    """Give the order its honest new promise and show the new slip."""
+    form = await request.form()
+    check_csrf(request, form.get(CSRF_FIELD))
+    token = _text(form.get("form_token"))
+    key = f"web-revise:{token}:{quote_id}" if TOKEN_PATTERN.match(token) else None
+    recorded = await run_in_threadpool(
+        revise,
+        ledger,
+        serving,
+        request.app.state.metrics,
+        quote_id,
+        caller.client_id,
+        key,
+        dt.datetime.now(dt.UTC),
+    )
+    new_id = recorded.quotes[0].quote_id
+    return RedirectResponse(f"/quotes/{url_quote(new_id, safe='')}", status_code=303)
+
+
+def _at_risk_row(order: RiskResponse, zone: dt.tzinfo) -> dict[str, Any]:
+    last = order.contacts[-1] if order.contacts else None
+    return {
+        "order": order,
+        "promise_text": _when_text(order.promise_date, order.promised_by),
+        "suggested_text": (
+            _when_text(order.suggested_promise_date, order.suggested_promised_by)
+            if order.suggested_promise_date is not None
+            else "keep the promise"
+        ),
+        "contact_text": (
+            f"{last.contacted_by}, {last.contacted_at.astimezone(zone):%a %d %b %H:%M}"
+            if last
+            else ""
+        ),
+        "form_token": secrets.token_urlsafe(16),
+    }
+
+
+def _when_text(day: dt.date | None, at: dt.datetime | None) -> str:
+    if at is not None:
+        return f"{at:%a} {at.day} {at:%b %H:%M}"
+    assert day is not None
+    return f"{day:%a} {day.day} {day:%b %Y}"
 
 
 def page(request: Request, name: str, context: Mapping[str, Any], status: int = 200) -> Response:

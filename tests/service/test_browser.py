@@ -1,16 +1,18 @@
-"""The staff web form in headless chromium (Debian's package) against the real server."""
+"""The staff web pages in headless chromium (Debian's package) against the real server."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
-from tests.service.conftest import POS_KEY, STAFF_KEY
+from tests.service.conftest import ORDER, POS_KEY, STAFF_KEY, bearer
 from tests.service.servers import free_port, running_server
 
 pytestmark = BROWSER_MARKS
@@ -24,6 +26,7 @@ def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
         "PROMISE_REGISTRY": str(registry_root),
         "PROMISE_API_KEYS": POS_KEY,
         "PROMISE_STAFF_KEY": STAFF_KEY,
+        "PROMISE_MAX_ORDER_AGE_DAYS": "60",  # so a test can quote an order placed weeks ago
     }
     command = [
         sys.executable,
@@ -82,3 +85,43 @@ def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> N
             assert page.get_by_role("table").locator("tbody tr").count() >= 2
         finally:
             browser.close()
+
+
+def test_staff_call_a_customer_from_the_at_risk_list(base_url: str, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    placed = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    body = {"order": ORDER, "ordered_at": placed.isoformat(), "reference": "Mr Okafor"}
+    quoted = httpx.post(f"{base_url}/v1/quotes", json=body, headers=bearer(POS_KEY), timeout=30)
+    assert quoted.status_code == 201, quoted.text
+    quote_id = quoted.json()["quote_id"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context().new_page()
+            page.goto(f"{base_url}/at-risk")
+            page.get_by_label("Staff key").fill(STAFF_KEY)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base_url}/at-risk")
+            row = page.locator(f"#row-{quote_id}")
+            assert row.get_by_role("link").inner_text() == "Mr Okafor"
+            assert row.locator(".probability").inner_text() == "100%"  # its promise has passed
+            assert row.locator(".contacted").inner_text() == "not yet"
+            page.screenshot(path=str(tmp_path / "at-risk.png"), full_page=True)
+
+            row.get_by_label("Note").fill("Called, new date agreed")
+            row.get_by_role("button", name="Mark contacted").click()
+            page.wait_for_url(f"{base_url}/at-risk")
+            contacted = page.locator(f"#row-{quote_id} .contacted").inner_text()
+            assert contacted.startswith("staff")
+            page.reload()  # the mark is in the ledger, not in the page
+            assert page.locator(f"#row-{quote_id} .contacted").inner_text() == contacted
+
+            page.locator(f"#row-{quote_id}").get_by_role("button", name="Give new date").click()
+            page.wait_for_url(re.compile(r".*/quotes/Q-[0-9A-Z-]{14}$"))
+            assert page.locator("#explanation").inner_text().startswith("Revised:")
+            page.screenshot(path=str(tmp_path / "revised.png"), full_page=True)
+        finally:
+            browser.close()
+    risk = httpx.get(f"{base_url}/v1/quotes/{quote_id}/risk", headers=bearer(POS_KEY), timeout=30)
+    assert [c["note"] for c in risk.json()["contacts"]] == ["Called, new date agreed"]
+    assert risk.json()["revised_by"] is not None
