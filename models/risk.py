@@ -218,8 +218,12 @@ def flag_elapsed_hours(
 
 
 def _groups(keys: Sequence[str]) -> list[tuple[str, NDArray[np.intp]]]:
-    array = np.array(keys, dtype=object)
-    return [(key, np.flatnonzero(array == key)) for key in dict.fromkeys(keys)]
+    """The indices of each distinct key (one pass to number the keys, one sort)."""
+    numbers: dict[str, int] = {}
+    codes = np.fromiter((numbers.setdefault(k, len(numbers)) for k in keys), np.intp, len(keys))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(numbers) + 1))
+    return [(key, order[bounds[i] : bounds[i + 1]]) for key, i in numbers.items()]
 
 
 def revised_hours(

@@ -33,6 +33,14 @@ Two effects that break naive back-tests are reported per fold (`folds`):
   median residual on the calibration slice against the fold's, and the static (conformal)
   against the adaptive late rate.
 
+Orders at risk (`at_risk`) replays the call list a monitor would have kept: each quoted order is
+watched by its fold's risk model (`models.risk`), and is flagged at a threshold when its risk of
+missing the promise reaches it while the order is still open, at least one unit before the
+deadline (a warning that comes later is too late to act on). Per policy and threshold the report
+gives the share of late orders warned of (recall), the share of warnings about orders that came
+in time (false alarms), the median warning, and how often an honest revision at the warning
+would itself have been broken (near the target if the risk model is honest).
+
 The trade-off curve recalibrates each policy family at `TRADEOFF_TARGETS` on the same fold models
 (the quantile family refits its quantile model per level: most of a full run's time), and sweeps
 a model-free `flat` rule that promises every order the same duration, so a report can say how
@@ -61,7 +69,8 @@ from models.errors import SpecError
 from models.policies import POLICY_NAMES, AdaptiveState, CalibrationSlice, make_policy, segment_keys
 from models.policies import update_adaptive as update_adaptive_state
 from models.quoting import QuoteBatch, QuoteEngine, promise_units, quote_batch, segment_labels
-from models.units import HOURS_PER_UNIT, SECONDS_PER_UNIT
+from models.risk import RiskModel, flag_elapsed_hours, revised_hours
+from models.units import HOURS_PER_UNIT, SECONDS_PER_UNIT, Unit
 from training.data import OrderTable
 from training.spec import Spec
 from training.train import FitReport, FoldModel, calibrate, fit_model
@@ -87,6 +96,12 @@ MIN_FLAT_POINTS = 10
 # Earliness histogram: at most this many bins, tails folded into the end bins.
 EARLINESS_BINS = 40
 SECONDS_PER_DAY = 86_400.0
+# Risk thresholds at which the call list of orders at risk is replayed.
+AT_RISK_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
+SUMMARY_AT_RISK_THRESHOLD = 0.5  # the one a bundle's manifest records
+# Risks and warning times are ratios and differences of floats: within these they tie.
+RISK_TOLERANCE = 1e-9
+WARNING_TOLERANCE_HOURS = 1e-9
 
 
 # --------------------------------------------------------------------------- fold plan
@@ -434,6 +449,191 @@ def pinball_loss(actual: FloatArray, predicted: FloatArray, quantile: float) -> 
     return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
 
 
+# --------------------------------------------------------------------------- orders at risk
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedOrders:
+    """Quoted orders as a monitor would have watched them (aligned arrays, epoch seconds)."""
+
+    keys: list[str]  # each order's segment key in the risk model (`RiskModel.resolve_keys`)
+    clock_start_s: FloatArray
+    expected_hours: FloatArray  # the model's expectation from the clock start (NaN: none)
+    deadline_s: FloatArray  # NaN: no promise given
+    fulfilled_s: FloatArray  # NaN: still open at the extraction
+
+
+@dataclass(frozen=True, slots=True)
+class AtRiskCounts:
+    """The call list at one risk threshold, replayed over orders with a known outcome.
+
+    Counts add up over folds (`pool_at_risk`); `warning_hours` holds, for each flagged late
+    order, how long before its deadline the flag came."""
+
+    threshold: float
+    n_quotes: int  # orders watched: quoted, with a known outcome
+    late: int
+    flagged: int
+    flagged_late: int
+    n_revised: int  # flagged orders whose revised promise has a known outcome
+    revised_late: int  # of those, revised promises broken too
+    warning_hours: FloatArray
+
+
+def replay_at_risk(
+    orders: WatchedOrders,
+    risk: RiskModel,
+    calendar: BusinessCalendar,
+    unit: Unit,
+    target_late_rate: float,
+    as_of_s: float,
+    threshold: float,
+) -> AtRiskCounts:
+    """Which orders a monitor alerting at `threshold` would have flagged in time, and whether an
+    honest revision at the flag would have held.
+
+    Only orders scored as the back-test scores them count (fulfilled by `as_of_s`, or open with
+    the deadline passed). An order is flagged when its risk reaches the threshold (within
+    `RISK_TOLERANCE`: a risk computed as exactly the threshold reaches it) while it is still open
+    (fulfilled after that moment, or never), at least one unit before its deadline: a call in
+    the last unit comes too late to change anything for the customer. Risk only grows while an
+    order is open, so the first moment it reaches the threshold decides (`flag_elapsed_hours`).
+
+    The revision promises `revised_hours` at the flag, rounded to the unit and moved off closed
+    days as a quote is; it is scored like any promise (unknown while open before its deadline).
+    """
+    has_quote = np.isfinite(orders.deadline_s) & np.isfinite(orders.expected_hours)
+    is_done = ~np.isnan(orders.fulfilled_s)
+    index = np.flatnonzero(has_quote & (is_done | (orders.deadline_s < as_of_s)))
+    keys = [orders.keys[i] for i in index.tolist()]
+    start = orders.clock_start_s[index]
+    expected = orders.expected_hours[index]
+    deadline = orders.deadline_s[index]
+    fulfilled = orders.fulfilled_s[index]
+    late = ~(fulfilled <= deadline)  # NaN (open past the deadline): late
+    deadline_hours = (deadline - start) / 3600.0
+    flag_hours = flag_elapsed_hours(
+        risk, keys, expected, deadline_hours, threshold - RISK_TOLERANCE
+    )
+    warning_hours = deadline_hours - flag_hours
+    open_at_flag = ~(fulfilled <= start + flag_hours * 3600.0)
+    in_time = warning_hours >= HOURS_PER_UNIT[unit] - WARNING_TOLERANCE_HOURS
+    flagged = open_at_flag & in_time
+    chosen = np.flatnonzero(flagged)
+    n_revised = revised_late = 0
+    if chosen.size:
+        total_hours = revised_hours(
+            risk,
+            [keys[i] for i in chosen.tolist()],
+            expected[chosen],
+            flag_hours[chosen],
+            target_late_rate,
+        )
+        revised, _ = calendar.deadlines(start[chosen] + total_hours * 3600.0, unit)
+        done = fulfilled[chosen]
+        revised_known = ~np.isnan(done) | (revised < as_of_s)
+        n_revised = int(revised_known.sum())
+        revised_late = int((revised_known & ~(done <= revised)).sum())
+    return AtRiskCounts(
+        threshold=threshold,
+        n_quotes=int(index.size),
+        late=int(late.sum()),
+        flagged=int(flagged.sum()),
+        flagged_late=int((flagged & late).sum()),
+        n_revised=n_revised,
+        revised_late=revised_late,
+        warning_hours=warning_hours[flagged & late],
+    )
+
+
+def pool_at_risk(parts: Sequence[AtRiskCounts], threshold: float) -> AtRiskCounts:
+    """Counts of several folds at one threshold, added up (none: all zero)."""
+    return AtRiskCounts(
+        threshold=threshold,
+        n_quotes=sum(p.n_quotes for p in parts),
+        late=sum(p.late for p in parts),
+        flagged=sum(p.flagged for p in parts),
+        flagged_late=sum(p.flagged_late for p in parts),
+        n_revised=sum(p.n_revised for p in parts),
+        revised_late=sum(p.revised_late for p in parts),
+        warning_hours=_concat([p.warning_hours for p in parts], np.float64),
+    )
+
+
+def at_risk_figures(counts: AtRiskCounts) -> dict[str, Any]:
+    """The report's entry for one threshold: shares (None when nothing to share) and counts.
+
+    `recall` is the share of late orders flagged, `false_alarm_share` the share of flagged
+    orders that came in time, `median_warning_hours` over flagged late orders; `revised_late_rate`
+    the share of honest revisions at the flag that were broken too."""
+    return {
+        "threshold": counts.threshold,
+        "recall": _share(counts.flagged_late, counts.late),
+        "false_alarm_share": _share(counts.flagged - counts.flagged_late, counts.flagged),
+        "median_warning_hours": _median(counts.warning_hours),
+        "flagged": counts.flagged,
+        "late": counts.late,
+        "flagged_late": counts.flagged_late,
+        "revised_late_rate": _share(counts.revised_late, counts.n_revised),
+        "n_quotes": counts.n_quotes,
+        "n_revised": counts.n_revised,
+    }
+
+
+def _at_risk(
+    spec: Spec, table: OrderTable, calendar: BusinessCalendar, run: WalkForward
+) -> dict[str, list[dict[str, Any]]]:
+    """Replay the call list for every policy, and for the company's promise watched by the same
+    fold's risk model and model expectation; folds without a risk model are left out."""
+    sources: dict[str, list[QuoteRecord]] = dict(run.policies)
+    if run.company is not None:
+        sources[COMPANY] = [
+            dataclasses.replace(own, expected_hours=ours.expected_hours)
+            for own, ours in zip(run.company, run.reference, strict=True)
+        ]
+    segments = tuple(spec.quote.segments)
+    parts: dict[str, list[list[AtRiskCounts]]] = {name: [] for name in sources}
+    for k, risk in enumerate(run.risk_models):
+        if risk is None:
+            continue
+        rows = run.reference[k].rows  # every record of a fold quotes the same orders
+        labels = segment_labels({n: table.columns[n][rows] for n in segments}, segments, rows.size)
+        keys = risk.resolve_keys(labels)
+        start = calendar.clock_starts(table.ordered_at_s[rows])
+        for name, records in sources.items():
+            record = records[k]
+            if not np.array_equal(record.rows, rows):
+                raise AssertionError(f"{name} quoted other orders than the reference in fold {k}")
+            orders = WatchedOrders(
+                keys=keys,
+                clock_start_s=start,
+                expected_hours=record.expected_hours,
+                deadline_s=record.deadline_s,
+                fulfilled_s=table.fulfilled_at_s[rows],
+            )
+            parts[name].append(
+                [
+                    replay_at_risk(
+                        orders,
+                        risk,
+                        calendar,
+                        spec.quote.unit,
+                        run.target_late_rate,
+                        run.plan.as_of_s,
+                        threshold,
+                    )
+                    for threshold in AT_RISK_THRESHOLDS
+                ]
+            )
+    return {
+        name: [
+            at_risk_figures(pool_at_risk([fold[i] for fold in folds], threshold))
+            for i, threshold in enumerate(AT_RISK_THRESHOLDS)
+        ]
+        for name, folds in parts.items()
+    }
+
+
 # --------------------------------------------------------------------------- walk forward
 
 
@@ -450,6 +650,8 @@ class WalkForward:
     fits: list[FitReport]
     fold_models: list[dict[str, Any]]  # per fold: training and calibration medians
     tradeoff: dict[tuple[str, float], list[QuoteRecord]]  # (family, target) -> per fold
+    # Per fold: the residual distributions that watch open orders (the same for every policy).
+    risk_models: list[RiskModel | None] = dataclasses.field(default_factory=list)
 
 
 def walk_forward(
@@ -539,6 +741,7 @@ def _walk_forward(
     reference: list[QuoteRecord] = []
     fits: list[FitReport] = []
     fold_models: list[dict[str, Any]] = []
+    risk_models: list[RiskModel | None] = []
     streams: dict[_Task, AdaptiveStream] = {}
     for k, (cutoff, end) in enumerate(zip(plan.cutoffs_s, plan.ends_s, strict=True)):
         where = f"fold {k + 1}/{plan.folds} ({_iso(cutoff)[:10]})"
@@ -548,6 +751,7 @@ def _walk_forward(
         conformal, fit = calibrate(spec, fold, calendar, "conformal", goal)
         fits.append(fit)
         fold_models.append(_fold_model_info(fold))
+        risk_models.append(conformal.risk)
         reference.append(quote_static(conformal, table, rows, k))
         naive.append(quote_static(_naive_engine(spec, fold, calendar, conformal), table, rows, k))
         if company is not None and table.company_deadline_s is not None:
@@ -596,6 +800,7 @@ def _walk_forward(
         fits=fits,
         fold_models=fold_models,
         tradeoff={(task.name, task.level): records[task] for task in tasks if task.is_sweep},
+        risk_models=risk_models,
     )
 
 
@@ -671,7 +876,10 @@ def run_backtest(
     mean_promise_hours, ...}`: for a policy family `level` is the confidence 1 - target, for the
     `flat` rule the one promised duration in hours), `comparison` (promise lengths at equal late
     rates), `folds` (per fold: windows, right-censoring and drift), `earliness` (histograms of
-    units early, negative when late)."""
+    units early, negative when late), `at_risk` (per policy and `company_promise`, the call list
+    of orders at risk replayed at each of `AT_RISK_THRESHOLDS`: `{threshold, recall,
+    false_alarm_share, median_warning_hours, flagged, late, flagged_late, revised_late_rate,
+    n_quotes, n_revised}`, see `replay_at_risk`)."""
     names = list(POLICY_NAMES) if not policies else list(dict.fromkeys(policies))
     for name in names:
         spec.policy_config(name)  # an unknown policy is a SpecError before any work
@@ -704,7 +912,9 @@ def backtest_summary(
     mean_promise_hours, median_promise_hours, mean_promise_units, mae_hours, pinball_loss_hours,
     company_late_rate and company_mean_promise_hours (when the spec names a company promise),
     flat_mean_promise_hours (a same-duration-for-all rule reaching the same late rate), first
-    cut-off and last horizon end (ISO)."""
+    cut-off and last horizon end (ISO), and the call list of orders at risk at
+    `SUMMARY_AT_RISK_THRESHOLD` (at_risk_recall, at_risk_false_alarm_share,
+    at_risk_median_warning_hours; None without a risk model)."""
     name = policy or spec.quote.policy
     report = run_backtest(spec, table, calendar, [name], folds, tradeoff=False)
     own = report["policies"][name]
@@ -730,6 +940,11 @@ def backtest_summary(
     if company is not None:
         summary["company_late_rate"] = company["late_rate"]
         summary["company_mean_promise_hours"] = company["mean_promise_hours"]
+    at_risk = {e["threshold"]: e for e in report["at_risk"].get(name, [])}
+    watched = at_risk.get(SUMMARY_AT_RISK_THRESHOLD, {})
+    summary["at_risk_threshold"] = SUMMARY_AT_RISK_THRESHOLD
+    for key in ("recall", "false_alarm_share", "median_warning_hours"):
+        summary[f"at_risk_{key}"] = watched.get(key)
     return summary
 
 
@@ -785,6 +1000,7 @@ def build_report(
         "comparison": _comparison(scored, company, tradeoff),
         "folds": _fold_diagnostics(run, scored, reference, naive),
         "earliness": _earliness(spec.quote.unit, scored, company),
+        "at_risk": _at_risk(spec, table, calendar, run),
     }
     safe: dict[str, Any] = _json_safe(report)
     return safe

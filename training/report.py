@@ -3,9 +3,10 @@
 `render_html(report)` takes the JSON report of `training.backtest.run_backtest` and answers with
 the page: headline figures, the trade-off curve with today's company promise on it, late rate per
 segment against the target, late rate per fold over time, the distribution of earliness, and
-right-censoring and drift per fold. Plots are PNG images drawn with matplotlib's Agg canvas and
-embedded as base64; every text is escaped (Jinja2 autoescape), so nothing in the data can inject
-markup. The page loads nothing from anywhere.
+right-censoring and drift per fold, and the call list of orders at risk replayed per policy and
+threshold. Plots are PNG images drawn with matplotlib's Agg canvas and embedded as base64; every
+text is escaped (Jinja2 autoescape), so nothing in the data can inject markup. The page loads
+nothing from anywhere.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ COLOURS = {
     COMPANY: "#d62728",
 }
 FIGURE_DPI = 110
+# The threshold the sentence on orders at risk reads out (the nearest run if it was not).
+AT_RISK_HEADLINE_THRESHOLD = 0.5
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -80,6 +83,9 @@ def page_context(report: Mapping[str, Any]) -> dict[str, Any]:
         "summary": _summary_sentence(report, main),
         "policy_rows": _policy_rows(report),
         "fold_rows": _fold_rows(report),
+        "at_risk_rows": _at_risk_rows(report),
+        "at_risk_intro": _at_risk_intro(unit),
+        "at_risk_sentence": _at_risk_sentence(report, main),
         "model": _model_rows(report),
         "definitions": _definitions(unit),
         "plots": [
@@ -270,6 +276,68 @@ def _fold_rows(report: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _at_risk_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    unit = str(report["unit"])
+    rows = []
+    for name, entries in report.get("at_risk", {}).items():
+        for entry in entries:
+            n = entry["n_quotes"]
+            rows.append(
+                [
+                    _label(name),
+                    _threshold(entry["threshold"]),
+                    f"{entry['flagged']:,} ({_pct(entry['flagged'] / n if n else None)})",
+                    f"{_pct(entry['recall'])} of {entry['late']:,}",
+                    _pct(entry["false_alarm_share"]),
+                    _length(_units(entry["median_warning_hours"], unit), unit),
+                    _pct(entry["revised_late_rate"]),
+                ]
+            )
+    return rows
+
+
+def _at_risk_intro(unit: str) -> str:
+    one = _unit_word(unit, 1)
+    return (
+        "An order still open has a risk of missing its promise, from how long similar orders "
+        "took given that it is not ready yet; the risk grows while it stays open. Replayed over "
+        "the back-test: a call list that flags an order once its risk reaches a threshold, at "
+        f"least one {one} before the promise (a later call leaves no time to act), and offers "
+        "an honest new promise at that moment."
+    )
+
+
+def _at_risk_sentence(report: Mapping[str, Any], main: str) -> str:
+    """How to read the table, on the main policy at the threshold nearest 50%."""
+    entries: Sequence[Mapping[str, Any]] = report.get("at_risk", {}).get(main, [])
+    if not entries:
+        return ""
+    unit = str(report["unit"])
+    entry = min(entries, key=lambda e: abs(e["threshold"] - AT_RISK_HEADLINE_THRESHOLD))
+    at = f"At {_threshold(entry['threshold'])} risk"
+    if entry["recall"] is None:
+        return f"No {_label(main)} promise was broken: the call list had nothing to warn of."
+    if entry["flagged"] == 0:
+        return (
+            f"{at}, no order would have been flagged in time: the call list would have warned of "
+            f"none of the {entry['late']:,} late orders."
+        )
+    sentence = (
+        f"{at}, the call list would have warned of {_pct(entry['recall'])} of the late orders "
+        f"({_label(main)} promises) a median "
+        f"{_length(_units(entry['median_warning_hours'], unit), unit)} before their promise; "
+        f"{_pct(entry['false_alarm_share'])} of the calls would have been about orders that came "
+        f"in time."
+    )
+    if entry["revised_late_rate"] is not None:
+        sentence += (
+            f" Had each flagged order been given an honest new promise at the call, "
+            f"{_pct(entry['revised_late_rate'])} of those would have been broken too (target "
+            f"{_pct(float(report['target_late_rate']))})."
+        )
+    return sentence
+
+
 def _model_rows(report: Mapping[str, Any]) -> list[list[str]]:
     unit = str(report["unit"])
     model = report["model"]
@@ -300,6 +368,13 @@ def _definitions(unit: str) -> list[tuple[str, str]]:
         ("Satisfied", f"ready on the promised {one}, in time."),
         ("Disappointed", "ready after the promise (the same as broken)."),
         ("Promise length", "from the order to the promised deadline."),
+        (
+            "Orders at risk",
+            f"flagged when the chance of missing the promise, given the order is still open, "
+            f"reaches the threshold at least one {one} before the promise. Late orders warned "
+            f"of: the share of broken promises flagged in time; false alarms: the share of "
+            f"flagged orders that came in time; warning: from the flag to the promise.",
+        ),
         (
             "Same promise for everyone",
             "a rule without a model that promises every order the same "
@@ -583,6 +658,10 @@ def _precise(hours: float | None, unit: str) -> str:
 
 def _pct(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f}%"
+
+
+def _threshold(share: float) -> str:
+    return f"{100 * share:.3g}%"
 
 
 def _pct_value(share: float | None) -> float:

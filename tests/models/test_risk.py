@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.policies import score_distribution
-from models.risk import conditional_quantile, outlook, survival
+from models.policies import GLOBAL_SEGMENT, score_distribution
+from models.risk import (
+    RiskModel,
+    conditional_quantile,
+    fit_risk_model,
+    flag_elapsed_hours,
+    outlook,
+    probabilities_late,
+    revised_hours,
+    survival,
+)
 
 
 @pytest.fixture
@@ -48,3 +57,56 @@ def test_the_outlook_is_calibrated_on_simulated_orders() -> None:
     deadline_residual = 25.0
     predicted = outlook(dist, 0.0, elapsed_residual, deadline_residual, 0.1).probability_late
     assert predicted == pytest.approx((still_open > deadline_residual).mean(), abs=0.01)
+
+
+def _two_segments() -> tuple[RiskModel, list[str]]:
+    rng = np.random.default_rng(3)
+    fast_shop = rng.gamma(2.0, 5.0, 3000) - 10.0
+    slow_shop = rng.gamma(2.0, 15.0, 3000) - 30.0
+    residuals = np.concatenate([fast_shop, slow_shop])
+    labels = [("A",)] * 3000 + [("B",)] * 3000
+    expected = np.full(6000, 50.0)
+    model = fit_risk_model(expected, expected + residuals, np.zeros(6000, bool), labels, 1, 200)
+    return model, model.resolve_keys([("A",), ("B",), ("Z",)])
+
+
+def test_each_segment_has_its_own_residuals_and_an_unknown_one_falls_back() -> None:
+    model, keys = _two_segments()
+    assert keys == ["A", "B", GLOBAL_SEGMENT]
+    # The slow shop's order is likelier to be late at the same elapsed time and deadline.
+    risk = probabilities_late(model, keys, np.full(3, 50.0), np.full(3, 55.0), np.full(3, 70.0))
+    assert risk[0] < risk[2] < risk[1]
+
+
+def test_the_vectorised_risks_match_the_scalar_outlook() -> None:
+    model, _ = _two_segments()
+    rng = np.random.default_rng(5)
+    n = 500
+    keys = list(rng.choice(["A", "B", GLOBAL_SEGMENT], n))
+    expected = rng.uniform(10.0, 100.0, n)
+    elapsed = rng.uniform(0.0, 150.0, n)
+    deadline = expected + rng.uniform(0.0, 40.0, n)
+    risk = probabilities_late(model, keys, expected, elapsed, deadline)
+    revised = revised_hours(model, keys, expected, elapsed, 0.05)
+    for i in range(n):
+        view = outlook(model.table[keys[i]], expected[i], elapsed[i], deadline[i], 0.05)
+        assert risk[i] == pytest.approx(view.probability_late, abs=1e-12)
+        assert revised[i] == pytest.approx(view.revised_hours, abs=1e-9)
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_the_flag_time_is_the_first_moment_the_risk_reaches_the_threshold(
+    threshold: float,
+) -> None:
+    model, _ = _two_segments()
+    rng = np.random.default_rng(11)
+    n = 2000
+    keys = list(rng.choice(["A", "B"], n))
+    expected = rng.uniform(10.0, 100.0, n)
+    deadline = expected + rng.uniform(0.0, 40.0, n)
+    flagged = flag_elapsed_hours(model, keys, expected, deadline, threshold)
+    assert (flagged >= 0.0).all() and (flagged <= deadline).all()
+    at = probabilities_late(model, keys, expected, flagged, deadline)
+    assert (at >= threshold - 1e-9).all()
+    before = probabilities_late(model, keys, expected, np.maximum(flagged - 1e-3, 0.0), deadline)
+    assert ((before < threshold) | (flagged == 0.0)).all()
