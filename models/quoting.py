@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +64,16 @@ class QuoteEngine:
     @property
     def hours_per_unit(self) -> float:
         return HOURS_PER_UNIT[self.unit]
+
+    def __getstate__(self) -> list[object]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        """Unpickle; a bundle saved before a field was added gets that field's default (one
+        trained before open-order risks were kept loads with `risk` None)."""
+        values = iter(state)
+        for f in fields(self):
+            object.__setattr__(self, f.name, next(values, f.default))
 
     def compile(self) -> None:
         """Compile the models for quoting now rather than in the first quote (~0.5 s with

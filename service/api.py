@@ -219,8 +219,7 @@ def get_at_risk(
     "/quotes/{quote_id}/revise",
     status_code=201,
     tags=["at risk"],
-    responses=_errors(401, 403, 404, 409, 503),
-    openapi_extra={NEVER_422: True},
+    responses=_errors(401, 403, 404, 409, 422, 503),
 )
 def revise_quote(
     quote_id: QuoteId,

@@ -277,7 +277,7 @@ class Ledger:
         if digest != request.request_sha256:
             raise Conflict(
                 f"Idempotency-Key {request.idempotency_key!r} was already used for a different "
-                "request; send a new key with a new order (a retry must repeat the same body)"
+                "request; send a new key with a new request (a retry must repeat the same one)"
             )
         return recorded
 

@@ -68,7 +68,7 @@ TITLES = {
     401: "Please sign in",
     403: "Not allowed",
     404: "Not found",
-    409: "Already recorded",
+    409: "Not possible now",
     413: "Too large",
     422: "Please check the input",
     503: "Not available right now",

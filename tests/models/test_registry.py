@@ -6,17 +6,30 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 
 from models.errors import BundleError, NotFound
-from models.quoting import Order, quote
+from models.quoting import Order, QuoteEngine, quote
 from models.registry import MODEL_FILE, Registry
+from models.revision import NoRiskModel, OpenPromise, assess
 from training.pipeline import train_bundle
 
 NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+ORDER = Order(
+    {
+        "store_id": "MAN",
+        "lens_type": "progressive",
+        "coating": "none",
+        "frame_in_stock": 1,
+        "n_items": 1,
+        "sphere_power": 2.0,
+    },
+    dt.datetime(2026, 7, 1, 10, tzinfo=dt.UTC),
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +59,8 @@ def test_a_saved_bundle_loads_promotes_and_quotes(registry: Registry) -> None:
     assert loaded.manifest.version == version
     assert loaded.manifest.info["data"]["rows_read"] == 8_000
     assert loaded.manifest.info["fit"]["n_calibration"] > 0
-    order = Order(
-        {
-            "store_id": "MAN",
-            "lens_type": "progressive",
-            "coating": "none",
-            "frame_in_stock": 1,
-            "n_items": 1,
-            "sphere_power": 2.0,
-        },
-        dt.datetime(2026, 7, 1, 10, tzinfo=dt.UTC),
-    )
-    [promise] = quote(loaded.engine, [order])
-    assert promise.deadline_at > promise.expected_completion > order.ordered_at
+    [promise] = quote(loaded.engine, [ORDER])
+    assert promise.deadline_at > promise.expected_completion > ORDER.ordered_at
 
 
 def test_a_tampered_model_file_is_refused(registry: Registry) -> None:
@@ -137,3 +139,18 @@ def test_a_failed_write_leaves_no_half_bundle(
         train_bundle(small_sample_spec, registry, now=NOW + dt.timedelta(hours=1))
     assert registry.promoted_version() == version
     assert sorted(p.name for p in registry.root.iterdir()) == sorted([version, "PROMOTED"])
+
+
+def test_a_bundle_saved_before_risks_were_kept_loads_without_them(registry: Registry) -> None:
+    engine = registry.load(only_version(registry)).engine
+    assert engine.risk is not None
+    assert pickle.loads(pickle.dumps(engine)).risk is not None
+    # What an older model file holds: the engine's state without the newest field.
+    old_state = engine.__getstate__()[:-1]
+    old = QuoteEngine.__new__(QuoteEngine)
+    old.__setstate__(old_state)
+    assert old.risk is None and old.policy_name == engine.policy_name
+    [promise] = quote(old, [ORDER])
+    assert promise.deadline_at == quote(engine, [ORDER])[0].deadline_at
+    with pytest.raises(NoRiskModel, match="retrain"):
+        assess(old, OpenPromise(ORDER.features, 0.0, 0.0, 10.0, 3_600.0 * 100), 3_600.0)

@@ -4,6 +4,7 @@ open mode on loopback only, and keys that are validated and never logged."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import logging
 import re
@@ -28,13 +29,21 @@ from tests.service.conftest import (
 
 KEYS = {"pos": POS_KEY, "staff": STAFF_KEY, "admin": ADMIN_KEY}
 QUOTE = {"order": ORDER}
+# Orders placed 20 days ago are accepted (and overdue, so their promise may be revised).
+OLD_ORDERS = {"max_order_age_days": 60.0}
 
-# (method, path, json body, roles allowed); "{id}" is an existing quote's id.
+# (method, path, json body, roles allowed); "{id}" is an existing quote's id, "{overdue}" a new
+# overdue quote's for each call: a revision answers 201 only while the promise no longer keeps
+# the target (409 `no_revision_needed` for a fresh quote or one just revised).
 RULES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/quotes", QUOTE, {"pos", "staff"}),
     ("POST", "/v1/quotes/batch", {"orders": [QUOTE]}, {"pos", "staff"}),
     ("GET", "/v1/quotes/{id}", None, {"pos", "staff"}),
     ("POST", "/v1/quotes/{id}/outcome", {"fulfilled_at": "{now}"}, {"pos", "staff"}),
+    ("GET", "/v1/quotes/{id}/risk", None, {"pos", "staff"}),
+    ("GET", "/v1/at-risk", None, {"pos", "staff"}),
+    ("POST", "/v1/quotes/{overdue}/revise", None, {"pos", "staff"}),
+    ("POST", "/v1/quotes/{id}/contacts", {"note": "left a voicemail"}, {"pos", "staff"}),
     ("GET", "/v1/performance", None, {"pos", "staff", "admin"}),
     ("GET", "/v1/model", None, {"pos", "staff", "admin"}),
     ("POST", "/v1/model/reload", None, {"admin"}),
@@ -50,6 +59,8 @@ def _send(
     client: TestClient, method: str, path: str, body: Any, quote_id: str, headers: dict[str, str]
 ) -> int:
     path = path.replace("{id}", quote_id)
+    if "{overdue}" in path:
+        path = path.replace("{overdue}", _overdue_quote(client))
     if isinstance(body, dict) and body.get("fulfilled_at") == "{now}":
         body = {
             "fulfilled_at": client.get(f"/v1/quotes/{quote_id}", headers=bearer(POS_KEY)).json()[
@@ -60,9 +71,18 @@ def _send(
     return response.status_code
 
 
+def _overdue_quote(client: TestClient) -> str:
+    ordered_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    body = {**QUOTE, "ordered_at": ordered_at.isoformat()}
+    response = client.post("/v1/quotes", json=body, headers=bearer(POS_KEY))
+    assert response.status_code == 201, response.text
+    quote_id: str = response.json()["quote_id"]
+    return quote_id
+
+
 @pytest.fixture
 def keyless(make_client: ClientFactory) -> tuple[TestClient, str]:
-    client = make_client(key=None)
+    client = make_client(key=None, **OLD_ORDERS)
     quote_id = client.post("/v1/quotes", json=QUOTE, headers=bearer(POS_KEY)).json()["quote_id"]
     return client, quote_id
 
@@ -215,7 +235,9 @@ def test_hashed_keys_from_a_file_admit_their_roles_only(
         + "".join(f"{role} {_sha256(key)} {role} desk one\n" for role, key in KEYS.items()),
         encoding="utf-8",
     )
-    client = make_client(key=None, api_keys=(), staff_key=None, admin_key=None, keys_file=keys_file)
+    client = make_client(
+        key=None, api_keys=(), staff_key=None, admin_key=None, keys_file=keys_file, **OLD_ORDERS
+    )
     assert not client.app.state.settings.is_open  # type: ignore[attr-defined]
     assert all(key not in keys_file.read_text() for key in KEYS.values())
     quote_id = client.post("/v1/quotes", json=QUOTE, headers=bearer(POS_KEY)).json()["quote_id"]

@@ -5,6 +5,7 @@ The long run (1,000 requests per operation) is `make fuzz` (`python -m tests.ser
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from models.registry import MODEL_FILE
+from models.registry import MODEL_FILE, Registry
 from tests.service.conftest import (
     ADMIN_KEY,
     POS_KEY,
@@ -29,6 +30,7 @@ from tests.service.fuzz import FuzzReport, fuzz_operation, operations
 from tests.service.servers import free_port
 
 EXAMPLES_PER_OPERATION = 30
+OLD_ORDERS = {"max_order_age_days": 60.0}
 CREDENTIALS: list[str | None] = [POS_KEY, POS_KEY, STAFF_KEY, ADMIN_KEY, ADMIN_KEY, None, "x" * 20]
 
 
@@ -71,6 +73,14 @@ def test_every_documented_status_is_reachable(
         make_settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x")
     )
     small = make_client(max_body_bytes=1024)
+    # Orders placed 20 days ago are overdue: their promise may be revised.
+    old = make_client(**OLD_ORDERS)
+    overdue_id = _placed(old, days_ago=20)
+    # A bundle without open-order risk distributions (`risk=None`): risks are a 409 there.
+    no_risk = make_client(
+        make_settings(registry=_without_risks(registry_root, tmp_path / "no-risk"), **OLD_ORDERS)
+    )
+    no_risk_id = _placed(no_risk, days_ago=20)
     admin, staff = bearer(ADMIN_KEY), bearer(STAFF_KEY)
     huge_number = '{"order": {"n_items": ' + "9" * 5000 + "}}"
     huge_outcome = '{"fulfilled_at": ' + "9" * 5000 + "}"
@@ -89,6 +99,9 @@ def test_every_documented_status_is_reachable(
     outcome = {"fulfilled_at": ordered_at}
     later_outcome = {"fulfilled_at": "2100-01-01T00:00:00Z"}
     big = "x" * 2048
+    risk, revise = f"/v1/quotes/{quote_id}/risk", f"/v1/quotes/{quote_id}/revise"
+    contacts = f"/v1/quotes/{quote_id}/contacts"
+    note = {"note": "left a voicemail"}
     probes: dict[tuple[str, str], dict[int, Probe]] = {
         ("POST", "/v1/quotes"): {
             201: post(client, "/v1/quotes", quote_body()),
@@ -147,6 +160,41 @@ def test_every_documented_status_is_reachable(
             422: post(client, f"/v1/quotes/{quote_id}/outcome", later_outcome),
             503: post(down, f"/v1/quotes/{quote_id}/outcome", outcome),
         },
+        ("GET", "/v1/quotes/{quote_id}/risk"): {
+            200: get(client, risk),
+            401: get(client, risk, Authorization="Bearer nope-0123456789"),
+            403: get(client, risk, **admin),
+            404: get(client, "/v1/quotes/Q-0000-0000-0000/risk"),
+            409: get(no_risk, f"/v1/quotes/{no_risk_id}/risk"),
+            503: get(down, risk),
+        },
+        ("GET", "/v1/at-risk"): {
+            200: get(client, "/v1/at-risk"),
+            401: get(client, "/v1/at-risk", Authorization="Bearer nope-0123456789"),
+            403: get(client, "/v1/at-risk", **admin),
+            409: get(no_risk, "/v1/at-risk"),
+            422: get(client, "/v1/at-risk?within=P400D"),
+            503: get(down, "/v1/at-risk"),
+        },
+        ("POST", "/v1/quotes/{quote_id}/revise"): {
+            201: post(old, f"/v1/quotes/{overdue_id}/revise"),
+            401: post(client, revise, Authorization="Bearer nope-0123456789"),
+            403: post(client, revise, **admin),
+            404: post(client, "/v1/quotes/Q-0000-0000-0000/revise"),
+            409: post(client, revise),  # a fresh promise keeps the target: no_revision_needed
+            422: post(client, revise, **{"Idempotency-Key": "k" * 201}),
+            503: post(down, revise),
+        },
+        ("POST", "/v1/quotes/{quote_id}/contacts"): {
+            201: post(client, contacts, note),
+            400: raw(client, contacts, '{"note": ' + "9" * 5000 + "}"),
+            401: post(client, contacts, note, Authorization="Bearer nope-0123456789"),
+            403: post(client, contacts, note, **admin),
+            404: post(client, "/v1/quotes/Q-0000-0000-0000/contacts", note),
+            413: raw(small, contacts, big),
+            422: post(client, contacts, {"note": "x" * 1001}),
+            503: post(down, contacts, note),
+        },
         ("GET", "/v1/performance"): {
             200: get(client, "/v1/performance"),
             401: get(client, "/v1/performance", Authorization="Bearer nope-0123456789"),
@@ -188,6 +236,28 @@ def test_every_documented_status_is_reachable(
         if wanted != got
     }
     assert unreached == set()
+
+
+def _placed(client: TestClient, days_ago: float) -> str:
+    ordered_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+    body = {**quote_body(), "ordered_at": ordered_at.isoformat()}
+    response = client.post("/v1/quotes", json=body)
+    assert response.status_code == 201, response.text
+    quote_id: str = response.json()["quote_id"]
+    return quote_id
+
+
+def _without_risks(registry_root: Path, root: Path) -> Path:
+    """A registry whose promoted bundle is the served one saved with `risk=None`, as the engine
+    marks a bundle without risk distributions."""
+    source = Registry(registry_root)
+    loaded = source.load_promoted()
+    manifest = loaded.manifest
+    target = Registry(root)
+    engine = dataclasses.replace(loaded.engine, risk=None)
+    saved = target.save(engine, manifest.info, dt.datetime.fromisoformat(manifest.created_at))
+    target.promote(saved.version)
+    return root
 
 
 def _later(ordered_at: str) -> str:
