@@ -321,7 +321,7 @@ class BusinessCalendar:
         next open day.
         """
         t = self._seconds(ordered_at, "ordered_at")
-        start = self._clock_start_s(t)
+        start = self.clock_start_s(t)
         if start == t:
             return ordered_at.astimezone(_UTC)  # exact, no float round trip
         return dt.datetime.fromtimestamp(start, _UTC)
@@ -335,7 +335,9 @@ class BusinessCalendar:
         later = self._day_open[self._next_open[day + 1]]
         return np.where(same_day, start, later).reshape(shape)
 
-    def _clock_start_s(self, t: float) -> float:
+    def clock_start_s(self, t: float) -> float:
+        """`clock_starts` for one order time, epoch seconds in and out (no datetime round trip,
+        which would round to microseconds)."""
         day = self._day_index(t, "ordered_at")
         start = max(t, self._day_open_t[day])
         if self._is_open_t[day] and start < self._day_cut_t[day]:
@@ -352,23 +354,25 @@ class BusinessCalendar:
         time rounded up to the next local unit boundary; if that falls on a closed day it
         moves to `opens` on the next open day, and before `opens` on an open day to `opens`.
         """
-        unit_s = _unit_seconds(unit)
         t = self._seconds(raw_completion, "ordered_at")
-        if unit_s == SECONDS_PER_DAY:
-            day = self._day_index(t, "ordered_at")
-            promised = self._next_open_t[day]
-            deadline_s = self._day_start_t[promised + 1]
-            local_s = self._day_start_t[promised]
-            skipped = promised - day
-        else:
-            self._day_index(t, "ordered_at")  # range check
-            deadline_s, skipped = self._round_up_open(t, unit_s)
-            local_s = deadline_s
+        deadline_s, skipped, promised = self.deadline_s(t, unit)
+        local_s = self._day_start_t[promised] if promised >= 0 else deadline_s
         return Deadline(
             deadline_at=dt.datetime.fromtimestamp(deadline_s, _UTC),
             promise_local=dt.datetime.fromtimestamp(local_s, self.zone),
             closed_days_skipped=skipped,
         )
+
+    def deadline_s(self, raw_completion_s: float, unit: Unit) -> tuple[float, int, int]:
+        """`deadline` for one raw completion in epoch seconds: (deadline epoch seconds, closed
+        days skipped, the promised day's `day_index`, -1 unless `unit` is day)."""
+        unit_s = _unit_seconds(unit)
+        day = self._day_index(raw_completion_s, "ordered_at")
+        if unit_s == SECONDS_PER_DAY:
+            promised = self._next_open_t[day]
+            return self._day_start_t[promised + 1], promised - day, promised
+        deadline_s, skipped = self._round_up_open(raw_completion_s, unit_s)
+        return deadline_s, skipped, -1
 
     def deadlines(self, raw_completion_s: FloatArray, unit: Unit) -> tuple[FloatArray, IntArray]:
         """`deadline` for many raw completions (epoch seconds).
@@ -494,6 +498,11 @@ class BusinessCalendar:
 
     def _range_message(self, day: dt.date | str) -> str:
         return f"date {day} is outside the calendar's range {self.first_year}-{self.last_year}"
+
+    def day_index(self, t: float, field: str = "ordered_at") -> int:
+        """The table index of the local day holding epoch second `t` (consecutive days have
+        consecutive indices); `InputError` naming `field` outside the calendar's years."""
+        return self._day_index(t, field)
 
     def _day_index(self, t: float, field: str) -> int:
         """Table index of the local day holding epoch second `t`; InputError if out of range."""

@@ -64,7 +64,6 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.utils.validation import check_is_fitted
 
-from models.calendar import BusinessCalendar
 from models.policies import (
     GLOBAL_SEGMENT,
     AdaptivePolicy,
@@ -76,7 +75,6 @@ from models.policies import (
     ProportionalPolicy,
     QuantilePolicy,
 )
-from models.units import SECONDS_PER_UNIT, Unit
 
 __all__ = [
     "MAX_MASK_TABLE_BYTES",
@@ -85,10 +83,7 @@ __all__ = [
     "WalkedTrees",
     "buffer_one",
     "buffers",
-    "clock_start_one",
     "compile_trees",
-    "deadline_one",
-    "ordered_day_index",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -812,7 +807,7 @@ def buffer_one(
     if kind is ConformalPolicy or kind is AdaptivePolicy:
         assert isinstance(policy, ConformalPolicy)
         segment = policy.resolve(labels)
-        score, level = policy._score_at(segment, state)
+        score, level = policy.score_at(segment, state)
         if policy.cfg.relative:
             return expected_hours * max(score, 0.0), segment.key, level
         return max(score, 0.0) + 0.0, segment.key, level
@@ -850,7 +845,7 @@ def buffers(
     for j, values in enumerate(distinct):
         segment = policy.resolve(values)
         keys.append(segment.key)
-        scores[j], levels[j] = policy._score_at(segment, state)
+        scores[j], levels[j] = policy.score_at(segment, state)
     score = scores[inverse]
     if policy.cfg.relative:
         buffer = expected_hours * np.maximum(score, 0.0)
@@ -896,33 +891,3 @@ def _factorize(
             parts.append(values[part])
         distinct.append(tuple(reversed(parts)))
     return inverse.astype(np.int64, copy=False), distinct
-
-
-# --------------------------------------------------------------------------- calendar
-
-
-# The calendar's scalar internals, in one place: `quoting._quote_one` needs epoch seconds in and
-# out (its public scalar methods take and give datetimes, which round to microseconds).
-
-
-def clock_start_one(calendar: BusinessCalendar, ordered_s: float) -> float:
-    """`BusinessCalendar.clock_starts` for one order time, epoch seconds in and out."""
-    return calendar._clock_start_s(ordered_s)
-
-
-def ordered_day_index(calendar: BusinessCalendar, ordered_s: float) -> int:
-    """The calendar's table index of the local day an order placed at `ordered_s` falls on;
-    `InputError` (field `ordered_at`) outside the calendar's years."""
-    return calendar._day_index(ordered_s, "ordered_at")
-
-
-def deadline_one(calendar: BusinessCalendar, raw_s: float, unit: Unit) -> tuple[float, int, int]:
-    """(deadline epoch seconds, closed days skipped, promised day's table index; -1 unless
-    `unit` is day) for one raw completion: the numbers `BusinessCalendar.deadlines` gives."""
-    day = calendar._day_index(raw_s, "ordered_at")
-    unit_s = SECONDS_PER_UNIT[unit]
-    if unit_s == SECONDS_PER_UNIT["day"]:
-        promised: int = calendar._next_open_t[day]
-        return calendar._day_start_t[promised + 1], promised - day, promised
-    deadline_s, skipped = calendar._round_up_open(raw_s, unit_s)
-    return deadline_s, skipped, -1

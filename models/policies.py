@@ -339,7 +339,7 @@ class ConformalPolicy(BufferPolicy):
                 return found
         return self.table_[GLOBAL_SEGMENT]
 
-    def _score_at(self, segment: SegmentBuffer, state: AdaptiveState | None) -> tuple[float, float]:
+    def score_at(self, segment: SegmentBuffer, state: AdaptiveState | None) -> tuple[float, float]:
         return segment.score, 1.0 - self.cfg.target_late_rate
 
     def buffers(
@@ -359,7 +359,7 @@ class ConformalPolicy(BufferPolicy):
             hit = cache.get(tuple(row))
             if hit is None:
                 segment = self.resolve(row)
-                hit = (segment.key, *self._score_at(segment, state))
+                hit = (segment.key, *self.score_at(segment, state))
                 cache[tuple(row)] = hit
             keys.append(hit[0])
             scores[i] = hit[1]
@@ -399,7 +399,7 @@ class ConformalPolicy(BufferPolicy):
 class AdaptivePolicy(ConformalPolicy):
     """Conformal whose per-segment miss level follows recorded outcomes (ACI)."""
 
-    def _score_at(self, segment: SegmentBuffer, state: AdaptiveState | None) -> tuple[float, float]:
+    def score_at(self, segment: SegmentBuffer, state: AdaptiveState | None) -> tuple[float, float]:
         target = self.cfg.target_late_rate
         alpha = target if state is None else state.alpha(segment.key, target)
         if alpha == target:

@@ -212,7 +212,7 @@ def _quote_one(engine: QuoteEngine, order: Order, state: AdaptiveState | None) -
     quantile = None if quantile_model is None else quantile_model.compiled().predict_hours_one(row)
     labels = tuple(order.features[name] for name in engine.segments)
     buffer, segment, level = fast.buffer_one(engine.policy, expected, labels, quantile, state)
-    start = fast.clock_start_one(calendar, ordered_s)
+    start = calendar.clock_start_s(ordered_s)
     return promise_from_hours(engine, ordered_s, start, expected, buffer, level, segment)
 
 
@@ -230,9 +230,9 @@ def promise_from_hours(
     closed days as every quote is (a revision is built the same way)."""
     calendar = engine.calendar
     raw = start_s + (expected_hours + buffer_hours) * 3600.0
-    deadline, skipped, promised_day = fast.deadline_one(calendar, raw, engine.unit)
+    deadline, skipped, promised_day = calendar.deadline_s(raw, engine.unit)
     if engine.unit == "day":
-        units = float(promised_day - fast.ordered_day_index(calendar, ordered_s))
+        units = float(promised_day - calendar.day_index(ordered_s))
     else:
         units = (deadline - ordered_s) / (HOURS_PER_UNIT[engine.unit] * 3600.0)
     limit = engine.max_promise_units
