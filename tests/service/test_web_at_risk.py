@@ -111,6 +111,7 @@ def test_the_performance_page_shows_drift_alarms(staff: TestClient) -> None:
     orders = [{"order": ORDER, "ordered_at": placed} for _ in range(30)]
     staff.post("/v1/quotes/batch", json={"orders": orders}, headers=bearer(POS_KEY))
     page = html.unescape(staff.get("/performance", headers=HTML).text)
+    assert "<title>Performance · Promise</title>" in page
     assert 'id="drift"' in page and "1 segment flagged" in page
     assert re.search(r'<tr class="above-band">', page)
     assert "Promises are breaking" in page
