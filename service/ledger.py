@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from alembic import command
-from sqlalchemy import Integer, case, func, insert, select, text, update
+from sqlalchemy import Integer, Select, case, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -320,12 +320,21 @@ class Ledger:
         raise NotFound(f"no quote {quote_id[:80]!r}")
 
     def chain(self, quote_id: str) -> list[StoredQuote]:
-        """The original of `quote_id`'s chain and its revisions, oldest first; `NotFound`."""
-        original = self.get_quote(quote_id).original_id
-        with self.engine.connect() as conn:
-            found = self._quotes_where(
-                conn, (quotes.c.id == original) | (quotes.c.revision_of == original)
+        """The original of `quote_id`'s chain and its revisions, oldest first (one query);
+        `NotFound`."""
+        found: list[StoredQuote] = []
+        if _valid_id(quote_id):
+            original = (
+                select(func.coalesce(quotes.c.revision_of, quotes.c.id))
+                .where(quotes.c.id == quote_id)
+                .scalar_subquery()
             )
+            with self.engine.connect() as conn:
+                found = self._quotes_where(
+                    conn, (quotes.c.id == original) | (quotes.c.revision_of == original)
+                )
+        if not found:
+            raise NotFound(f"no quote {quote_id[:80]!r}")
         return sorted(found, key=lambda q: q.revision)
 
     def record_revision(self, request: NewRequest, item: NewQuote) -> Recorded:
@@ -470,12 +479,8 @@ class Ledger:
             .group_by(quotes.c.segment)
             .order_by(quotes.c.segment)
         )
-        if since is not None:
-            query = query.where(quotes.c.created_at >= since)
-        if until is not None:
-            query = query.where(quotes.c.created_at < until)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_given_between(query, since, until)).all()
         return [
             SegmentCounts(
                 segment=row.segment,
@@ -543,12 +548,8 @@ class Ledger:
             )
             .where(quotes.c.revision > 0)
         )
-        if since is not None:
-            query = query.where(quotes.c.created_at >= since)
-        if until is not None:
-            query = query.where(quotes.c.created_at < until)
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_given_between(query, since, until)).all()
         return [
             RevisionFacts(
                 hours_before_original=(
@@ -784,6 +785,17 @@ def _update_adaptive(
         .where(key)
         .values(alpha=state.alphas[segment], n_updates=state.n_updates, updated_at=now_utc)
     )
+
+
+def _given_between(
+    query: Select[Any], since: dt.datetime | None, until: dt.datetime | None
+) -> Select[Any]:
+    """`query` kept to quotes given in [since, until) (either end open when None)."""
+    if since is not None:
+        query = query.where(quotes.c.created_at >= since)
+    if until is not None:
+        query = query.where(quotes.c.created_at < until)
+    return query
 
 
 def _valid_id(quote_id: str) -> bool:

@@ -29,6 +29,8 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
+# The at-risk list reads at most this many open promises per request (soonest first).
+MAX_OPEN_SCANNED = 20_000
 
 
 class RevisionNotNeeded(Conflict):
@@ -62,9 +64,12 @@ def open_promise(quote: StoredQuote, schema: FeatureSchema) -> OpenPromise:
 
 def assess_quote(serving: Serving, quote: StoredQuote, now_utc: dt.datetime) -> OrderRisk:
     """The open order's outlook now; `Conflict` for a bundle trained before risks were kept."""
-    engine = serving.bundle.engine
+    return _assess(serving, open_promise(quote, serving.bundle.engine.schema), now_utc)
+
+
+def _assess(serving: Serving, promise: OpenPromise, now_utc: dt.datetime) -> OrderRisk:
     try:
-        return assess(engine, open_promise(quote, engine.schema), now_utc.timestamp())
+        return assess(serving.bundle.engine, promise, now_utc.timestamp())
     except NoRiskModel as err:
         raise Conflict(str(err)) from err
 
@@ -213,10 +218,6 @@ def at_risk(
     )
 
 
-# The at-risk list reads at most this many open promises per request (soonest first).
-MAX_OPEN_SCANNED = 20_000
-
-
 def revise(
     ledger: Ledger,
     serving: Serving,
@@ -247,13 +248,14 @@ def revise(
             f"the order of quote {quote_id} was fulfilled at "
             f"{newest.outcome.fulfilled_at.isoformat()}: there is nothing to revise"
         )
-    view = assess_quote(serving, newest, now_utc)
+    engine = serving.bundle.engine
+    promise = open_promise(newest, engine.schema)
+    view = _assess(serving, promise, now_utc)
     if view.suggested is None:
         raise RevisionNotNeeded(
             f"the promise of {newest.quote_id} still keeps the target late rate "
             f"(risk {view.probability_late:.0%} now): no revision is needed"
         )
-    engine = serving.bundle.engine
     item = NewQuote(
         promise=view.suggested,  # not None: checked above
         features=newest.features,
@@ -264,7 +266,7 @@ def revise(
         adaptive_step=None,
         revision_of=newest.original_id,
         revision=newest.revision + 1,
-        model_expected_hours=open_promise(newest, engine.schema).expected_hours,
+        model_expected_hours=promise.expected_hours,
     )
     recorded = ledger.record_revision(request, item)
     if not recorded.replayed:

@@ -37,6 +37,7 @@ from service.deps import (
     DeskDep,
     HolderDep,
     LedgerDep,
+    MetricsDep,
     NowDep,
     SettingsDep,
     StaffCaller,
@@ -247,7 +248,13 @@ def at_risk_page(
 
 @router.post("/at-risk/{quote_id}/contacted")
 async def mark_contacted(
-    request: Request, quote_id: str, caller: StaffCaller, _origin: SameOrigin, ledger: LedgerDep
+    request: Request,
+    quote_id: str,
+    caller: StaffCaller,
+    _origin: SameOrigin,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    now: NowDep,
 ) -> Response:
     """Record that the customer was called (who: the signed-in staff key); back to the list."""
     form = await request.form()
@@ -255,9 +262,8 @@ async def mark_contacted(
     note = _text(form.get("note"))[:MAX_NOTE_CHARS] or None
     if note is not None and not storable_text(note):
         note = None
-    now = dt.datetime.now(dt.UTC)
     await run_in_threadpool(ledger.record_contact, quote_id, caller.client_id, note, now)
-    request.app.state.metrics.contacts.inc()
+    metrics.contacts.inc()
     return RedirectResponse(_local(_text(form.get("back")) or "/at-risk"), status_code=303)
 
 
@@ -269,6 +275,8 @@ async def revise_from_list(
     _origin: SameOrigin,
     ledger: LedgerDep,
     serving: BundleDep,
+    metrics: MetricsDep,
+    now: NowDep,
 ) -> Response:
     """Give the order its honest new promise and show the new slip."""
     form = await request.form()
@@ -279,11 +287,11 @@ async def revise_from_list(
         revise,
         ledger,
         serving,
-        request.app.state.metrics,
+        metrics,
         quote_id,
         caller.client_id,
         key,
-        dt.datetime.now(dt.UTC),
+        now,
     )
     new_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(new_id, safe='')}", status_code=303)

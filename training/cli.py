@@ -198,62 +198,19 @@ def import_outcomes(
     raise typer.Exit(subprocess.call(command))
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def monitor(
-    ctx: typer.Context,
-    database_url: Annotated[
-        str | None, typer.Option(help="The ledger (default: PROMISE_DATABASE_URL).")
-    ] = None,
-    window_days: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FLOAT", help="Check the promises due in this many days (default: 28)."
-        ),
-    ] = None,
-    band_factor: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FLOAT", help="The band runs from target / F to target x F (default: 2)."
-        ),
-    ] = None,
-    confidence: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FLOAT", help="Confidence of the late rate's interval (default: 0.95)."
-        ),
-    ] = None,
-    min_decided: Annotated[
-        str | None,
-        typer.Option(
-            metavar="INTEGER",
-            help="Decided promises a segment needs before any alarm (default: 20).",
-        ),
-    ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the drift report as JSON.")
-    ] = False,
-) -> None:
-    """Drift alarms: each segment's live late rate against its target band, with advice.
+@app.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+def monitor(ctx: typer.Context) -> None:
+    """Drift alarms: each segment's live late rate against its target band, with advice
+    (options: promise monitor --help).
 
     Exit code 0: no alarm; 2: a segment is flagged (for cron or CI); 1: a user mistake."""
-    command = [sys.executable, "-m", "service.monitor"]
-    options = {
-        "--database-url": database_url,
-        "--window-days": window_days,
-        "--band-factor": band_factor,
-        "--confidence": confidence,
-        "--min-decided": min_decided,
-    }
-    for option, value in options.items():
-        if value is not None:
-            command += [option, value]
-    if json_out:
-        command.append("--json")
-    # Values go on as text and anything unknown too: service.monitor checks them, so every
-    # mistake is exit 1 there and exit 2 keeps meaning "a segment is flagged". By module name,
-    # like import-outcomes: training/ and service/ stay independent.
-    command += ctx.args
-    raise typer.Exit(subprocess.call(command))
+    # Every argument, --help included, goes to service.monitor, which defines and checks the
+    # options: each mistake is exit 1 there and exit 2 keeps meaning "a segment is flagged".
+    # By module name, like import-outcomes: training/ and service/ stay independent.
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "service.monitor", *ctx.args]))
 
 
 @app.command()
