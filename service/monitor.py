@@ -78,14 +78,8 @@ def safe_url(url: str) -> str:
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """The Settings fields the options set (those left out come from PROMISE_*)."""
-    given = {
-        "database_url": args.database_url,
-        "alarm_window_days": args.window_days,
-        "alarm_band_factor": args.band_factor,
-        "alarm_confidence": args.confidence,
-        "alarm_min_decided": args.min_decided,
-    }
-    return {name: value for name, value in given.items() if value is not None}
+    given = {field: getattr(args, field) for field in OPTIONS}  # each option's dest
+    return {field: value for field, value in given.items() if value is not None}
 
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
@@ -208,16 +202,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--database-url", help="the ledger (default: PROMISE_DATABASE_URL)")
     parser.add_argument(
-        "--window-days", type=float, help="promises due in this many days (default 28)"
+        "--window-days",
+        dest="alarm_window_days",
+        type=float,
+        help="promises due in this many days (default 28)",
     )
     parser.add_argument(
-        "--band-factor", type=float, help="the band runs from target / F to target x F (default 2)"
+        "--band-factor",
+        dest="alarm_band_factor",
+        type=float,
+        help="the band runs from target / F to target x F (default 2)",
     )
     parser.add_argument(
-        "--confidence", type=float, help="confidence of the interval (default 0.95)"
+        "--confidence",
+        dest="alarm_confidence",
+        type=float,
+        help="confidence of the interval (default 0.95)",
     )
     parser.add_argument(
-        "--min-decided", type=int, help="decided promises needed before any alarm (default 20)"
+        "--min-decided",
+        dest="alarm_min_decided",
+        type=int,
+        help="decided promises needed before any alarm (default 20)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the drift report as JSON instead"
