@@ -204,24 +204,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--window-days",
         dest="alarm_window_days",
+        metavar="DAYS",
         type=float,
         help="promises due in this many days (default 28)",
     )
     parser.add_argument(
         "--band-factor",
         dest="alarm_band_factor",
+        metavar="F",
         type=float,
         help="the band runs from target / F to target x F (default 2)",
     )
     parser.add_argument(
         "--confidence",
         dest="alarm_confidence",
+        metavar="C",
         type=float,
         help="confidence of the interval (default 0.95)",
     )
     parser.add_argument(
         "--min-decided",
         dest="alarm_min_decided",
+        metavar="N",
         type=int,
         help="decided promises needed before any alarm (default 20)",
     )
