@@ -84,7 +84,7 @@ def train(
     ] = 3,
     data: Annotated[
         Path | None,
-        typer.Option(help="Read this order table instead of the spec's [dataset] path."),
+        typer.Option(help="Read this order table instead of the spec's \\[dataset] path."),
     ] = None,
 ) -> None:
     """Train and calibrate a bundle on the whole history; print its version."""
@@ -219,7 +219,7 @@ def backtest(
     spec: Annotated[Path, typer.Option(help="The dataset spec (TOML).")],
     data: Annotated[
         Path | None,
-        typer.Option(help="Read this order table instead of the spec's [dataset] path."),
+        typer.Option(help="Read this order table instead of the spec's \\[dataset] path."),
     ] = None,
     policy: Annotated[
         list[str] | None,
@@ -227,7 +227,7 @@ def backtest(
     ] = None,
     folds: Annotated[
         int | None,
-        typer.Option(min=1, max=50, help="Walk-forward folds (default: the spec's [backtest])."),
+        typer.Option(min=1, max=50, help="Walk-forward folds (default: the spec's \\[backtest])."),
     ] = None,
     target: Annotated[
         float | None,
