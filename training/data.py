@@ -30,7 +30,9 @@ SHOWN_BAD_ROWS = 5
 # Orders placed before this are surely a data error (and beyond the calendar's tables).
 EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01", tz="UTC")
 LATEST_PLAUSIBLE = pd.Timestamp("2100-01-01", tz="UTC")
-_OFFSET_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+# A UTC offset ("Z", "+01:00", "-0300", "-03") ends a timestamp only after its time part: the
+# "-04" that ends the date "2025-03-04" is its day, and a date alone is local to the spec's zone.
+_OFFSET_SUFFIX = re.compile(r"(?:Z|[T\s][\d:.,]+\s?[+-]\d{2}(?::?\d{2})?)$")
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,8 @@ def _ids(values: pd.Series, path: Path, column: str, rows: str) -> ObjectArray:
 
 
 def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
-    """UTC timestamps (NaT where empty); naive times are local to `zone`."""
+    """UTC timestamps (NaT where empty); naive times and dates alone (text `YYYY-MM-DD`, a
+    Parquet date) are local to `zone`, a date meaning its local midnight."""
     values = _numpy_backed(values)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return pd.Series(values.dt.tz_convert("UTC").dt.as_unit("us"))

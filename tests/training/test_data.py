@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from models.errors import SpecError
@@ -141,3 +144,67 @@ def test_the_sample_loads_the_same_from_csv_and_parquet(tmp_path: Path) -> None:
     assert csv_table.company_deadline_s is not None and parquet_table.company_deadline_s is not None
     np.testing.assert_array_equal(csv_table.company_deadline_s, parquet_table.company_deadline_s)
     assert list(csv_table.columns["store_id"]) == list(parquet_table.columns["store_id"])
+
+
+SAO_PAULO_SPEC = SPEC.replace('"Europe/London"', '"America/Sao_Paulo"')  # UTC-3 all of 2025
+
+
+def utc(text: str) -> float:
+    return pd.Timestamp(text, tz="UTC").timestamp()
+
+
+def test_date_only_text_is_a_local_date_and_offsets_need_a_time(tmp_path: Path) -> None:
+    # "2025-03-04" ends in "-04", which is not a UTC offset: the date is local to the spec.
+    rows = [
+        "B1,2025-03-04,2025-03-06 14:00:00,2025-03-10,SAO,1\n",
+        "B2,2025-03-04T10:30:00-03:00,2025-03-06T12:00:00Z,2025-03-10T18:00:00+00:00,SAO,1\n",
+        "B3,2025-03-04 22:15:00,,2025-03-10,RIO,1\n",
+    ]
+    (tmp_path / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
+    (tmp_path / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
+    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    assert list(table.ids) == ["B1", "B2", "B3"]
+    assert table.ordered_at_s.tolist() == [
+        utc("2025-03-04 03:00"),  # local midnight
+        utc("2025-03-04 13:30"),  # a real offset after a time still counts
+        utc("2025-03-05 01:15"),
+    ]
+    assert table.fulfilled_at_s[:2].tolist() == [utc("2025-03-06 17:00"), utc("2025-03-06 12:00")]
+    assert table.company_deadline_s is not None
+    assert table.company_deadline_s.tolist() == [
+        utc("2025-03-11 03:00"),  # the end of the local promised day
+        utc("2025-03-10 18:00"),
+        utc("2025-03-11 03:00"),
+    ]
+
+
+def test_parquet_dates_are_local_dates(tmp_path: Path) -> None:
+    # A Parquet date32 column is a date, local to the spec's zone like its text in a CSV.
+    frame = pd.DataFrame(
+        {
+            "order_id": ["C1", "C2"],
+            "ordered_at": [dt.date(2025, 3, 4), dt.date(2025, 3, 5)],
+            "fulfilled_at": [dt.datetime(2025, 3, 6, 14), None],
+            "promised_at": [dt.date(2025, 3, 10), dt.date(2025, 3, 11)],
+            "store_id": ["SAO", "RIO"],
+            "n_items": [1, 2],
+        }
+    )
+    schema = pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("ordered_at", pa.date32()),
+            ("fulfilled_at", pa.timestamp("us")),
+            ("promised_at", pa.date32()),
+            ("store_id", pa.string()),
+            ("n_items", pa.int64()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pandas(frame, schema=schema), tmp_path / "orders.parquet")
+    spec_text = SAO_PAULO_SPEC.format(name="orders.parquet")
+    (tmp_path / "spec.toml").write_text(spec_text, encoding="utf-8")
+    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    assert table.ordered_at_s.tolist() == [utc("2025-03-04 03:00"), utc("2025-03-05 03:00")]
+    assert table.fulfilled_at_s[0] == utc("2025-03-06 17:00")
+    assert table.company_deadline_s is not None
+    assert table.company_deadline_s.tolist() == [utc("2025-03-11 03:00"), utc("2025-03-12 03:00")]
