@@ -3,6 +3,13 @@
 `load_orders(spec)` returns an `OrderTable` of plain numpy columns sorted by order time, or
 raises `SpecError` naming the file, the column and the first bad rows. Rows are reported as
 CSV line numbers (the header is line 1) or as Parquet row numbers (the first row is 1).
+
+Times without an offset are local to `[dataset] timezone`, and so are dates alone (`2025-03-04`,
+or a Parquet date): a promised date is a deadline at the end of that local day; a `fulfilled_at`
+column of dates only ("ready on the 4th") reads each as the last instant of its day, so that a
+delivery on day D keeps a promise for D and breaks one for D - 1 wherever it is compared
+(`OrderTable.fulfilled_precision` says which the table holds); any other date is its local
+midnight.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +40,10 @@ LATEST_PLAUSIBLE = pd.Timestamp("2100-01-01", tz="UTC")
 # A UTC offset ("Z", "+01:00", "-0300", "-03") ends a timestamp only after its time part: the
 # "-04" that ends the date "2025-03-04" is its day, and a date alone is local to the spec's zone.
 _OFFSET_SUFFIX = re.compile(r"(?:Z|[T\s][\d:.,]+\s?[+-]\d{2}(?::?\d{2})?)$")
+_DATE_ONLY = r"\d{4}-\d{2}-\d{2}"
+# The loader's resolution: a delivery stamped with its day alone is read this long before the
+# next local midnight, the last instant of its day.
+_RESOLUTION = pd.Timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,9 @@ class OrderTable:
     columns: Mapping[str, NDArray[Any]]  # categorical: str or None; numeric: float64 with NaN
     rows_read: int
     skipped: Mapping[str, int] = field(default_factory=dict)
+    # "day": the file stamps deliveries with their date only, each read as its day's last
+    # instant; "time": deliveries carry a time of day.
+    fulfilled_precision: Literal["day", "time"] = "time"
 
     @property
     def size(self) -> int:
@@ -125,7 +139,12 @@ def load_orders(spec: Spec) -> OrderTable:
             frame[dataset.ordered_at],
             f"is before {EARLIEST_PLAUSIBLE:%Y-%m-%d}: not a plausible order time",
         )
-    fulfilled = _timestamps(
+    by_day = _holds_dates_only(frame[dataset.fulfilled_at])
+    # A delivery stamped with its day alone happened some time that day: read as the day's last
+    # instant it keeps a promise for that day and none for an earlier one, in scoring and in
+    # calibration alike, and is never before an order placed the same day.
+    read_fulfilled = _last_instants if by_day else _timestamps
+    fulfilled = read_fulfilled(
         frame[dataset.fulfilled_at], dataset.timezone, path, dataset.fulfilled_at, rows
     )
     for column, stamps in ((dataset.ordered_at, ordered), (dataset.fulfilled_at, fulfilled)):
@@ -168,6 +187,7 @@ def load_orders(spec: Spec) -> OrderTable:
         company_deadline_s=None if company is None else _seconds(company),
         columns=columns,
         rows_read=len(frame),
+        fulfilled_precision="day" if by_day else "time",
     )
     return table.subset(order)
 
@@ -312,18 +332,44 @@ def _company_deadlines(
 ) -> pd.Series:
     """The company's promise as a deadline: the end of a promised date, or a promised time."""
     values = _numpy_backed(values)
-    text = values.astype("string").str.strip()
-    is_date = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}", na=False)
-    result = _timestamps(values.where(~is_date.to_numpy(), other=None), zone, path, column, rows)
+    is_date = _text(values).str.fullmatch(_DATE_ONLY, na=False).to_numpy()
+    result = _timestamps(values.where(~is_date, other=None), zone, path, column, rows)
     if is_date.any():
-        days = pd.to_datetime(text[is_date], errors="coerce", format="%Y-%m-%d")
-        bad = is_date & False
-        bad[is_date] = days.isna().to_numpy()
-        if bad.any():
-            _fail(path, column, np.flatnonzero(bad.to_numpy()), rows, values, "has invalid dates")
-        ends = _localize(days + pd.Timedelta(days=1), zone)
-        result[is_date] = ends
+        ends = _day_ends(values.where(is_date, other=None), zone, path, column, rows)
+        result[is_date] = ends[is_date]
     return result
+
+
+def _holds_dates_only(values: pd.Series) -> bool:
+    """Whether every non-empty value is a date alone (text `YYYY-MM-DD` or a Parquet date)."""
+    values = _numpy_backed(values)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return False  # a time of day, even if every one is midnight
+    text = _text(values)
+    present = text[text.notna() & (text != "")]
+    return bool(present.size) and bool(present.str.fullmatch(_DATE_ONLY).all())
+
+
+def _day_ends(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
+    """UTC instants (NaT where empty) where each local date ends: the next local midnight.
+
+    Every non-empty value must be a date alone; a date that does not exist fails."""
+    text = _text(_numpy_backed(values))
+    present = (text.notna() & (text != "")).to_numpy()
+    days = pd.to_datetime(text.where(present, other=None), errors="coerce", format="%Y-%m-%d")
+    bad = present & days.isna().to_numpy()
+    if bad.any():
+        _fail(path, column, np.flatnonzero(bad), rows, values, "has invalid dates")
+    return _localize(days.dt.as_unit("us") + pd.Timedelta(days=1), zone)
+
+
+def _last_instants(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
+    """UTC instants (NaT where empty) of the last microsecond of each local date."""
+    return pd.Series(_day_ends(values, zone, path, column, rows) - _RESOLUTION)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    return values.astype("string").str.strip()
 
 
 def _categories(values: pd.Series) -> ObjectArray:

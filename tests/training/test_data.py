@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -208,3 +209,78 @@ def test_parquet_dates_are_local_dates(tmp_path: Path) -> None:
     assert table.fulfilled_at_s[0] == utc("2025-03-06 17:00")
     assert table.company_deadline_s is not None
     assert table.company_deadline_s.tolist() == [utc("2025-03-11 03:00"), utc("2025-03-12 03:00")]
+
+
+def last_instant_before(midnight_utc: str) -> Any:
+    """Matches epoch seconds one microsecond before `midnight_utc` (and so before it)."""
+    midnight = utc(midnight_utc)
+    return pytest.approx(midnight - 1e-6, abs=2e-7, rel=0.0)
+
+
+def test_date_only_deliveries_are_read_as_the_end_of_their_local_day(tmp_path: Path) -> None:
+    # A delivery stamped with its day alone happened some time that day: it is read as the
+    # day's last instant (at the loader's microseconds), so it is never before an order placed
+    # the same day and it cannot meet a promise for the day before.
+    rows = [
+        "D1,2025-03-04 10:00:00,2025-03-04,2025-03-04,SAO,1\n",
+        "D2,2025-03-04 11:00:00,,2025-03-10,SAO,1\n",
+        "D3,2025-03-05 09:00:00,2025-03-07,2025-03-06,RIO,1\n",
+    ]
+    (tmp_path / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
+    (tmp_path / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
+    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    assert table.fulfilled_precision == "day"
+    assert last_instant_before("2025-03-05 03:00") == table.fulfilled_at_s[0]
+    assert np.isnan(table.fulfilled_at_s[1])
+    assert last_instant_before("2025-03-08 03:00") == table.fulfilled_at_s[2]
+    # The company's promised date ends at the next local midnight: D1's delivery meets it.
+    assert table.company_deadline_s is not None
+    assert table.fulfilled_at_s[0] <= table.company_deadline_s[0] == utc("2025-03-05 03:00")
+    assert table.fulfilled_at_s[2] > table.company_deadline_s[2]
+
+
+def test_a_delivery_column_with_times_keeps_them(tmp_path: Path) -> None:
+    # One value with a time makes the column time-precise; a date among times is its midnight.
+    rows = [
+        "E1,2025-03-01 10:00:00,2025-03-04,2025-03-10,SAO,1\n",
+        "E2,2025-03-04 11:00:00,2025-03-05 12:00:00,2025-03-10,SAO,1\n",
+    ]
+    (tmp_path / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
+    (tmp_path / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
+    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    assert table.fulfilled_precision == "time"
+    assert table.fulfilled_at_s.tolist() == [utc("2025-03-04 03:00"), utc("2025-03-05 15:00")]
+
+
+def test_parquet_delivery_dates_are_day_precise(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "order_id": ["F1", "F2"],
+            "ordered_at": [dt.datetime(2025, 3, 4, 10), dt.datetime(2025, 3, 4, 12)],
+            "fulfilled_at": [dt.date(2025, 3, 4), None],
+            "promised_at": [dt.date(2025, 3, 4), dt.date(2025, 3, 9)],
+            "store_id": ["SAO", "RIO"],
+            "n_items": [1, 2],
+        }
+    )
+    schema = pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("ordered_at", pa.timestamp("us")),
+            ("fulfilled_at", pa.date32()),
+            ("promised_at", pa.date32()),
+            ("store_id", pa.string()),
+            ("n_items", pa.int64()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pandas(frame, schema=schema), tmp_path / "orders.parquet")
+    spec_text = SAO_PAULO_SPEC.format(name="orders.parquet")
+    (tmp_path / "spec.toml").write_text(spec_text, encoding="utf-8")
+    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    assert table.fulfilled_precision == "day"
+    assert last_instant_before("2025-03-05 03:00") == table.fulfilled_at_s[0]
+    assert np.isnan(table.fulfilled_at_s[1])
+
+
+def test_the_sample_delivery_times_are_time_precise(tmp_path: Path) -> None:
+    assert load_orders(load_spec(table_at(tmp_path, ROWS))).fulfilled_precision == "time"
