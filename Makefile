@@ -7,7 +7,7 @@ SPEC ?= data/optical.toml
 SAMPLE := data/optical_orders.csv
 REGISTRY ?= models/bundles
 
-.PHONY: run test lint bench fuzz soak sample train clean
+.PHONY: run test lint bench fuzz soak sample samples train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(SAMPLE): $(STAMP)
 	$(BIN)/promise sample-data --out data
 
 sample: $(SAMPLE)
+
+# Every drift scenario of the sample (base, shock, trend, peak; training/sample_data.py), each
+# with its spec: data/optical.toml, data/optical_shock.toml, ... (~10 s).
+samples: $(STAMP)
+	$(BIN)/promise sample-data --out data --scenario all
 
 # Train, promote and serve on http://127.0.0.1:8000 (SQLite ledger, local registry).
 run: $(SAMPLE)

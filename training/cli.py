@@ -22,7 +22,7 @@ from rich.table import Table
 
 from models.errors import PromiseError
 from models.registry import Registry
-from training.sample_data import write_sample_data
+from training.sample_data import SCENARIOS, write_sample_data
 
 app = typer.Typer(
     add_completion=False,
@@ -61,12 +61,29 @@ def sample_data(
     orders: Annotated[int, typer.Option(min=1000, help="How many orders.")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
     file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="Drift to add: base (none), shock, trend, peak, or all (every one); a drift "
+            "goes to optical_<scenario>_orders.csv."
+        ),
+    ] = "base",
 ) -> None:
     """Generate the sample order history of an optical-shop chain."""
     if file_format not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--format")
-    path = write_sample_data(out, n_orders=orders, seed=seed, file_format=file_format)  # type: ignore[arg-type]
-    console.print(f"wrote {orders:,} orders to {path}")
+    chosen = SCENARIOS if scenario == "all" else tuple(s for s in SCENARIOS if s == scenario)
+    if not chosen:
+        raise typer.BadParameter(f"use {', '.join(SCENARIOS)} or all", param_hint="--scenario")
+    for name in chosen:
+        path = write_sample_data(
+            out,
+            n_orders=orders,
+            seed=seed,
+            file_format=file_format,  # type: ignore[arg-type]  # checked above
+            scenario=name,
+        )
+        console.print(f"wrote {orders:,} orders to {path}")
 
 
 @app.command()

@@ -16,6 +16,23 @@ Orders still in that pipeline at the extraction moment `AS_OF` have no `fulfille
 (right-censored). `promised_at` is the chain's own rule of thumb, the baseline an engine
 should beat. Times are naive Europe/London wall-clock times, as a point-of-sale exports
 them; opening hours never touch the 01:00-02:00 clock changes, so none is ambiguous.
+
+Drift scenarios, to judge an engine on more than one kind of change (`scenario`); the
+default "base" is the history above, and each other one changes one step of it:
+
+```
+shock  the outside lab works at SHOCK_LAB_CAPACITY of its pace on its working days in
+       [SHOCK_START, SHOCK_END) (a strike), for every store, then recovers: jobs in
+       progress then finish later too, not only jobs ordered in the window
+trend  lab time grows steadily, by TREND_LAB_GROWTH over the history (ageing machines,
+       staff leaving), so every model trained on the past is a little optimistic
+peak   a pre-Christmas rush every year: demand x PEAK_DEMAND_FACTOR from PEAK_FIRST to
+       PEAK_LAST; the workload step above lengthens lab times in the rush by itself
+```
+
+Every scenario draws the same random numbers in the same order, so "shock" and "trend"
+give the same orders as "base" for a seed, with only their lab times changed ("peak"
+moves orders between days, so its rows are drawn afresh).
 """
 
 from __future__ import annotations
@@ -42,6 +59,9 @@ HISTORY_START = date(2024, 1, 2)  # 1 January is a bank holiday: the first open 
 AS_OF = datetime(2026, 6, 30, 18, 0)  # extraction moment, local: closing time of the last day
 CALENDAR_MARGIN_DAYS = 400  # calendar past AS_OF so the slowest orders still get a ready day
 OUTPUT_STEM = "optical_orders"
+
+Scenario = Literal["base", "shock", "trend", "peak"]
+SCENARIOS: tuple[Scenario, ...] = ("base", "shock", "trend", "peak")
 
 COLUMNS = (
     "order_id",
@@ -127,6 +147,20 @@ DRIFT_START = date(2025, 9, 1)  # MAN moves to a new lab partner
 DRIFT_EXTRA_LAB_DAYS = 2.0  # mean; gamma-distributed, so also more variance
 DRIFT_JITTER_SIGMA = 0.45
 
+# Scenario "shock": the default back-test's 4th fold quotes from 2025-12-08 on (2025-12-13 on
+# the base); the strike starts six weeks later, so that fold's model has seen none of it, and
+# lasts five weeks.
+SHOCK_START = date(2026, 1, 19)  # a Monday
+SHOCK_END = date(2026, 2, 23)  # first lab day back at full pace (a Monday)
+SHOCK_LAB_CAPACITY = 0.4  # share of a normal day's work the lab gets through: 2.5x slower
+# Scenario "trend": lab time x (1 + TREND_LAB_GROWTH * share of the history elapsed when
+# the order is placed), so the last order's lab time is 35% longer than the first's.
+TREND_LAB_GROWTH = 0.35
+# Scenario "peak": (month, day) of the rush's first and last day, every year, inclusive.
+PEAK_FIRST = (11, 24)
+PEAK_LAST = (12, 21)
+PEAK_DEMAND_FACTOR = 2.0  # on top of the base season, which already has a December bump
+
 OPEN_SECONDS = (9 * 3600, 18 * 3600)  # shop opening hours, seconds after midnight
 CUTOFF_SECONDS = 16 * 3600  # later orders start the next open day
 HOURLY_ORDER_WEIGHTS = (0.5, 0.9, 1.1, 1.3, 1.3, 1.1, 1.0, 0.9, 0.7)  # 09:00 .. 17:00
@@ -206,6 +240,50 @@ def _demand_weights(cal: _Calendar, n_history_days: int) -> FloatArray:
     return np.where(cal.is_open[:n_history_days], weight, 0.0)
 
 
+def _rush_demand(weight: FloatArray, days: npt.NDArray[np.datetime64]) -> FloatArray:
+    """Scenario "peak": `weight` (one per day of `days`) x PEAK_DEMAND_FACTOR in the rush."""
+    month_start = days.astype("datetime64[M]")
+    month = month_start.astype(np.int64) % 12 + 1
+    day_of_month = (days - month_start).astype(np.int64) + 1
+    month_day = 100 * month + day_of_month
+    first, last = (100 * m + d for m, d in (PEAK_FIRST, PEAK_LAST))
+    in_rush = (month_day >= first) & (month_day <= last)
+    rushed: FloatArray = weight * np.where(in_rush, PEAK_DEMAND_FACTOR, 1.0)
+    return rushed
+
+
+def _trend_lab_time(lab_time: FloatArray, order_day: IntArray, n_history_days: int) -> FloatArray:
+    """Scenario "trend": lab time (lab working days) grown with the order day's place in history."""
+    elapsed_share = order_day / max(n_history_days - 1, 1)
+    grown: FloatArray = lab_time * (1.0 + TREND_LAB_GROWTH * elapsed_share)
+    return grown
+
+
+def _shock_capacity(cal: _Calendar) -> FloatArray:
+    """Scenario "shock": share of a normal day's work done on each lab working day."""
+    in_shock = (cal.lab_days >= cal.index_of(SHOCK_START)) & (
+        cal.lab_days < cal.index_of(SHOCK_END)
+    )
+    capacity: FloatArray = np.where(in_shock, SHOCK_LAB_CAPACITY, 1.0)
+    return capacity
+
+
+def _finish_rank(capacity: FloatArray, start_rank: IntArray, work_days: IntArray) -> IntArray:
+    """Rank of the lab day a job of `work_days` normal days' work, begun on `start_rank`, ends.
+
+    `capacity[k]` is the work done on lab day k (1.0 = a normal day): the job ends on the
+    first day by which the work done since `start_rank` reaches `work_days`. With a capacity
+    of 1.0 throughout, that is `start_rank + work_days - 1`. Ranks past the calendar's end
+    come back as its last rank + 1, which `_Calendar.lab_day` clamps as it does for the base.
+    """
+    done_before = np.concatenate(([0.0], np.cumsum(capacity)))  # work done before rank k
+    start = np.minimum(start_rank, capacity.size)
+    # The tolerance keeps sums of fractional capacities from missing the goal by rounding.
+    goal = done_before[start] + work_days - 1e-9
+    finish: IntArray = np.searchsorted(done_before, goal, side="left") - 1
+    return finish
+
+
 def _trailing_week_load(counts: IntArray, n_history_days: int) -> FloatArray:
     """Each store's orders in the 7 days up to each day, over its average such week.
 
@@ -221,7 +299,9 @@ def _trailing_week_load(counts: IntArray, n_history_days: int) -> FloatArray:
     return ratio
 
 
-def generate_orders(n_orders: int = 60_000, seed: int = 7) -> pd.DataFrame:
+def generate_orders(
+    n_orders: int = 60_000, seed: int = 7, scenario: Scenario = "base"
+) -> pd.DataFrame:
     """Return `n_orders` optical orders placed 2024-01-02 .. 2026-06-30, sorted by `ordered_at`.
 
     Columns, in order: `order_id` (str, "OPT-0000001"), `ordered_at` and `fulfilled_at`
@@ -230,9 +310,14 @@ def generate_orders(n_orders: int = 60_000, seed: int = 7) -> pd.DataFrame:
     date, ready by the end of it), `store_id`, `lens_type`, `coating` (str),
     `frame_in_stock` (int 0/1), `n_items` (int 1..3), `sphere_power` (float, absolute
     dioptres, 0..12 in steps of 0.25). The same arguments always give the same frame.
+    `scenario` adds one kind of drift to the history (module docstring); "base" adds none.
     """
     if n_orders < 1:
         raise InputError(f"n_orders must be at least 1, got {n_orders}", field="n_orders")
+    if scenario not in SCENARIOS:
+        raise InputError(
+            f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}", field="scenario"
+        )
     rng = np.random.default_rng(seed)
     cal = _build_calendar()
     n_history_days = cal.index_of(AS_OF.date()) + 1
@@ -244,11 +329,10 @@ def generate_orders(n_orders: int = 60_000, seed: int = 7) -> pd.DataFrame:
     wobble = rng.gamma(
         WEEKLY_STORE_NOISE_SHAPE, 1.0 / WEEKLY_STORE_NOISE_SHAPE, (len(stores), n_weeks)
     )
-    cell_weight = (
-        volumes[:, None]
-        * _demand_weights(cal, n_history_days)[None, :]
-        * wobble[:, np.arange(n_history_days) // 7]
-    )
+    demand = _demand_weights(cal, n_history_days)
+    if scenario == "peak":
+        demand = _rush_demand(demand, cal.days[:n_history_days])
+    cell_weight = volumes[:, None] * demand[None, :] * wobble[:, np.arange(n_history_days) // 7]
     cell_counts = rng.multinomial(n_orders, (cell_weight / cell_weight.sum()).ravel())
     counts = np.zeros((len(stores), cal.days.size), dtype=np.int64)
     counts[:, :n_history_days] = cell_counts.reshape(len(stores), n_history_days)
@@ -311,10 +395,16 @@ def generate_orders(n_orders: int = 60_000, seed: int = 7) -> pd.DataFrame:
     lab_time = recipe_days * queue_factor * rng.lognormal(-0.5 * sigma**2, sigma)
     # Gamma with shape 4: mean DRIFT_EXTRA_LAB_DAYS, and a wider spread than the old lab.
     lab_time += np.where(drifted, rng.gamma(4.0, DRIFT_EXTRA_LAB_DAYS / 4.0, n_orders), 0.0)
+    if scenario == "trend":
+        lab_time = _trend_lab_time(lab_time, order_day, n_history_days)
     lab_working_days = np.maximum(np.rint(lab_time).astype(np.int64), 1)
 
     # Finished at the end of its last lab day, couriered overnight, ready on an open day.
-    finish_day = cal.lab_day(lab_start_rank + lab_working_days - 1)
+    if scenario == "shock":
+        finish_rank = _finish_rank(_shock_capacity(cal), lab_start_rank, lab_working_days)
+    else:
+        finish_rank = lab_start_rank + lab_working_days - 1
+    finish_day = cal.lab_day(finish_rank)
     ready_day = cal.open_on_or_after(finish_day + 1)
     ready_second = READY_FROM_SECONDS + np.minimum(
         rng.exponential(READY_MEAN_DELAY_SECONDS, n_orders),
@@ -352,13 +442,21 @@ def generate_orders(n_orders: int = 60_000, seed: int = 7) -> pd.DataFrame:
     )
 
 
+def output_stem(scenario: Scenario = "base") -> str:
+    """File name of a scenario's table, without suffix: "optical_orders", "optical_shock_orders"."""
+    return OUTPUT_STEM if scenario == "base" else OUTPUT_STEM.replace("_", f"_{scenario}_", 1)
+
+
 def write_sample_data(
     out_dir: Path,
     n_orders: int = 60_000,
     seed: int = 7,
     file_format: Literal["csv", "parquet"] = "csv",
+    scenario: Scenario = "base",
 ) -> Path:
     """Writes out_dir / "optical_orders.csv" (or .parquet) and returns its path.
+
+    A drift scenario other than "base" goes to out_dir / "optical_<scenario>_orders.csv".
 
     Atomic: the table is written to a temporary file in `out_dir` and moved into place
     with `os.replace`, so a reader never sees half a file. `out_dir` is created if needed.
@@ -367,11 +465,12 @@ def write_sample_data(
     """
     if file_format not in ("csv", "parquet"):
         raise InputError(f"file_format must be csv or parquet, got {file_format!r}", "file_format")
-    frame = generate_orders(n_orders=n_orders, seed=seed)
+    frame = generate_orders(n_orders=n_orders, seed=seed, scenario=scenario)
     promise_date = frame["promised_at"].to_numpy().astype("datetime64[D]")
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{OUTPUT_STEM}.{file_format}"
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{OUTPUT_STEM}.", suffix=".tmp")
+    stem = output_stem(scenario)
+    target = out_dir / f"{stem}.{file_format}"
+    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
