@@ -64,10 +64,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.utils.validation import check_is_fitted
 
+from models.control import ControlState
 from models.policies import (
     GLOBAL_SEGMENT,
     AdaptivePolicy,
-    AdaptiveState,
     BufferAnswer,
     BufferPolicy,
     ConformalPolicy,
@@ -799,7 +799,7 @@ def buffer_one(
     expected_hours: float,
     labels: Sequence[Any],
     quantile_hours: float | None,
-    state: AdaptiveState | None,
+    state: ControlState | None,
 ) -> tuple[float, str, float]:
     """(buffer hours, segment key, level) for one order: `policy.buffers`' numbers, computed
     on Python floats (a one-element `buffers` call costs ~20 us of numpy overhead)."""
@@ -827,7 +827,7 @@ def buffers(
     columns: Mapping[str, Sequence[object] | NDArray[np.generic]],
     segments: Sequence[str],
     quantile_hours: FloatArray | None,
-    state: AdaptiveState | None,
+    state: ControlState | None,
 ) -> BufferAnswer:
     """`policy.buffers` for a batch; conformal and adaptive policies resolve each distinct
     segment once (a dictionary pass per segment column) instead of once per order."""

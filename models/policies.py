@@ -15,20 +15,25 @@ least its value at the cut-off; quantiles come from the Kaplan-Meier estimate of
 distribution, so the slow open orders are not silently dropped (dropping them is what promised too
 short on real data).
 
-Segments (Mondrian conformal): with `segments = ["store_id", "lens_type"]` each store-and-lens
-cell gets its own quantile when it has at least `min_segment_size` calibration orders; otherwise
-its store's, otherwise the global one. `segment_table` records which.
+Segments (Mondrian conformal, partially pooled): with `segments = ["store_id", "lens_type"]`
+each store-and-lens cell with at least `MIN_POOLED_ORDERS` calibration orders gets a quantile
+between its own and its parent's, weighted by how much it knows (empirical Bayes: the sampling
+variance of its own quantile against the spread of its siblings' quantiles around their parent),
+so a small segment borrows from its store, and its store from the global quantile, instead of a
+hard threshold; a cell never seen is served by its parent. `segment_table` records the weights.
 
-The adaptive policy is conformal whose miss level alpha_t moves online with recorded outcomes,
-alpha_{t+1} = alpha_t + step * (target - late_t) (Gibbs & Candes, "Adaptive conformal inference
-under distribution shift", 2021), per segment, state kept in `AdaptiveState`.
+The adaptive policy is conformal whose buffer follows outcomes and open orders online, per
+segment (`models.control`): quantile tracking with a leaky integral of misses learnt at each
+promise's deadline, plus a nowcast of the residual median from orders still in progress, as a
+bounded offset in units of the segment's score spread (so it can never collapse to the largest
+calibration score, the failure of plain adaptive conformal inference at a level near zero).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -36,15 +41,25 @@ from numpy.typing import NDArray
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from models.control import ControlState, nowcast_median, residual_scores
+
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 POLICY_NAMES: tuple[str, ...] = ("fixed", "proportional", "quantile", "conformal", "adaptive")
 GLOBAL_SEGMENT = "all orders"
 SEGMENT_SEPARATOR = " / "
-# The adaptive level stays within these bounds so one bad week cannot freeze it at an extreme.
-MIN_ADAPTIVE_ALPHA = 0.001
-MAX_ADAPTIVE_ALPHA = 0.5
+# A segment with fewer calibration orders has no quantile of its own: its parent's serves it.
+MIN_POOLED_ORDERS = 10
+# The adaptive offset, in units of the segment's score spread (its quantile at 1 - target less
+# its median), stays within these bounds, and the score never drops below the median score.
+MIN_CONTROL_OFFSET = -1.0
+MAX_CONTROL_OFFSET = 4.0
+# A nowcast resting on this many fulfilments weighs as much as its parent's.
+NOWCAST_PRIOR_EVENTS = 50
+# The nowcast window holds about this many fulfilments of the segment (at least two median
+# expectations, at most the calibration slice's span).
+NOWCAST_EVENTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +72,11 @@ class PolicyConfig:
     relative: bool = False
     fixed_buffer_hours: float | None = None
     proportional_buffer: float | None = None
-    min_segment_size: int = 200
-    adaptive_step: float = 0.002  # outcomes arrive late and in clusters: small steps
+    min_segment_size: int = 200  # the risk distributions' own segments (models.risk)
+    # Integral gain of the adaptive policy: a whole promise-length of outcomes all late (less
+    # the target) moves the offset by this many score spreads.
+    control_gain: float = 1.0
+    use_nowcast: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +87,11 @@ class CalibrationSlice:
     needed_hours: FloatArray  # a lower bound where `censored`
     censored: BoolArray
     segment_labels: Sequence[Sequence[str | None]]  # one tuple of segment values per order
+    # For the adaptive policy: clock start to fulfilment (to the cut-off where censored), when
+    # each order was placed, and the cut-off (None: volumes and the nowcast baseline unknown).
+    reached_hours: FloatArray | None = None
+    placed_s: FloatArray | None = None
+    cutoff_s: float | None = None
 
     @property
     def size(self) -> int:
@@ -94,6 +117,24 @@ class ScoreDistribution:
     def conformal_quantile(self, miss_rate: float) -> float:
         """The split-conformal quantile: level (1 - miss_rate)(1 + 1/n), capped at 1."""
         return self.quantile(conformal_level(miss_rate, self.n))
+
+    def cdf_at(self, score: float) -> float:
+        """The estimated share of scores at or below `score`."""
+        index = int(np.searchsorted(self.values, score, side="right"))
+        return 0.0 if index == 0 else float(self.cdf[index - 1])
+
+    def spread(self, miss_rate: float) -> float:
+        """How far the quantile at 1 - miss_rate lies above the median (never below zero)."""
+        return max(self.quantile(1.0 - miss_rate) - self.quantile(0.5), 0.0)
+
+    def quantile_variance(self, miss_rate: float) -> float:
+        """The sampling variance of the quantile at 1 - miss_rate: p(1 - p) / (n f^2), with the
+        density f read off the distribution around it."""
+        level = 1.0 - miss_rate
+        h = min(miss_rate, 1.0 - level, 0.025) / 2.0 + 0.0125
+        width = self.quantile(min(level + h, 1.0)) - self.quantile(max(level - h, 0.0))
+        slope = max(width, 1e-9) / (2.0 * h)  # 1 / density
+        return level * (1.0 - level) * slope**2 / max(self.n, 1)
 
 
 def conformal_level(miss_rate: float, n: int) -> float:
@@ -141,32 +182,17 @@ def _label(value: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SegmentBuffer:
-    """A calibrated segment: its score distribution and the buffer it gives at the target."""
+    """A calibrated segment: its score distribution and the buffer it gives at the target.
+
+    `score` is pooled: `own_weight` of its own quantile, the rest its parent's (pooled) one;
+    `path` the keys from the global segment down to this one."""
 
     key: str
     depth: int
     distribution: ScoreDistribution
     score: float  # buffer hours, or the relative overrun ratio on the relative scale
-
-
-@dataclass(frozen=True, slots=True)
-class AdaptiveState:
-    """The adaptive policy's current miss level per segment key, and how many outcomes it saw."""
-
-    alphas: Mapping[str, float] = field(default_factory=dict)
-    n_updates: int = 0
-
-    def alpha(self, key: str, target: float) -> float:
-        return self.alphas.get(key, target)
-
-
-def update_adaptive(
-    state: AdaptiveState, key: str, was_late: bool, target: float, step: float
-) -> AdaptiveState:
-    """The state after one recorded outcome of a quote given from segment `key`."""
-    alpha = state.alpha(key, target) + step * (target - (1.0 if was_late else 0.0))
-    alpha = min(MAX_ADAPTIVE_ALPHA, max(MIN_ADAPTIVE_ALPHA, alpha))
-    return replace(state, alphas={**state.alphas, key: alpha}, n_updates=state.n_updates + 1)
+    own_weight: float = 1.0
+    path: tuple[str, ...] = (GLOBAL_SEGMENT,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +223,7 @@ class BufferPolicy(BaseEstimator):
         expected_hours: FloatArray,
         labels: Sequence[Sequence[str | None]],
         quantile_hours: FloatArray | None = None,
-        state: AdaptiveState | None = None,
+        state: ControlState | None = None,
     ) -> BufferAnswer:
         raise NotImplementedError
 
@@ -206,7 +232,7 @@ class BufferPolicy(BaseEstimator):
         expected_hours: float,
         labels: Sequence[str | None],
         quantile_hours: float | None = None,
-        state: AdaptiveState | None = None,
+        state: ControlState | None = None,
     ) -> tuple[float, str, float]:
         """(buffer hours, segment key, level) for one order; same numbers as `buffers`."""
         answer = self.buffers(
@@ -220,6 +246,18 @@ class BufferPolicy(BaseEstimator):
     def segment_table(self) -> list[dict[str, object]]:
         """What the manifest records about each calibrated segment (none for most policies)."""
         return []
+
+
+def _between_variance(
+    own: Mapping[str, tuple[ScoreDistribution, float, SegmentBuffer]], target: float
+) -> float:
+    """How much the segments' own quantiles truly differ from their parents' (the squared
+    differences less the sampling variance they would show anyway), floored above zero."""
+    if not own:
+        return 0.0
+    squared = [(quantile - parent.score) ** 2 for _, quantile, parent in own.values()]
+    noise = [dist.quantile_variance(target) for dist, _, _ in own.values()]
+    return max(float(np.mean(squared)) - float(np.mean(noise)), 1e-12)
 
 
 def _scores(calibration: CalibrationSlice, relative: bool) -> FloatArray:
@@ -259,7 +297,7 @@ class FixedPolicy(BufferPolicy):
         expected_hours: FloatArray,
         labels: Sequence[Sequence[str | None]],
         quantile_hours: FloatArray | None = None,
-        state: AdaptiveState | None = None,
+        state: ControlState | None = None,
     ) -> BufferAnswer:
         check_is_fitted(self, "buffer_hours_")
         return _global_answer(
@@ -282,7 +320,7 @@ class ProportionalPolicy(BufferPolicy):
         expected_hours: FloatArray,
         labels: Sequence[Sequence[str | None]],
         quantile_hours: FloatArray | None = None,
-        state: AdaptiveState | None = None,
+        state: ControlState | None = None,
     ) -> BufferAnswer:
         check_is_fitted(self, "ratio_")
         return _global_answer(expected_hours * self.ratio_, self.cfg.target_late_rate)
@@ -300,7 +338,7 @@ class QuantilePolicy(BufferPolicy):
         expected_hours: FloatArray,
         labels: Sequence[Sequence[str | None]],
         quantile_hours: FloatArray | None = None,
-        state: AdaptiveState | None = None,
+        state: ControlState | None = None,
     ) -> BufferAnswer:
         check_is_fitted(self, "fitted_")
         if quantile_hours is None:
@@ -315,17 +353,37 @@ class ConformalPolicy(BufferPolicy):
 
     def fit(self, calibration: CalibrationSlice) -> Self:
         cfg = self.cfg
+        target = cfg.target_late_rate
         scores = _scores(calibration, cfg.relative)
-        table: dict[str, SegmentBuffer] = {}
-        for depth in range(len(cfg.segments) + 1):
+        global_dist = score_distribution(scores, calibration.censored)
+        table: dict[str, SegmentBuffer] = {
+            GLOBAL_SEGMENT: SegmentBuffer(
+                GLOBAL_SEGMENT, 0, global_dist, global_dist.conformal_quantile(target)
+            )
+        }
+        for depth in range(1, len(cfg.segments) + 1):
             keys = np.array(segment_keys(calibration.segment_labels, depth), dtype=object)
+            parents = segment_keys(calibration.segment_labels, depth - 1)
+            own: dict[str, tuple[ScoreDistribution, float, SegmentBuffer]] = {}
             for key in dict.fromkeys(keys.tolist()):
                 members = keys == key
-                if depth > 0 and int(members.sum()) < cfg.min_segment_size:
+                if int(members.sum()) < MIN_POOLED_ORDERS:
                     continue
+                parent = table.get(parents[int(np.argmax(members))])
+                if parent is None:
+                    continue  # the parent itself was too small: so is this one
                 dist = score_distribution(scores[members], calibration.censored[members])
+                own[key] = (dist, dist.conformal_quantile(target), parent)
+            between = _between_variance(own, target)
+            for key, (dist, quantile, parent) in own.items():
+                weight = between / (between + dist.quantile_variance(target))
                 table[key] = SegmentBuffer(
-                    key, depth, dist, dist.conformal_quantile(cfg.target_late_rate)
+                    key,
+                    depth,
+                    dist,
+                    weight * quantile + (1.0 - weight) * parent.score,
+                    own_weight=weight,
+                    path=(*parent.path, key),
                 )
         self.table_ = table
         self.depth_ = len(cfg.segments)
@@ -339,7 +397,7 @@ class ConformalPolicy(BufferPolicy):
                 return found
         return self.table_[GLOBAL_SEGMENT]
 
-    def score_at(self, segment: SegmentBuffer, state: AdaptiveState | None) -> tuple[float, float]:
+    def score_at(self, segment: SegmentBuffer, state: ControlState | None) -> tuple[float, float]:
         return segment.score, 1.0 - self.cfg.target_late_rate
 
     def buffers(
@@ -347,7 +405,7 @@ class ConformalPolicy(BufferPolicy):
         expected_hours: FloatArray,
         labels: Sequence[Sequence[str | None]],
         quantile_hours: FloatArray | None = None,
-        state: AdaptiveState | None = None,
+        state: ControlState | None = None,
     ) -> BufferAnswer:
         check_is_fitted(self, "table_")
         n = expected_hours.size
@@ -381,30 +439,192 @@ class ConformalPolicy(BufferPolicy):
                     "n_calibration": segment.distribution.n,
                     "n_censored": segment.distribution.n_censored,
                     "score": round(segment.score, 6),
+                    "own_weight": round(segment.own_weight, 4),
                     "scale": "relative" if self.cfg.relative else "hours",
                 }
             )
         return rows
 
     def fallbacks(self, labels: Sequence[Sequence[str | None]]) -> dict[str, str]:
-        """For each segment seen in `labels`, the key that serves it when it is not its own."""
+        """For each segment seen in `labels` whose buffer is mostly not its own (no quantile of
+        its own, or an own weight below one half), the nearest key that mostly serves it."""
         served: dict[str, str] = {}
         for row in labels:
             own = segment_key(row, self.depth_)
-            if own not in served:
-                served[own] = self.resolve(row).key
+            if own in served:
+                continue
+            segment = self.resolve(row)
+            while segment.depth > 0 and segment.own_weight < 0.5:
+                segment = self.table_[segment.path[-2]]
+            served[own] = segment.key
         return {own: used for own, used in served.items() if own != used}
 
 
-class AdaptivePolicy(ConformalPolicy):
-    """Conformal whose per-segment miss level follows recorded outcomes (ACI)."""
+@dataclass(frozen=True, slots=True)
+class SegmentControl:
+    """How the adaptive policy moves one segment's buffer (all fitted on the calibration slice).
 
-    def score_at(self, segment: SegmentBuffer, state: AdaptiveState | None) -> tuple[float, float]:
+    `scale`: the score spread that one unit of offset is; `gain`: offset per unit of the miss
+    sum; `flight`: about how many of the segment's promises are open at once (outcomes per
+    promise length: a controller that has learnt this many weighs as much as its parent);
+    `leak`: the share of the miss sum kept per outcome, forgetting over about the time a refit
+    takes to absorb a change (settle time and calibration span); `baseline_median`: the
+    calibration slice's median residual score, which the nowcast compares against;
+    `window_hours`: the nowcast's window; `floor`: the lowest score served (the median)."""
+
+    scale: float
+    gain: float
+    flight: float
+    leak: float
+    baseline_median: float
+    window_hours: float
+    floor: float
+
+
+class AdaptivePolicy(ConformalPolicy):
+    """Conformal whose per-segment buffer follows outcomes at their deadlines and the nowcast
+    of open orders (`models.control`), within bounds."""
+
+    def fit(self, calibration: CalibrationSlice) -> Self:
+        super().fit(calibration)
+        cfg = self.cfg
+        target = cfg.target_late_rate
+        span_hours, lag_hours = _calibration_window_hours(calibration)
+        reached = (
+            calibration.needed_hours
+            if calibration.reached_hours is None
+            else calibration.reached_hours
+        )
+        residual = residual_scores(reached, calibration.expected_hours, cfg.relative)
+        # How long a promise stays open, about: what each calibration order needed.
+        promised = np.maximum(calibration.needed_hours, calibration.expected_hours)
+        control: dict[str, SegmentControl] = {}
+        for depth in range(len(cfg.segments) + 1):
+            keys = segment_keys(calibration.segment_labels, depth)
+            members_of: dict[str, list[int]] = {}
+            for i, key in enumerate(keys):
+                members_of.setdefault(key, []).append(i)
+            for key, index in members_of.items():
+                segment = self.table_.get(key)
+                if segment is None:
+                    continue
+                members = np.array(index)
+                n = members.size
+                per_hour = n / span_hours
+                flight = max(1.0, per_hour * float(np.mean(promised[members])))
+                memory = max(2.0, per_hour * (span_hours + lag_hours))
+                dist = segment.distribution
+                baseline = score_distribution(residual[members], calibration.censored[members])
+                typical_hours = float(np.median(calibration.expected_hours[members]))
+                window = min(
+                    span_hours, max(2.0 * typical_hours, NOWCAST_EVENTS / max(per_hour, 1e-9))
+                )
+                scale = max(dist.spread(target), 1e-3 * max(abs(segment.score), 1.0))
+                control[key] = SegmentControl(
+                    scale=scale,
+                    gain=cfg.control_gain / flight,
+                    flight=flight,
+                    leak=1.0 - 1.0 / memory,
+                    baseline_median=baseline.quantile(0.5),
+                    window_hours=window,
+                    floor=dist.quantile(0.5),
+                )
+        self.control_ = control
+        return self
+
+    def score_at(self, segment: SegmentBuffer, state: ControlState | None) -> tuple[float, float]:
         target = self.cfg.target_late_rate
-        alpha = target if state is None else state.alpha(segment.key, target)
-        if alpha == target:
+        if state is None:
             return segment.score, 1.0 - target
-        return segment.distribution.conformal_quantile(alpha), 1.0 - alpha
+        offset = 0.0
+        shift = 0.0
+        for key in segment.path:
+            control = self.control_[key]
+            n = state.counts.get(key, 0)
+            weight = n / (n + control.flight)
+            offset = weight * control.gain * state.misses.get(key, 0.0) + (1.0 - weight) * offset
+            median = state.medians.get(key)
+            if median is not None and self.cfg.use_nowcast:
+                events = state.events.get(key, 0)
+                weight = events / (events + NOWCAST_PRIOR_EVENTS)
+                own_shift = (median - control.baseline_median) / control.scale
+                shift = weight * own_shift + (1.0 - weight) * shift
+        control = self.control_[segment.key]
+        moved = min(MAX_CONTROL_OFFSET, max(MIN_CONTROL_OFFSET, offset + shift))
+        score = max(segment.score + control.scale * moved, control.floor)
+        if score == segment.score:
+            return score, 1.0 - target
+        return score, segment.distribution.cdf_at(score)
+
+    def leaks(self) -> dict[str, float]:
+        """Each segment key's leak, as `models.control.learn` takes them."""
+        check_is_fitted(self, "control_")
+        return {key: control.leak for key, control in self.control_.items()}
+
+    def paths(self, labels: Sequence[Sequence[str | None]]) -> list[tuple[str, ...]]:
+        """The keys each order's outcome counts for: its served segment's path."""
+        cache: dict[tuple[str | None, ...], tuple[str, ...]] = {}
+        result = []
+        for row in labels:
+            path = cache.get(tuple(row))
+            if path is None:
+                path = cache[tuple(row)] = self.resolve(row).path
+            result.append(path)
+        return result
+
+    def nowcast(
+        self,
+        clock_start_s: FloatArray,
+        expected_hours: FloatArray,
+        fulfilled_s: FloatArray,
+        paths: Sequence[Sequence[str]],
+        now_s: float,
+    ) -> tuple[dict[str, float], dict[str, int]]:
+        """(median residual score, fulfilments) per segment key, from the orders in progress
+        in each key's window before `now_s` (`models.control.nowcast_median`)."""
+        check_is_fitted(self, "control_")
+        members_of: dict[str, list[int]] = {}
+        for i, path in enumerate(paths):
+            for key in path:
+                members_of.setdefault(key, []).append(i)
+        medians: dict[str, float] = {}
+        events: dict[str, int] = {}
+        for key, index in members_of.items():
+            control = self.control_.get(key)
+            if control is None:
+                continue
+            members = np.array(index)
+            median, n_events = nowcast_median(
+                clock_start_s[members],
+                expected_hours[members],
+                fulfilled_s[members],
+                now_s,
+                control.window_hours,
+                self.cfg.relative,
+            )
+            if median is not None:
+                medians[key] = median
+                events[key] = n_events
+        return medians, events
+
+    def segment_table(self) -> list[dict[str, object]]:
+        rows = super().segment_table()
+        for row in rows:
+            control = self.control_[str(row["segment"])]
+            row["control_scale"] = round(control.scale, 6)
+            row["control_flight"] = round(control.flight, 2)
+            row["nowcast_window_hours"] = round(control.window_hours, 2)
+        return rows
+
+
+def _calibration_window_hours(calibration: CalibrationSlice) -> tuple[float, float]:
+    """(span, lag) in hours: from the first to the last calibration order placed, and from the
+    last to the cut-off. Unknown placements: a nominal 1,000-hour span and no lag."""
+    if calibration.placed_s is None or calibration.placed_s.size == 0:
+        return 1000.0, 0.0
+    first, last = float(calibration.placed_s.min()), float(calibration.placed_s.max())
+    cutoff = last if calibration.cutoff_s is None else calibration.cutoff_s
+    return max((last - first) / 3600.0, 1.0), max((cutoff - last) / 3600.0, 0.0)
 
 
 def make_policy(config: PolicyConfig) -> BufferPolicy:

@@ -29,9 +29,10 @@ from numpy.typing import NDArray
 
 from models import fast
 from models.calendar import BusinessCalendar
+from models.control import ControlState
 from models.errors import InputError
 from models.features import FeatureSchema
-from models.policies import AdaptiveState, BufferPolicy
+from models.policies import BufferPolicy
 from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import RiskModel
 from models.units import HOURS_PER_UNIT, Unit
@@ -146,7 +147,7 @@ def quote_batch(
     engine: QuoteEngine,
     columns: Mapping[str, Sequence[object] | NDArray[np.generic]],
     ordered_at_s: FloatArray,
-    state: AdaptiveState | None = None,
+    state: ControlState | None = None,
 ) -> QuoteBatch:
     """Quote many orders given their feature columns and order times (epoch seconds, UTC).
 
@@ -180,7 +181,7 @@ def quote_batch(
 
 
 def quote(
-    engine: QuoteEngine, orders: Sequence[Order], state: AdaptiveState | None = None
+    engine: QuoteEngine, orders: Sequence[Order], state: ControlState | None = None
 ) -> list[Promise]:
     """Quote orders one by one or in a batch; each answer carries its explanation.
 
@@ -201,7 +202,7 @@ def quote(
     return [promise_at(engine, batch, i) for i in range(batch.size)]
 
 
-def _quote_one(engine: QuoteEngine, order: Order, state: AdaptiveState | None) -> Promise:
+def _quote_one(engine: QuoteEngine, order: Order, state: ControlState | None) -> Promise:
     """`quote_batch` for one order on Python floats: the same steps, the same numbers."""
     calendar = engine.calendar
     ordered_s = order.ordered_at.timestamp()

@@ -26,9 +26,10 @@ from threadpoolctl import threadpool_limits
 
 from models import fast
 from models.calendar import BusinessCalendar, CalendarSpec
+from models.control import ControlState
 from models.errors import InputError
 from models.features import FeatureSchema, fit_schema
-from models.policies import AdaptiveState, CalibrationSlice, PolicyConfig, make_policy
+from models.policies import CalibrationSlice, PolicyConfig, make_policy
 from models.quoting import (
     Order,
     Promise,
@@ -244,7 +245,7 @@ def random_orders(schema: FeatureSchema, n: int, seed: int) -> list[Order]:
 
 
 def batch_promises(
-    engine: QuoteEngine, orders: list[Order], state: AdaptiveState | None
+    engine: QuoteEngine, orders: list[Order], state: ControlState | None
 ) -> list[Promise]:
     names = engine.schema.feature_names
     columns = {name: np.array([o.features[name] for o in orders], dtype=object) for name in names}
@@ -257,8 +258,12 @@ def batch_promises(
     return [promise_at(engine, batch, i) for i in range(batch.size)]
 
 
-ADAPTIVE_STATE = AdaptiveState(
-    alphas={"s1 / prog": 0.3, "s2": 0.01, "all orders": 0.2, "s3 / sv": 0.1}, n_updates=40
+ADAPTIVE_STATE = ControlState(
+    misses={"s1 / prog": 3.0, "s2": -1.5, "all orders": 2.0, "s3 / sv": 0.5, "s1": 1.0},
+    counts={"s1 / prog": 30, "s2": 40, "all orders": 200, "s3 / sv": 10, "s1": 60},
+    medians={"all orders": 0.4, "s2": -0.2},
+    events={"all orders": 120, "s2": 30},
+    n_updates=200,
 )
 
 
@@ -280,7 +285,7 @@ def test_one_order_alone_gets_the_promise_the_batch_gives_it(
     zone: str,
     cutoff_hour: int | None,
     relative: bool,
-    state: AdaptiveState | None,
+    state: ControlState | None,
 ) -> None:
     engine = engine_for(policy, unit, zone, cutoff_hour, relative, max_promise_units=6.0)
     orders = random_orders(engine.schema, 300, seed=len(policy) + len(unit))

@@ -1,19 +1,20 @@
-"""Buffer policies: conformal quantiles, censoring, segments with fallback, adaptive levels."""
+"""Buffer policies: conformal quantiles, censoring, partially pooled segments, online control."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from models.control import ControlState, learn
 from models.policies import (
     GLOBAL_SEGMENT,
-    AdaptiveState,
+    MAX_CONTROL_OFFSET,
+    AdaptivePolicy,
     CalibrationSlice,
     ConformalPolicy,
     PolicyConfig,
     make_policy,
     score_distribution,
-    update_adaptive,
 )
 
 
@@ -74,51 +75,110 @@ def test_relative_scale_gives_longer_orders_longer_buffers() -> None:
     assert long == pytest.approx(10 * short)
 
 
-def test_segments_get_their_own_buffer_and_small_ones_fall_back() -> None:
+def test_segments_get_their_own_buffer_and_small_ones_borrow_from_their_parent() -> None:
     rng = np.random.default_rng(4)
     n = 3000
     stores = rng.choice(["FAST", "SLOW", "TINY"], n, p=[0.5, 0.48, 0.02])
     lens = rng.choice(["sv", "prog"], n)
     expected = np.full(n, 100.0)
-    spread = np.where(stores == "SLOW", 60.0, 10.0)
+    spread = np.where(stores == "SLOW", 60.0, np.where(stores == "TINY", 30.0, 10.0))
     needed = expected + rng.normal(0, 1, n) * spread
     labels = list(zip(stores.tolist(), lens.tolist(), strict=True))
     config = PolicyConfig(
-        name="conformal",
-        target_late_rate=0.05,
-        segments=("store_id", "lens_type"),
-        min_segment_size=200,
+        name="conformal", target_late_rate=0.05, segments=("store_id", "lens_type")
     )
     policy = make_policy(config).fit(slice_of(expected, needed, labels))
     assert isinstance(policy, ConformalPolicy)
     answer = policy.buffers(
         np.full(4, 100.0), [("FAST", "sv"), ("SLOW", "sv"), ("TINY", "sv"), ("NEW", "sv")]
     )
-    assert answer.segments[:2] == ["FAST / sv", "SLOW / sv"]
+    assert answer.segments[:3] == ["FAST / sv", "SLOW / sv", "TINY / sv"]
     assert answer.buffer_hours[1] > 3 * answer.buffer_hours[0]
-    # TINY has too few orders for itself or its store: the global buffer serves it.
-    assert answer.segments[2:] == [GLOBAL_SEGMENT, GLOBAL_SEGMENT]
-    fallbacks = policy.fallbacks(labels)
-    assert fallbacks["TINY / sv"] == GLOBAL_SEGMENT
+    # Big segments keep nearly their own quantile; TINY (about 60 orders, 30 with sv) gets one
+    # between its own and its parent's, weighted by how much it knows.
+    fast = policy.table_["FAST / sv"]
+    tiny_store, tiny = policy.table_["TINY"], policy.table_["TINY / sv"]
+    assert fast.own_weight > 0.9
+    members = (stores == "TINY") & (lens == "sv")
+    own = score_distribution(needed[members] - 100.0, np.zeros(int(members.sum()), bool))
+    own_quantile = own.conformal_quantile(0.05)
+    low, high = sorted((own_quantile, tiny_store.score))
+    assert 0.0 < tiny.own_weight < 1.0
+    assert low < tiny.score < high
+    assert tiny.path == (GLOBAL_SEGMENT, "TINY", "TINY / sv")
+    # A store never seen is served by the global buffer.
+    assert answer.segments[3] == GLOBAL_SEGMENT
+    fallbacks = policy.fallbacks([*labels, ("NEW", "sv")])
+    assert fallbacks["NEW / sv"] == GLOBAL_SEGMENT
     assert "FAST / sv" not in fallbacks
 
 
-def test_adaptive_level_rises_after_late_outcomes_and_buffers_grow() -> None:
-    rng = np.random.default_rng(5)
-    expected = np.full(1000, 100.0)
-    needed = expected + rng.normal(0, 10, 1000)
-    config = PolicyConfig(name="adaptive", target_late_rate=0.05, adaptive_step=0.02)
-    policy = make_policy(config).fit(slice_of(expected, needed, [()] * 1000))
-    state = AdaptiveState()
+def test_identical_segments_pool_fully_and_distinct_ones_not_at_all() -> None:
+    rng = np.random.default_rng(8)
+    n = 4000
+    stores = rng.choice(["A", "B"], n)
+    expected = np.full(n, 50.0)
+    same = expected + rng.normal(0, 10, n)
+    apart = expected + rng.normal(0, 1, n) * np.where(stores == "A", 5.0, 40.0)
+    labels = [(s,) for s in stores.tolist()]
+    config = PolicyConfig(name="conformal", target_late_rate=0.05, segments=("store_id",))
+    pooled = make_policy(config).fit(slice_of(expected, same, labels))
+    distinct = make_policy(config).fit(slice_of(expected, apart, labels))
+    assert isinstance(pooled, ConformalPolicy) and isinstance(distinct, ConformalPolicy)
+    assert max(pooled.table_[s].own_weight for s in "AB") < 0.5
+    assert min(distinct.table_[s].own_weight for s in "AB") > 0.99
+
+
+def control_slice(n: int = 2000, seed: int = 5) -> CalibrationSlice:
+    rng = np.random.default_rng(seed)
+    expected = np.full(n, 100.0)
+    needed = expected + rng.normal(0, 10, n)
+    placed = np.linspace(0.0, 1000.0 * 3600.0, n)  # two orders an hour
+    return CalibrationSlice(
+        expected_hours=expected,
+        needed_hours=needed,
+        censored=np.zeros(n, dtype=bool),
+        segment_labels=[()] * n,
+        reached_hours=needed,
+        placed_s=placed,
+        cutoff_s=float(placed[-1]) + 200.0 * 3600.0,
+    )
+
+
+def test_adaptive_buffer_grows_after_broken_promises_and_shrinks_after_kept_ones() -> None:
+    config = PolicyConfig(name="adaptive", target_late_rate=0.05)
+    policy = make_policy(config).fit(control_slice())
+    assert isinstance(policy, AdaptivePolicy)
+    control = policy.control_[GLOBAL_SEGMENT]
+    # About 200 promises are open at once (2 an hour, ~100 hours each).
+    assert control.flight == pytest.approx(200.0, rel=0.1)
     before = policy.buffer_one(100.0, ())[0]
-    for _ in range(5):
-        state = update_adaptive(state, GLOBAL_SEGMENT, True, 0.05, 0.02)
+    path = [(GLOBAL_SEGMENT,)]
+    state = ControlState()
+    for _ in range(100):
+        state = learn(state, path, np.array([True]), 0.05, policy.leaks())
     after, _, level = policy.buffer_one(100.0, (), state=state)
-    assert state.alpha(GLOBAL_SEGMENT, 0.05) < 0.05
     assert after > before and level > 0.95
-    for _ in range(200):
-        state = update_adaptive(state, GLOBAL_SEGMENT, False, 0.05, 0.02)
+    for _ in range(3000):
+        state = learn(state, path, np.array([False]), 0.05, policy.leaks())
     assert policy.buffer_one(100.0, (), state=state)[0] < before
+
+
+def test_adaptive_offset_is_bounded_however_many_promises_break() -> None:
+    policy = make_policy(PolicyConfig(name="adaptive", target_late_rate=0.05)).fit(control_slice())
+    assert isinstance(policy, AdaptivePolicy)
+    state = ControlState()
+    for _ in range(20):
+        state = learn(state, [(GLOBAL_SEGMENT,)] * 500, np.ones(500, bool), 0.05, policy.leaks())
+    segment = policy.table_[GLOBAL_SEGMENT]
+    control = policy.control_[GLOBAL_SEGMENT]
+    score, _ = policy.score_at(segment, state)
+    assert score == pytest.approx(segment.score + MAX_CONTROL_OFFSET * control.scale)
+    # All promises kept for ever: never below the median score.
+    kept = ControlState()
+    for _ in range(20):
+        kept = learn(kept, [(GLOBAL_SEGMENT,)] * 500, np.zeros(500, bool), 0.05, policy.leaks())
+    assert policy.score_at(segment, kept)[0] >= control.floor
 
 
 def test_fixed_and_proportional_use_the_spec_value_or_calibrate() -> None:
