@@ -18,8 +18,9 @@ fold k: fit + calibrate on what was known at c_k, quote the orders placed in [c_
   fulfilled at or before its deadline. An order still open at the extraction moment (`as_of`)
   whose deadline had passed is known late; one whose deadline lies after it has an unknown
   outcome and is excluded (and counted as `n_unknown`).
-- The last horizon ends a settle time (the spec's `settle_quantile` of the observed durations)
-  before `as_of`, so almost every order it holds is observed.
+- The last horizon ends a settle time (the spec's `settle_quantile` of the durations, orders
+  still open at `as_of` censored at their age) before `as_of`, so almost every order it holds
+  is observed.
 - The adaptive policy quotes in buckets (one day for daily promises, one hour otherwise) with its
   state as of the bucket's start, and learns from an outcome only from the moment it would have
   been known: at the fulfilment if that kept the promise, at the deadline otherwise (an open order
@@ -73,7 +74,7 @@ from models.risk import RiskModel, flag_elapsed_hours, revised_hours
 from models.units import HOURS_PER_UNIT, SECONDS_PER_UNIT, Unit
 from training.data import OrderTable
 from training.spec import Spec
-from training.train import FitReport, FoldModel, calibrate, fit_model
+from training.train import FitReport, FoldModel, calibrate, fit_model, settle_quantile_hours
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -130,7 +131,8 @@ def plan_folds(
 ) -> FoldPlan:
     """Rolling cut-offs in time order, the last horizon ending a settle time before `as_of`.
 
-    The settle time is the spec's `settle_quantile` of the fulfilled orders' durations. Each
+    The settle time is the spec's `settle_quantile` of the orders' durations by Kaplan-Meier,
+    those still open at `as_of` censored at their age (`training.train.settle_quantile_hours`). Each
     horizon is the spec's `horizon_days`, or else half the history up to the last end shared
     among the folds (whole days for daily promises, whole hours otherwise); cut-offs fall on
     local midnights for daily promises and on whole hours otherwise. Raises `SpecError` when the
@@ -142,8 +144,9 @@ def plan_folds(
     done = ~table.is_open
     if int(done.sum()) == 0:
         raise SpecError(f"{table.source}: no order was ever fulfilled; nothing to back-test")
-    durations_h = (table.fulfilled_at_s[done] - table.ordered_at_s[done]) / 3600.0
-    settle_hours = float(np.quantile(durations_h, spec.model.settle_quantile))
+    reached_s = np.where(done, table.fulfilled_at_s, table.as_of_s)
+    durations_h = (reached_s - table.ordered_at_s) / 3600.0  # an open order's: its age
+    settle_hours = settle_quantile_hours(durations_h, ~done, spec.model.settle_quantile)
     as_of = table.as_of_s
     first = float(table.ordered_at_s.min())
     daily = spec.quote.unit == "day"

@@ -3,8 +3,11 @@
 At a cut-off C only orders placed before C are known, and only those fulfilled by C have an
 outcome. Right-censoring makes "the latest fulfilled orders" the fast ones, so:
 
-1. the settle time S is the `settle_quantile` of the known durations: orders placed before
-   C - S are (nearly all) finished, later ones are mostly still open for the slow ones;
+1. the settle time S is the `settle_quantile` of the durations known at C, by Kaplan-Meier with
+   the orders still open at C censored at their age (`settle_quantile_hours`: the slow orders
+   are the ones still open, so the quantile of the fulfilled ones alone is too short): orders
+   placed before C - S are (nearly all) finished, later ones are mostly still open for the slow
+   ones;
 2. the model trains on fulfilled orders placed before the calibration slice;
 3. the calibration slice is the latest `calibration_share` of the settled orders (later in time
    than the training slice, as split-conformal needs), and any of them still open at C stay in
@@ -24,7 +27,12 @@ from numpy.typing import NDArray
 from models.calendar import BusinessCalendar
 from models.errors import SpecError
 from models.features import FeatureSchema, fit_schema
-from models.policies import CalibrationSlice, ConformalPolicy, make_policy
+from models.policies import (
+    CalibrationSlice,
+    ConformalPolicy,
+    make_policy,
+    score_distribution,
+)
 from models.quoting import QuoteEngine, segment_labels
 from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import fit_risk_model
@@ -36,6 +44,8 @@ FloatArray = NDArray[np.float64]
 MIN_TRAINING_ORDERS = 50
 MIN_CALIBRATION_ORDERS = 30
 CALENDAR_YEARS_AHEAD = 10
+# An estimated CDF within this of the level reaches it (as `ScoreDistribution.quantile` reads it).
+LEVEL_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,27 @@ class FitReport:
             "segments": self.segments,
             "segment_fallbacks": dict(self.fallbacks),
         }
+
+
+def settle_quantile_hours(
+    durations_hours: FloatArray, censored: NDArray[np.bool_], quantile: float
+) -> float:
+    """The settle time in hours: the `quantile` of the durations, by Kaplan-Meier.
+
+    `durations_hours[i]` is order i's duration, or where `censored[i]` (still open) its age,
+    a duration only known to be longer. With nothing censored this is the plain quantile
+    `np.quantile(durations_hours, quantile, method="inverted_cdf")`, a duration seen. When
+    censoring is so heavy that the estimated CDF never reaches `quantile`, the answer is the
+    longest duration or age seen: the estimate cannot reach beyond what was observed, and the
+    true quantile is later still, so it is the least we know we must wait. 0.0 when empty.
+    """
+    if durations_hours.size == 0:
+        return 0.0
+    # One Kaplan-Meier estimate in the project: the buffer policies' score distribution.
+    distribution = score_distribution(durations_hours, censored)
+    if distribution.cdf.size == 0 or distribution.cdf[-1] < quantile - LEVEL_TOLERANCE:
+        return float(durations_hours.max())
+    return distribution.quantile(quantile)
 
 
 def build_calendar(spec: Spec, table: OrderTable, today: dt.date) -> BusinessCalendar:
@@ -114,7 +145,11 @@ def fit_model(
             f"{table.source}: only {int(done.sum())} orders were fulfilled before "
             f"{_iso(cutoff_s)}; at least {needed} are needed to train and calibrate"
         )
-    settle_hours = float(np.quantile(hours[done], spec.model.settle_quantile))
+    # Orders open at the cut-off (the slow ones) count as censored at their age then.
+    age_hours = np.maximum((cutoff_s - start_s) / 3600.0, 0.0)
+    settle_hours = settle_quantile_hours(
+        np.where(done, hours, age_hours), ~done, spec.model.settle_quantile
+    )
     settled = known.ordered_at_s < cutoff_s - settle_hours * 3600.0
     if int((settled & done).sum()) < needed:
         settled = np.ones(known.size, dtype=bool)  # too little history to wait for stragglers
