@@ -90,6 +90,9 @@ FLAT = "flat"
 DEFAULT_TEST_SHARE = 0.5
 # Target late rates swept for each policy family's trade-off curve.
 TRADEOFF_TARGETS: tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20, 0.30, 0.40)
+# Every policy run is also run at these targets, for the scorecard (kept in `WalkForward.tradeoff`
+# under (policy, target) like a trade-off level).
+SCORECARD_TARGETS: tuple[float, ...] = (0.05, 0.10)
 # The flat rule is swept over whole units between these quantiles of the quoted orders' durations.
 FLAT_QUANTILES = (0.3, 0.998)
 FLAT_MAX_POINTS = 40
@@ -725,6 +728,8 @@ def _walk_forward(
     tasks += [
         _Task(family, float(t), True) for family in tradeoff_families for t in tradeoff_targets
     ]
+    tasks += [_Task(name, t, True) for name in policies for t in SCORECARD_TARGETS]
+    tasks = list(dict.fromkeys(tasks))
     # A sweep level equal to a policy run at the same target is that run: quote it once; and the
     # conformal policy at the target is the reference every fold quotes anyway.
     reference_task = _Task("conformal", goal, False)
@@ -873,8 +878,10 @@ def run_backtest(
     `TRADEOFF_TARGETS` (the flat rule is always swept: it needs no model). `plan` fixes the
     cut-offs (else `plan_folds`).
 
-    Top-level keys: `spec`, `dataset`, `protocol`, `target_late_rate`, `unit`, `policies`
-    (name -> figures with `by_segment` and `by_fold`), `company_promise` (the same, or None),
+    Top-level keys: `scorecard` (first: targets held, and the promise at equal lateness against
+    the business's and a flat rule's, see `training.scorecard`), `spec`, `dataset`, `protocol`,
+    `target_late_rate`, `unit`, `policies` (name -> figures with `by_segment` and `by_fold`),
+    `company_promise` (the same, or None),
     `model` (MAE and pinball loss in hours), `tradeoff` (points `{policy, level, late_rate,
     mean_promise_hours, ...}`: for a policy family `level` is the confidence 1 - target, for the
     `flat` rule the one promised duration in hours), `comparison` (promise lengths at equal late
@@ -917,7 +924,9 @@ def backtest_summary(
     flat_mean_promise_hours (a same-duration-for-all rule reaching the same late rate), first
     cut-off and last horizon end (ISO), and the call list of orders at risk at
     `SUMMARY_AT_RISK_THRESHOLD` (at_risk_recall, at_risk_false_alarm_share,
-    at_risk_median_warning_hours; None without a risk model)."""
+    at_risk_median_warning_hours; None without a risk model), and `scorecard`
+    (`training.scorecard.compact_scorecard`: late rates at the scorecard targets, ratios, the
+    sentence, the warnings)."""
     name = policy or spec.quote.policy
     report = run_backtest(spec, table, calendar, [name], folds, tradeoff=False)
     own = report["policies"][name]
@@ -948,6 +957,9 @@ def backtest_summary(
     summary["at_risk_threshold"] = SUMMARY_AT_RISK_THRESHOLD
     for key in ("recall", "false_alarm_share", "median_warning_hours"):
         summary[f"at_risk_{key}"] = watched.get(key)
+    from training.scorecard import compact_scorecard  # it reads this module
+
+    summary["scorecard"] = compact_scorecard(report["scorecard"], name)
     return summary
 
 
@@ -965,12 +977,23 @@ def build_report(
     naive = score(spec, table, calendar, as_of, run.naive)
     quantile = 1.0 - run.target_late_rate
     flat_points = _flat_points(spec, table, calendar, plan, reference)
-    tradeoff = []
-    for (family, level), records in run.tradeoff.items():
-        swept = score(spec, table, calendar, as_of, records)
-        tradeoff.append(_point(family, 1.0 - level, level, swept))
+    swept = {
+        key: score(spec, table, calendar, as_of, records) for key, records in run.tradeoff.items()
+    }
+    tradeoff = [_point(family, 1.0 - level, level, s) for (family, level), s in swept.items()]
     tradeoff += flat_points
+    from training.scorecard import build_scorecard, runs_at_targets  # it reads this module
+
     report: dict[str, Any] = {
+        "scorecard": build_scorecard(
+            spec.quote.unit,
+            run.target_late_rate,
+            runs_at_targets(scored, swept, run.target_late_rate),
+            company,
+            tradeoff,
+            [fit.fallbacks for fit in run.fits],
+            spec.quote.segments,
+        ),
         "spec": {
             "source": str(spec.source),
             "policy": spec.quote.policy,

@@ -120,6 +120,7 @@ def train(
     summary = manifest.info.get("backtest")
     if isinstance(summary, dict) and summary:
         console.print(f"back-test: {_summary_text(summary)}", highlight=False)
+        _print_scorecard(summary.get("scorecard"), recommendation=False)
     if promote:
         Registry(registry).promote(manifest.version)
         console.print(f"promoted {manifest.version}", highlight=False)
@@ -335,6 +336,7 @@ def backtest(
             f"{figures['n_quotes']:,}",
         )
     console.print(summary)
+    _print_scorecard(report.get("scorecard"))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -347,6 +349,18 @@ def backtest(
 
 def _progress(message: str) -> None:
     console.print(f"[dim]{message}[/dim]", highlight=False)
+
+
+def _print_scorecard(scorecard: object, *, recommendation: bool = True) -> None:
+    """The scorecard's sentence, its recommendation (a full report's only) and its warnings."""
+    if not isinstance(scorecard, dict):
+        return
+    console.print(escape(str(scorecard.get("sentence", ""))), highlight=False)
+    chosen = scorecard.get("recommendation")
+    if recommendation and isinstance(chosen, dict) and chosen.get("reason"):
+        console.print(f"recommended: {escape(str(chosen['reason']))}", highlight=False)
+    for warning in scorecard.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}", highlight=False)
 
 
 def _summary_text(summary: dict[str, object]) -> str:

@@ -1,12 +1,13 @@
 """The back-test report as one self-contained HTML page a manager can open.
 
 `render_html(report)` takes the JSON report of `training.backtest.run_backtest` and answers with
-the page: headline figures, the trade-off curve with today's company promise on it, late rate per
-segment against the target, late rate per fold over time, the distribution of earliness, and
-right-censoring and drift per fold, and the call list of orders at risk replayed per policy and
-threshold. Plots are PNG images drawn with matplotlib's Agg canvas and embedded as base64; every
-text is escaped (Jinja2 autoescape), so nothing in the data can inject markup. The page loads
-nothing from anywhere.
+the page: the scorecard first (targets held, the promise at equal lateness against the
+business's and one flat duration's, the recommended policy, warnings), headline figures, the
+trade-off curve with today's company promise on it, late rate per segment against the target,
+late rate per fold over time, the distribution of earliness, and right-censoring and drift per
+fold, and the call list of orders at risk replayed per policy and threshold. Plots are PNG
+images drawn with matplotlib's Agg canvas and embedded as base64; every text is escaped (Jinja2
+autoescape), so nothing in the data can inject markup. The page loads nothing from anywhere.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def page_context(report: Mapping[str, Any]) -> dict[str, Any]:
         "span": f"{dataset['first_order'][:10]} to {dataset['last_order'][:10]}",
         "created": report.get("created_at"),
         "protocol": _protocol_text(report),
+        "scorecard": _scorecard(report),
         "headline": _headline(report, main),
         "summary": _summary_sentence(report, main),
         "policy_rows": _policy_rows(report),
@@ -141,6 +143,60 @@ def main_policy(report: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- texts
+
+
+def _scorecard(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The scorecard section: a row per policy and target, the promise at the business's late
+    rate per family, the sentence, the recommendation and the warnings (None: no scorecard)."""
+    card = report.get("scorecard")
+    if not card:
+        return None
+    unit = str(report["unit"])
+    rows = []
+    for name, entries in card["policies"].items():
+        for entry in entries:
+            target, tolerance = entry["target_late_rate"], entry["tolerance"]
+            folds = entry["by_fold"]
+            held = sum(1 for fold in folds if fold["within_band"])
+            rows.append(
+                [
+                    _label(name),
+                    _pct(target),
+                    _pct(entry["late_rate"]),
+                    f"{_pct(target - tolerance)} to {_pct(target + tolerance)}",
+                    _verdict(entry["within_band"]),
+                    f"{held} of {len(folds)}",
+                    _length(entry["mean_promise_units"], unit),
+                    _length(entry["flat_mean_promise_units"], unit),
+                    _ratio(entry["ratio_to_flat"]),
+                ]
+            )
+    company = card["company"]
+    company_rows = []
+    company_intro = ""
+    if company is not None:
+        company_intro = (
+            f"Your own promise: {_pct(company['late_rate'])} broken, "
+            f"{_length(company['mean_promise_units'], unit)} on average. Each way of setting the "
+            "buffer at that late rate, read off its trade-off curve:"
+        )
+        company_rows = [
+            [
+                _label(family),
+                _length(entry["mean_promise_units"], unit),
+                _length(company["mean_promise_units"], unit),
+                _ratio(entry["ratio"]),
+            ]
+            for family, entry in company["at_company_late_rate"].items()
+        ]
+    return {
+        "sentence": card["sentence"],
+        "rows": rows,
+        "company_intro": company_intro,
+        "company_rows": company_rows,
+        "recommendation": card["recommendation"]["reason"],
+        "warnings": list(card["warnings"]),
+    }
 
 
 def _headline(report: Mapping[str, Any], main: str) -> list[dict[str, str]]:
@@ -654,6 +710,16 @@ def _length(units: float | None, unit: str) -> str:
 def _precise(hours: float | None, unit: str) -> str:
     value = _units(hours, unit)
     return "-" if value is None else f"{value:.2f} {_unit_word(unit, 2)}"
+
+
+def _verdict(within_band: bool | None) -> str:
+    if within_band is None:
+        return "-"
+    return "within" if within_band else "missed"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def _pct(share: float | None) -> str:

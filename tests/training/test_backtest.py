@@ -404,6 +404,12 @@ def test_the_manifest_summary_has_the_figures_models_lists(
         "company_mean_promise_hours",
     ):
         assert isinstance(summary[key], float | int), key
+    card = summary["scorecard"]
+    assert card["policy"] == "conformal"
+    assert [t["target_late_rate"] for t in card["targets"]] == [0.05, 0.10]
+    assert card["targets"][0]["late_rate"] == summary["late_rate"]  # the spec's target is 5%
+    assert card["targets"][1]["late_rate"] > card["targets"][0]["late_rate"]
+    assert "(conformal)" in card["sentence"] and " days" in card["sentence"]
 
 
 # --------------------------------------------------------------------------- the command line
