@@ -166,7 +166,9 @@ def segment_keys(labels: Sequence[Sequence[str | None]], depth: int) -> list[str
     """Segment keys at `depth` (0 = global) for each order's tuple of segment labels."""
     if depth == 0:
         return [GLOBAL_SEGMENT] * len(labels)
-    return [SEGMENT_SEPARATOR.join(_label(v) for v in row[:depth]) for row in labels]
+    # Few distinct label tuples, many orders: join each distinct tuple once.
+    keys = {row: segment_key(row, depth) for row in dict.fromkeys(map(tuple, labels))}
+    return [keys[tuple(row)] for row in labels]
 
 
 def segment_key(values: Sequence[str | None], depth: int) -> str:
@@ -449,7 +451,7 @@ class ConformalPolicy(BufferPolicy):
         """For each segment seen in `labels` whose buffer is mostly not its own (no quantile of
         its own, or an own weight below one half), the nearest key that mostly serves it."""
         served: dict[str, str] = {}
-        for row in labels:
+        for row in dict.fromkeys(map(tuple, labels)):
             own = segment_key(row, self.depth_)
             if own in served:
                 continue
@@ -500,15 +502,13 @@ class AdaptivePolicy(ConformalPolicy):
         promised = np.maximum(calibration.needed_hours, calibration.expected_hours)
         control: dict[str, SegmentControl] = {}
         for depth in range(len(cfg.segments) + 1):
-            keys = segment_keys(calibration.segment_labels, depth)
-            members_of: dict[str, list[int]] = {}
-            for i, key in enumerate(keys):
-                members_of.setdefault(key, []).append(i)
-            for key, index in members_of.items():
+            keys = np.array(segment_keys(calibration.segment_labels, depth), dtype=object)
+            distinct, inverse = np.unique(keys, return_inverse=True)
+            for j, key in enumerate(distinct.tolist()):
                 segment = self.table_.get(key)
                 if segment is None:
                     continue
-                members = np.array(index)
+                members = np.flatnonzero(inverse == j)
                 n = members.size
                 per_hour = n / span_hours
                 flight = max(1.0, per_hour * float(np.mean(promised[members])))
