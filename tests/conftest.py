@@ -30,9 +30,15 @@ def sample_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+# The production cadence (weekly refits, `Spec.refit_days`) refits the model some sixty times in
+# a five-fold back-test of the sample: the suite's back-tests fit once per fold instead, and
+# tests/training/test_cadence.py tests the cadence itself.
+FOLD_CADENCE = {"refit_every": 3650.0, "recalibrate_every": 3650.0}
+
+
 @pytest.fixture(scope="session")
 def sample_spec(sample_folder: Path) -> Spec:
-    return load_spec(sample_folder / "optical.toml")
+    return spec_with(load_spec(sample_folder / "optical.toml"), backtest=FOLD_CADENCE)
 
 
 @pytest.fixture(scope="session")

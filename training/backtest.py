@@ -21,10 +21,16 @@ fold k: fit + calibrate on what was known at c_k, quote the orders placed in [c_
 - The last horizon ends a settle time (the spec's `settle_quantile` of the durations, orders
   still open at `as_of` censored at their age) before `as_of`, so almost every order it holds
   is observed.
+- Inside each fold the engine is refitted and recalibrated on production's cadence
+  (`refit_schedule`: weekly for date promises, daily for hour and minute promises, or the
+  spec's `[backtest] refit_every` / `recalibrate_every`), each period quoted by the engine
+  fitted at its start from what was known then. Fold diagnostics report the fit at the fold's
+  cut-off; the quantile policy's own model is refitted once per fold and level.
 - The adaptive policy quotes in buckets (one day for daily promises, one hour otherwise) with its
-  state as of the bucket's start, and learns from an outcome only from the moment it would have
-  been known: at the fulfilment if that kept the promise, at the deadline otherwise (an open order
-  is known late at its deadline). Its state carries across folds, as a running service's would.
+  control state as of the bucket's start (`models.control`): every promise is learnt at its
+  deadline, kept or broken (an order still open at its deadline is late), never before; the
+  nowcast reads the orders in progress with only the outcomes known by then. Its state carries
+  across refits and folds, as a running service's would.
 
 Two effects that break naive back-tests are reported per fold (`folds`):
 - right-censoring: how many orders were open at the cut-off, and the late rate a naive
@@ -35,7 +41,7 @@ Two effects that break naive back-tests are reported per fold (`folds`):
   against the adaptive late rate.
 
 Orders at risk (`at_risk`) replays the call list a monitor would have kept: each quoted order is
-watched by its fold's risk model (`models.risk`), and is flagged at a threshold when its risk of
+watched by the risk model fitted at its fold's cut-off (`models.risk`), and is flagged at a threshold when its risk of
 missing the promise reaches it while the order is still open, at least one unit before the
 deadline (a warning that comes later is too late to act on). Per policy and threshold the report
 gives the share of late orders warned of (recall), the share of warnings about orders that came
@@ -66,10 +72,17 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from models.calendar import BusinessCalendar
+from models.control import ControlState, learn, with_nowcast
 from models.errors import SpecError
-from models.policies import POLICY_NAMES, AdaptiveState, CalibrationSlice, make_policy, segment_keys
-from models.policies import update_adaptive as update_adaptive_state
+from models.policies import (
+    POLICY_NAMES,
+    AdaptivePolicy,
+    CalibrationSlice,
+    make_policy,
+    segment_keys,
+)
 from models.quoting import QuoteBatch, QuoteEngine, promise_units, quote_batch, segment_labels
+from models.regressor import QuantileRegressor
 from models.risk import RiskModel, flag_elapsed_hours, revised_hours
 from models.units import HOURS_PER_UNIT, SECONDS_PER_UNIT, Unit
 from training.data import OrderTable
@@ -184,6 +197,35 @@ def plan_folds(
     )
 
 
+def refit_schedule(
+    spec: Spec, calendar: BusinessCalendar, cutoff_s: float, end_s: float
+) -> list[tuple[float, float, bool]]:
+    """The periods of one fold as (start, end, refit) in time order, epoch seconds.
+
+    A production service refits its model every `refit` days and recalibrates its buffer every
+    `recalibrate` days (`Spec.refit_days`); the fold is cut into periods that each quote with
+    the engine fitted (refit True) or recalibrated at their start from what was known then. The
+    steps are wall-clock days in the calendar's zone, so weekly refits stay on local midnights
+    across daylight-saving changes."""
+    refit_days, recalibrate_days = spec.refit_days
+    first = dt.datetime.fromtimestamp(cutoff_s, calendar.zone)
+    starts: list[tuple[float, bool]] = []
+    last_refit = 0.0
+    j = 0
+    while True:
+        offset_days = j * recalibrate_days
+        start = _wall_instant(first + dt.timedelta(days=offset_days))
+        if j > 0 and start >= end_s:
+            break
+        refit = j == 0 or offset_days - last_refit >= refit_days - 1e-9
+        if refit:
+            last_refit = offset_days
+        starts.append((start, refit))
+        j += 1
+    ends = [s for s, _ in starts[1:]] + [end_s]
+    return [(s, e, r) for (s, r), e in zip(starts, ends, strict=True)]
+
+
 def _floor_local(t: float, calendar: BusinessCalendar, daily: bool) -> dt.datetime:
     local = dt.datetime.fromtimestamp(t, calendar.zone)
     if daily:
@@ -221,6 +263,17 @@ def _record(rows: IntArray, batch: QuoteBatch, fold: int) -> QuoteRecord:
     )
 
 
+def _joined(parts: Sequence[QuoteRecord], fold: int) -> QuoteRecord:
+    """One fold's record from the records of its refit periods (in time order)."""
+    return QuoteRecord(
+        rows=_concat([p.rows for p in parts], np.intp),
+        deadline_s=_concat([p.deadline_s for p in parts], np.float64),
+        expected_hours=_concat([p.expected_hours for p in parts], np.float64),
+        promised_hours=_concat([p.promised_hours for p in parts], np.float64),
+        fold=fold,
+    )
+
+
 def _columns(table: OrderTable, rows: IntArray) -> dict[str, NDArray[Any]]:
     return {name: values[rows] for name, values in table.columns.items()}
 
@@ -232,13 +285,25 @@ def quote_static(engine: QuoteEngine, table: OrderTable, rows: IntArray, fold: i
 
 
 @dataclass(frozen=True, slots=True)
+class Watch:
+    """What a running service would know of every order of the table, for the nowcast: clock
+    starts, the model's expectation as quoted (NaN before any model quoted it), and segment
+    labels. Outcomes are read from the table only up to the moment of each look."""
+
+    clock_start_s: FloatArray
+    expected_hours: FloatArray  # filled in as the walk quotes (and for the history it starts on)
+    labels: list[tuple[str | None, ...]]
+
+
+@dataclass(frozen=True, slots=True)
 class AdaptiveStream:
-    """The adaptive policy's running state, and outcomes given but not yet known.
+    """The adaptive policy's running control state, and promises given but not yet decided.
 
-    `pending` holds (known at, sequence number, segment key, was late), sorted."""
+    `pending` holds (deadline, sequence number, segment path, was late), sorted: a promise is
+    learnt at its deadline, kept or broken, never before."""
 
-    state: AdaptiveState = dataclasses.field(default_factory=AdaptiveState)
-    pending: tuple[tuple[float, int, str, bool], ...] = ()
+    state: ControlState = dataclasses.field(default_factory=ControlState)
+    pending: tuple[tuple[float, int, tuple[str, ...], bool], ...] = ()
     sequence: int = 0
 
 
@@ -254,19 +319,23 @@ def quote_adaptive(
     start_s: float,
     end_s: float,
     stream: AdaptiveStream,
-    step: float,
+    watch: Watch,
     fold: int,
 ) -> tuple[QuoteRecord, AdaptiveStream]:
-    """Quote `rows` (placed in [start_s, end_s)) bucket by bucket, learning only known outcomes.
+    """Quote `rows` (placed in [start_s, end_s)) bucket by bucket, as a service would have.
 
-    Each bucket is quoted through `quote_batch` with the state as of its start; an outcome
-    updates the state once it would have been known: at the fulfilment when the promise was kept,
-    at the deadline when it was not (still open or fulfilled later). Returns the quotes and the
-    stream to carry on with."""
+    Each bucket is quoted through `quote_batch` with the control state as of its start: every
+    promise whose deadline had passed learnt (kept iff fulfilled by its deadline, an order still
+    open at its deadline is late), and the nowcast of the orders in progress, from outcomes
+    known by then only. Returns the quotes and the stream to carry on with."""
+    policy = engine.policy
+    if not isinstance(policy, AdaptivePolicy):
+        raise TypeError("quote_adaptive needs an engine with the adaptive policy")
     bucket = adaptive_bucket_seconds(engine.unit)
     ordered = table.ordered_at_s[rows]
     fulfilled = table.fulfilled_at_s[rows]
     target = engine.target_late_rate
+    leaks = policy.leaks()
     state = stream.state
     pending = list(stream.pending)
     heapq.heapify(pending)
@@ -277,24 +346,43 @@ def quote_adaptive(
     deadline = np.full(rows.size, np.nan)
     expected = np.full(rows.size, np.nan)
     promised = np.full(rows.size, np.nan)
+    widest_s = max(c.window_hours for c in policy.control_.values()) * 3600.0
+    known = np.isfinite(watch.expected_hours)
     for b in range(n_buckets):
         lo, hi = int(bounds[b]), int(bounds[b + 1])
         if lo == hi:
             continue
         now = start_s + b * bucket
+        decided: list[tuple[str, ...]] = []
+        late: list[bool] = []
         while pending and pending[0][0] <= now:
-            _, _, key, was_late = heapq.heappop(pending)
-            state = update_adaptive_state(state, key, was_late, target, step)
+            _, _, path, was_late = heapq.heappop(pending)
+            decided.append(path)
+            late.append(was_late)
+        if decided:
+            state = learn(state, decided, np.array(late), target, leaks)
+        if policy.cfg.use_nowcast:
+            seen = np.flatnonzero(
+                known & (watch.clock_start_s < now) & ~(table.fulfilled_at_s <= now - widest_s)
+            )
+            medians, events = policy.nowcast(
+                watch.clock_start_s[seen],
+                watch.expected_hours[seen],
+                table.fulfilled_at_s[seen],
+                policy.paths([watch.labels[i] for i in seen.tolist()]),
+                now,
+            )
+            state = with_nowcast(state, medians, events)
         part = rows[lo:hi]
         batch = quote_batch(engine, _columns(table, part), ordered[lo:hi], state)
         deadline[lo:hi] = batch.deadline_s
         expected[lo:hi] = batch.expected_hours
         promised[lo:hi] = batch.expected_hours + batch.buffer_hours
         kept = fulfilled[lo:hi] <= batch.deadline_s  # False while open: late at the deadline
-        known_at = np.where(kept, fulfilled[lo:hi], batch.deadline_s)
+        paths = policy.paths([watch.labels[i] for i in part.tolist()])
         for i in range(hi - lo):
             heapq.heappush(
-                pending, (float(known_at[i]), sequence, batch.segments[i], not bool(kept[i]))
+                pending, (float(batch.deadline_s[i]), sequence, paths[i], not bool(kept[i]))
             )
             sequence += 1
     record = QuoteRecord(
@@ -741,7 +829,18 @@ def _walk_forward(
         and _sweep_equals_policy(spec, task.name)
     }
     own_tasks = [task for task in dict.fromkeys(tasks) if task not in same_as]
-    total = plan.folds * (1 + len(own_tasks))
+    schedules = [
+        refit_schedule(spec, calendar, cutoff, end)
+        for cutoff, end in zip(plan.cutoffs_s, plan.ends_s, strict=True)
+    ]
+    total = sum(len(schedule) for schedule in schedules) * (1 + len(own_tasks))
+    watch = Watch(
+        clock_start_s=calendar.clock_starts(table.ordered_at_s),
+        expected_hours=np.full(table.size, np.nan),
+        labels=segment_labels(
+            {n: table.columns[n] for n in spec.quote.segments}, spec.quote.segments, table.size
+        ),
+    )
     done = 0
     records: dict[_Task, list[QuoteRecord]] = {task: [] for task in tasks}
     company: list[QuoteRecord] | None = None if table.company_deadline_s is None else []
@@ -751,17 +850,64 @@ def _walk_forward(
     fold_models: list[dict[str, Any]] = []
     risk_models: list[RiskModel | None] = []
     streams: dict[_Task, AdaptiveStream] = {}
-    for k, (cutoff, end) in enumerate(zip(plan.cutoffs_s, plan.ends_s, strict=True)):
-        where = f"fold {k + 1}/{plan.folds} ({_iso(cutoff)[:10]})"
-        say(f"{where}: fitting the model", done, total)
-        fold = fit_model(spec, table, calendar, cutoff)
-        rows = np.flatnonzero((table.ordered_at_s >= cutoff) & (table.ordered_at_s < end))
-        conformal, fit = calibrate(spec, fold, calendar, "conformal", goal)
-        fits.append(fit)
-        fold_models.append(_fold_model_info(fold))
-        risk_models.append(conformal.risk)
-        reference.append(quote_static(conformal, table, rows, k))
-        naive.append(quote_static(_naive_engine(spec, fold, calendar, conformal), table, rows, k))
+    # The quantile policy's own model, one per fold and level (`calibrate`).
+    quantile_models: dict[tuple[int, _Task], QuantileRegressor] = {}
+    for k, cutoff in enumerate(plan.cutoffs_s):
+        parts: dict[_Task, list[QuoteRecord]] = {task: [] for task in own_tasks}
+        fold_parts: list[QuoteRecord] = []
+        naive_parts: list[QuoteRecord] = []
+        fold: FoldModel | None = None
+        for start, stop, refit in schedules[k]:
+            where = f"fold {k + 1}/{plan.folds} ({_iso(start)[:10]})"
+            say(f"{where}: {'fitting the model' if refit else 'recalibrating'}", done, total)
+            fold = fit_model(spec, table, calendar, start, None if refit else fold)
+            rows = np.flatnonzero((table.ordered_at_s >= start) & (table.ordered_at_s < stop))
+            conformal, fit = calibrate(spec, fold, calendar, "conformal", goal)
+            if start == cutoff:
+                fits.append(fit)
+                fold_models.append(_fold_model_info(fold))
+                risk_models.append(conformal.risk)
+            fold_parts.append(quote_static(conformal, table, rows, k))
+            if k == 0 and start == cutoff:  # the history the walk starts on, as first modelled
+                watch.expected_hours[: fold.known.size] = fold.regressor.predict_hours(fold.matrix)
+            watch.expected_hours[rows] = fold_parts[-1].expected_hours
+            naive_engine = _naive_engine(spec, fold, calendar, conformal)
+            naive_parts.append(quote_static(naive_engine, table, rows, k))
+            done += 1
+            for task in own_tasks:
+                say(f"{where}: {task.label}", done, total)
+                if task == reference_task:
+                    parts[task].append(fold_parts[-1])
+                else:
+                    task_spec = swept_spec if task.is_sweep else spec
+                    engine, _ = calibrate(
+                        task_spec,
+                        fold,
+                        calendar,
+                        task.name,
+                        task.level,
+                        quantile_models.get((k, task)),
+                    )
+                    if engine.quantile_regressor is not None:
+                        quantile_models[(k, task)] = engine.quantile_regressor
+                    if task.name == "adaptive":
+                        record, streams[task] = quote_adaptive(
+                            engine,
+                            table,
+                            rows,
+                            start,
+                            stop,
+                            streams.get(task, AdaptiveStream()),
+                            watch,
+                            k,
+                        )
+                        parts[task].append(record)
+                    else:
+                        parts[task].append(quote_static(engine, table, rows, k))
+                done += 1
+        reference.append(_joined(fold_parts, k))
+        naive.append(_joined(naive_parts, k))
+        rows = reference[-1].rows
         if company is not None and table.company_deadline_s is not None:
             company.append(
                 QuoteRecord(
@@ -772,29 +918,7 @@ def _walk_forward(
                     fold=k,
                 )
             )
-        done += 1
-        results: dict[_Task, QuoteRecord] = {}
-        for task in own_tasks:
-            say(f"{where}: {task.label}", done, total)
-            if task == reference_task:
-                results[task] = reference[-1]
-            else:
-                task_spec = swept_spec if task.is_sweep else spec
-                engine, _ = calibrate(task_spec, fold, calendar, task.name, task.level)
-                if task.name == "adaptive":
-                    results[task], streams[task] = quote_adaptive(
-                        engine,
-                        table,
-                        rows,
-                        cutoff,
-                        end,
-                        streams.get(task, AdaptiveStream()),
-                        spec.quote.adaptive_step,
-                        k,
-                    )
-                else:
-                    results[task] = quote_static(engine, table, rows, k)
-            done += 1
+        results = {task: _joined(parts[task], k) for task in own_tasks}
         for task in tasks:
             records[task].append(results[same_as.get(task, task)])
     say("scoring", total, total)
@@ -1273,7 +1397,10 @@ def _protocol_info(spec: Spec, plan: FoldPlan) -> dict[str, Any]:
         "settle_hours": plan.settle_hours,
         "as_of": _iso(plan.as_of_s),
         "adaptive_bucket_hours": adaptive_bucket_seconds(spec.quote.unit) / 3600.0,
-        "adaptive_step": spec.quote.adaptive_step,
+        "control_gain": spec.quote.control_gain,
+        "nowcast": spec.quote.nowcast,
+        "refit_every_days": spec.refit_days[0],
+        "recalibrate_every_days": spec.refit_days[1],
         "calibration_share": spec.model.calibration_share,
         "settle_quantile": spec.model.settle_quantile,
         "scoring": (

@@ -57,7 +57,8 @@ class QuoteSection(_Section):
     proportional_buffer: Annotated[float, Field(ge=0.0)] | None = None
     max_promise: Annotated[float, Field(gt=0.0)] | None = None
     min_segment_size: Annotated[int, Field(ge=20)] = 200
-    adaptive_step: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.002
+    control_gain: Annotated[float, Field(ge=0.0, le=20.0)] = 1.0
+    nowcast: bool = True
 
 
 class CalendarSection(_Section):
@@ -109,9 +110,19 @@ class ModelSection(_Section):
     random_state: int = 0
 
 
+# How often production refits the model and recalibrates the buffer, by unit: weekly for date
+# promises, daily for hour and minute promises. The back-test replays the same cadence.
+DEFAULT_REFIT_DAYS: dict[str, float] = {"day": 7.0, "hour": 1.0, "minute": 1.0}
+
+
 class BacktestSection(_Section):
     folds: Annotated[int, Field(ge=1, le=50)] = 5
     horizon_days: Annotated[float, Field(gt=0.0)] | None = None
+    # Inside each fold the engine is refitted (model and buffer) every `refit_every` days and
+    # recalibrated (buffer only, same model) every `recalibrate_every` days, as a service
+    # retrained on a schedule would be. None: the unit's default (DEFAULT_REFIT_DAYS).
+    refit_every: Annotated[float, Field(gt=0.0)] | None = None
+    recalibrate_every: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class Spec(_Section):
@@ -164,6 +175,14 @@ class Spec(_Section):
         return self.model_copy(update={"dataset": dataset})
 
     @property
+    def refit_days(self) -> tuple[float, float]:
+        """(refit, recalibrate) cadence in days; recalibration is never rarer than refitting."""
+        default = DEFAULT_REFIT_DAYS[self.quote.unit]
+        refit = self.backtest.refit_every or default
+        recalibrate = self.backtest.recalibrate_every or min(refit, default)
+        return refit, min(refit, recalibrate)
+
+    @property
     def feature_names(self) -> list[str]:
         return [*self.features.categorical, *self.features.numeric]
 
@@ -193,7 +212,8 @@ class Spec(_Section):
             fixed_buffer_hours=_units_to_hours(section.fixed_buffer, section.unit),
             proportional_buffer=section.proportional_buffer,
             min_segment_size=section.min_segment_size,
-            adaptive_step=section.adaptive_step,
+            control_gain=section.control_gain,
+            use_nowcast=section.nowcast,
         )
 
 

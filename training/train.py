@@ -128,9 +128,18 @@ class FoldModel:
 
 
 def fit_model(
-    spec: Spec, table: OrderTable, calendar: BusinessCalendar, cutoff_s: float
+    spec: Spec,
+    table: OrderTable,
+    calendar: BusinessCalendar,
+    cutoff_s: float,
+    model_from: FoldModel | None = None,
 ) -> FoldModel:
-    """Split what was known at `cutoff_s` in time and train the duration model."""
+    """Split what was known at `cutoff_s` in time and train the duration model.
+
+    With `model_from` (the fit at an earlier cut-off) nothing is trained: the split and
+    calibration slice are those of `cutoff_s` and the given model is kept, which is how a
+    service recalibrates its buffer between two refits. The feature schema is then the model's
+    own (an earlier cut-off's), so categories first seen since are encoded as unknown."""
     known = table.subset(table.ordered_at_s < cutoff_s)
     if known.size == 0:
         raise SpecError(
@@ -164,24 +173,17 @@ def fit_model(
             f"{table.source}: too few fulfilled orders to train before "
             f"{_iso(cutoff_s)} ({int(train_mask.sum())})"
         )
-    schema = fit_schema(
-        {n: known.columns[n][settled_index] for n in spec.feature_names},
-        spec.features.categorical,
-        spec.features.numeric,
-    )
-    matrix = schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
-    blank = [
-        name for j, name in enumerate(schema.column_names) if np.isnan(matrix[train_mask, j]).all()
-    ]
-    if blank:
-        raise SpecError(
-            f"{table.source}: {', '.join(blank)} has no value in any of the "
-            f"{int(train_mask.sum())} orders trained on before {_iso(cutoff_s)}; "
-            "fill it or drop it from [features]"
+    if model_from is not None:
+        schema, regressor = model_from.schema, model_from.regressor
+        matrix = schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
+    else:
+        schema = fit_schema(
+            {n: known.columns[n][settled_index] for n in spec.feature_names},
+            spec.features.categorical,
+            spec.features.numeric,
         )
-    regressor = DurationRegressor(**_booster_params(spec)).fit(
-        matrix[train_mask], hours[train_mask], schema.categorical_mask
-    )
+        matrix = schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
+        regressor = _train_regressor(spec, table, schema, matrix, hours, train_mask, cutoff_s)
     return FoldModel(
         cutoff_s=cutoff_s,
         known=known,
@@ -198,18 +200,46 @@ def fit_model(
     )
 
 
+def _train_regressor(
+    spec: Spec,
+    table: OrderTable,
+    schema: FeatureSchema,
+    matrix: FloatArray,
+    hours: FloatArray,
+    train_mask: NDArray[np.bool_],
+    cutoff_s: float,
+) -> DurationRegressor:
+    blank = [
+        name for j, name in enumerate(schema.column_names) if np.isnan(matrix[train_mask, j]).all()
+    ]
+    if blank:
+        raise SpecError(
+            f"{table.source}: {', '.join(blank)} has no value in any of the "
+            f"{int(train_mask.sum())} orders trained on before {_iso(cutoff_s)}; "
+            "fill it or drop it from [features]"
+        )
+    return DurationRegressor(**_booster_params(spec)).fit(
+        matrix[train_mask], hours[train_mask], schema.categorical_mask
+    )
+
+
 def calibrate(
     spec: Spec,
     fold: FoldModel,
     calendar: BusinessCalendar,
     policy: str | None = None,
     target: float | None = None,
+    quantile_regressor: QuantileRegressor | None = None,
 ) -> tuple[QuoteEngine, FitReport]:
-    """Calibrate a buffer policy on the fold's calibration slice: a ready-to-quote engine."""
+    """Calibrate a buffer policy on the fold's calibration slice: a ready-to-quote engine.
+
+    The quantile policy fits its own quantile model at 1 - target, unless one is given (the
+    back-test refits it once per fold rather than at every refit: one model per swept level)."""
     config = spec.policy_config(policy, target)
     known, cal_index = fold.known, fold.cal_index
-    quantile_regressor = None
-    if config.name == "quantile":
+    if config.name != "quantile":
+        quantile_regressor = None
+    elif quantile_regressor is None:
         quantile_regressor = QuantileRegressor(
             quantile=1.0 - config.target_late_rate, **_booster_params(spec)
         ).fit(
@@ -224,16 +254,19 @@ def calibrate(
     labels = segment_labels(
         {n: known.columns[n][cal_index] for n in config.segments}, config.segments, cal_index.size
     )
+    # Plain residuals for the adaptive policy and the risk of open orders: how long each took
+    # (or had been open at the cut-off, censored) against the model's expectation.
+    reached_hours = (reached_s - fold.start_s[cal_index]) / 3600.0
     calibration = CalibrationSlice(
         expected_hours=fold.cal_expected_hours,
         needed_hours=needed_hours,
         censored=~cal_done,
         segment_labels=labels,
+        reached_hours=reached_hours,
+        placed_s=known.ordered_at_s[cal_index],
+        cutoff_s=fold.cutoff_s,
     )
     buffer_policy = make_policy(config).fit(calibration)
-    # Plain residuals for the risk of open orders: how long each took (or had been open at the
-    # cut-off, censored) against the model's expectation.
-    reached_hours = (reached_s - fold.start_s[cal_index]) / 3600.0
     risk = fit_risk_model(
         fold.cal_expected_hours,
         reached_hours,
