@@ -41,8 +41,9 @@ Two effects that break naive back-tests are reported per fold (`folds`):
   against the adaptive late rate.
 
 Orders at risk (`at_risk`) replays the call list a monitor would have kept: each quoted order is
-watched by the risk model fitted at its fold's cut-off (`models.risk`), and is flagged at a threshold when its risk of
-missing the promise reaches it while the order is still open, at least one unit before the
+watched by the risk model fitted at its fold's cut-off (`models.risk`), and is flagged at a
+threshold when its risk of missing the promise reaches it while the order is still open, at
+least one unit before the
 deadline (a warning that comes later is too late to act on). Per policy and threshold the report
 gives the share of late orders warned of (recall), the share of warnings about orders that came
 in time (false alarms), the median warning, and how often an honest revision at the warning
