@@ -11,6 +11,7 @@ from models.errors import InputError
 from service.deps import (
     AdminCaller,
     BundleDep,
+    ControlDep,
     DeskDep,
     HolderDep,
     IdempotencyKey,
@@ -271,6 +272,7 @@ def get_performance(
     caller: ReadCaller,
     ledger: LedgerDep,
     holder: HolderDep,
+    control: ControlDep,
     settings: SettingsDep,
     now: NowDep,
     since: Annotated[
@@ -286,12 +288,14 @@ def get_performance(
     the target, for quotes given in [since, until) (revisions count as quotes too); the
     revisions made in the window; and drift alarms as of now: per segment, the promises due in
     the last `PROMISE_ALARM_WINDOW_DAYS` (an open order past its deadline counts as late),
-    flagged when the whole confidence interval lies outside [target / factor, target * factor]."""
+    flagged when the whole confidence interval lies outside [target / factor, target * factor];
+    beside each segment of adaptive promises, where the served adaptive buffer stands now."""
     if since is not None and until is not None and since >= until:
         raise InputError("since must be before until", field="since")
     serving = holder.current()
     target = serving.bundle.engine.target_late_rate if serving else None
-    return live_performance(ledger, settings, since, until, target, now)
+    adaptive = control.view(serving, now)
+    return live_performance(ledger, settings, since, until, target, now, adaptive)
 
 
 @router.get("/model", tags=["model"], responses=_errors(401, 503))

@@ -25,6 +25,7 @@ from models.registry import Registry
 from service import api, ops, web
 from service.auth import KeyRing, LoopbackOnly
 from service.bundles import BundleHolder
+from service.control import ControlCache
 from service.handlers import install_error_handlers
 from service.ledger import Ledger
 from service.limits import BodyLimit
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.bundles = holder
+    app.state.control = ControlCache(ledger, settings.control_refresh_seconds)
     app.state.keyring = KeyRing(settings.hashed_keys)
     app.state.sessions = Sessions(settings)
     app.state.metrics = metrics = Metrics(ledger, holder, settings)

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 
 from service.auth import Caller, require
 from service.bundles import BundleHolder, Serving
+from service.control import ControlCache
 from service.ledger import Ledger
 from service.metrics import Metrics
 from service.quotes import Desk
@@ -34,6 +35,11 @@ def get_holder(request: Request) -> BundleHolder:
     return holder
 
 
+def get_control(request: Request) -> ControlCache:
+    control: ControlCache = request.app.state.control
+    return control
+
+
 def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
@@ -52,14 +58,27 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 HolderDep = Annotated[BundleHolder, Depends(get_holder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ControlDep = Annotated[ControlCache, Depends(get_control)]
 BundleDep = Annotated[Serving, Depends(get_serving)]
 NowDep = Annotated[dt.datetime, Depends(now_utc)]
 
 
 def get_desk(
-    serving: BundleDep, ledger: LedgerDep, settings: SettingsDep, metrics: MetricsDep, now: NowDep
+    serving: BundleDep,
+    ledger: LedgerDep,
+    control: ControlDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    now: NowDep,
 ) -> Desk:
-    return Desk(serving=serving, ledger=ledger, settings=settings, metrics=metrics, now_utc=now)
+    return Desk(
+        serving=serving,
+        ledger=ledger,
+        control=control,
+        settings=settings,
+        metrics=metrics,
+        now_utc=now,
+    )
 
 
 DeskDep = Annotated[Desk, Depends(get_desk)]

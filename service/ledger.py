@@ -1,4 +1,4 @@
-"""The ledger: every quote given, its outcome, the adaptive state and the model being served.
+"""The ledger: every quote given, its outcome, staff contacts and the model being served.
 
 SQLAlchemy Core over SQLite (a file, WAL mode, several processes) or PostgreSQL; the tables are
 in `service.tables`, engines and migrations in `service.database`. Each method is one
@@ -10,32 +10,35 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from alembic import command
+from numpy.typing import NDArray
 from sqlalchemy import Integer, Select, case, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from models.errors import InputError, NotFound
-from models.policies import AdaptiveState, update_adaptive
+from models.features import category_label
 from models.quoting import Promise
 from service.database import (
     MIGRATION_LOCK_ID,
     WRITE_OPTION,
     alembic_config,
     create_ledger_engine,
+    epoch_seconds,
     insert_ignore,
     migration_lock,
 )
 from service.errors import Conflict
 from service.tables import (
     MAX_QUOTE_ID_CHARS,
-    adaptive_state,
     contacts,
     outcomes,
     quote_requests,
@@ -47,6 +50,8 @@ from service.tables import (
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 OUTCOME_CHUNK = 500
 # Crockford's base32 without I, L, O, U: easy to read off a slip and to type.
 ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -73,7 +78,6 @@ class NewQuote:
     warnings: Sequence[str]
     model_version: str
     time_zone: str
-    adaptive_step: float | None
     revision_of: str | None = None  # the original quote this revises
     revision: int = 0  # 1 for the first revision of an original, 2 for the next...
     model_expected_hours: float | None = None  # a revision's: the model's expectation
@@ -199,6 +203,32 @@ class ServedModel:
 
     version: str
     generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecidedPromises:
+    """Decided promises in the order the adaptive policy learns them, and whether each broke."""
+
+    late: BoolArray  # (n,)
+    labels: list[tuple[str | None, ...]]  # each quote's segment values (`category_label`s)
+
+    @property
+    def size(self) -> int:
+        return int(self.late.size)
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersInProgress:
+    """Orders the adaptive policy's nowcast watches: aligned arrays, epoch seconds and hours."""
+
+    clock_start_s: FloatArray
+    expected_hours: FloatArray
+    fulfilled_s: FloatArray  # NaN: no outcome recorded by `now`
+    labels: list[tuple[str | None, ...]]
+
+    @property
+    def size(self) -> int:
+        return int(self.clock_start_s.size)
 
 
 def new_quote_id() -> str:
@@ -437,8 +467,7 @@ class Ledger:
         self, items: Sequence[tuple[str, dt.datetime]], now_utc: dt.datetime, source: str
     ) -> list[OutcomeResult]:
         """Record outcomes (quote id, fulfilled at), in transactions of up to 500; each
-        result says whether it was recorded now, already, conflicts, or names no quote.
-        Outcomes of adaptive quotes update the adaptive state in the same transaction."""
+        result says whether it was recorded now, already, conflicts, or names no quote."""
         results: list[OutcomeResult] = []
         for start in range(0, len(items), OUTCOME_CHUNK):
             with self._write() as conn:
@@ -447,20 +476,81 @@ class Ledger:
                 )
         return results
 
-    # -- adaptive state, performance, served model ------------------------------------------
+    # -- the adaptive policy's promises ------------------------------------------------------
 
-    def adaptive_state(self, model_version: str) -> AdaptiveState:
-        """The adaptive policy's state for a model version (empty before any outcome)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    adaptive_state.c.segment, adaptive_state.c.alpha, adaptive_state.c.n_updates
-                ).where(adaptive_state.c.model_version == model_version)
-            ).all()
-        return AdaptiveState(
-            alphas={row.segment: row.alpha for row in rows},
-            n_updates=sum(row.n_updates for row in rows),
+    def decided_promises(
+        self, policy: str, segments: Sequence[str], now_utc: dt.datetime, limit: int
+    ) -> DecidedPromises:
+        """The newest `limit` promises of `policy` (every model version, revisions included)
+        given by `now_utc` whose deadline has passed by then, oldest deadline first (ties in
+        the order they were given). Late unless an outcome recorded by `now_utc` says the order
+        was fulfilled at or before the deadline (open past the deadline is late)."""
+        # The drift alarms' rule (`decided_counts`), with outcomes known by `now_utc` only.
+        broken = outcomes.c.quote_id.is_(None) | (outcomes.c.was_late == True)  # noqa: E712
+        query = (
+            select(
+                case((broken, True), else_=False).label("late"),
+                *_segment_values(segments),
+            )
+            .select_from(quotes.outerjoin(outcomes, _known_outcome(now_utc)))
+            .where(
+                (quotes.c.policy == policy)
+                & (quotes.c.deadline_at <= now_utc)
+                & (quotes.c.created_at <= now_utc)
+            )
+            .order_by(
+                quotes.c.deadline_at.desc(), quotes.c.request_id.desc(), quotes.c.position.desc()
+            )
+            .limit(limit)
         )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()[::-1]
+        return DecidedPromises(
+            late=np.array([bool(row[0]) for row in rows], dtype=bool),
+            labels=_labels(rows, 1, len(segments)),
+        )
+
+    def promises_in_progress(
+        self,
+        policy: str,
+        segments: Sequence[str],
+        now_utc: dt.datetime,
+        given_since: dt.datetime,
+        fulfilled_since: dt.datetime,
+    ) -> OrdersInProgress:
+        """The original promises of `policy` (one per order) given in [given_since, now_utc]
+        whose clock started before `now_utc` and that were, as far as the ledger knew at
+        `now_utc`, still open or fulfilled after `fulfilled_since`."""
+        query = (
+            select(
+                epoch_seconds(quotes.c.clock_start),
+                quotes.c.expected_hours,
+                epoch_seconds(outcomes.c.fulfilled_at),
+                *_segment_values(segments),
+            )
+            .select_from(quotes.outerjoin(outcomes, _known_outcome(now_utc)))
+            .where(
+                (quotes.c.policy == policy)
+                & (quotes.c.revision == 0)
+                & (quotes.c.created_at >= given_since)
+                & (quotes.c.created_at <= now_utc)
+                & (quotes.c.clock_start < now_utc)
+                & (outcomes.c.quote_id.is_(None) | (outcomes.c.fulfilled_at > fulfilled_since))
+            )
+            .order_by(quotes.c.request_id, quotes.c.position)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return OrdersInProgress(
+            clock_start_s=np.array([row[0] for row in rows], dtype=np.float64),
+            expected_hours=np.array([row[1] for row in rows], dtype=np.float64),
+            fulfilled_s=np.array(
+                [math.nan if row[2] is None else row[2] for row in rows], dtype=np.float64
+            ),
+            labels=_labels(rows, 3, len(segments)),
+        )
+
+    # -- performance, served model -----------------------------------------------------------
 
     def segment_counts(
         self, since: dt.datetime | None, until: dt.datetime | None
@@ -646,7 +736,6 @@ _QUOTE_FACTS = (
     quotes.c.segment,
     quotes.c.policy,
     quotes.c.target_late_rate,
-    quotes.c.adaptive_step,
     quotes.c.model_version,
     quotes.c.revision_of,
 )
@@ -727,7 +816,8 @@ def _record_for_chains(
 def _insert_outcome(
     conn: Connection, quote: Any, fulfilled_at: dt.datetime, now_utc: dt.datetime, source: str
 ) -> bool:
-    """Insert a quote's outcome unless it has one; adaptive quotes update the policy's state."""
+    """Insert a quote's outcome unless it has one (the adaptive policy's state is replayed
+    from outcomes, `service.control`: nothing else to write)."""
     was_late = fulfilled_at > quote.deadline_at
     inserted = insert_ignore(
         conn,
@@ -740,51 +830,31 @@ def _insert_outcome(
             "source": source,
         },
     )
-    if inserted and quote.policy == "adaptive" and quote.adaptive_step is not None:
-        _update_adaptive(
-            conn,
-            quote.model_version,
-            quote.segment,
-            was_late,
-            quote.target_late_rate,
-            quote.adaptive_step,
-            now_utc,
-        )
     return bool(inserted)
 
 
-def _update_adaptive(
-    conn: Connection,
-    model_version: str,
-    segment: str,
-    was_late: bool,
-    target: float,
-    step: float,
-    now_utc: dt.datetime,
-) -> None:
-    key = (adaptive_state.c.model_version == model_version) & (adaptive_state.c.segment == segment)
-    insert_ignore(
-        conn,
-        adaptive_state,
-        {
-            "model_version": model_version,
-            "segment": segment,
-            "alpha": target,
-            "n_updates": 0,
-            "updated_at": now_utc,
-        },
-    )
-    row = conn.execute(
-        select(adaptive_state.c.alpha, adaptive_state.c.n_updates).where(key).with_for_update()
-    ).one()
-    state = update_adaptive(
-        AdaptiveState({segment: row.alpha}, int(row.n_updates)), segment, was_late, target, step
-    )
-    conn.execute(
-        update(adaptive_state)
-        .where(key)
-        .values(alpha=state.alphas[segment], n_updates=state.n_updates, updated_at=now_utc)
-    )
+def _known_outcome(now_utc: dt.datetime) -> Any:
+    """The join to a quote's outcome, as the ledger knew it at `now_utc`."""
+    return (outcomes.c.quote_id == quotes.c.id) & (outcomes.c.recorded_at <= now_utc)
+
+
+def _segment_values(segments: Sequence[str]) -> list[Any]:
+    """Each segment's value read out of the features JSON by the database (text on both
+    dialects, NULL when missing: `category_label` agrees with the value as quoted)."""
+    return [quotes.c.features[name].as_string() for name in segments]
+
+
+def _labels(rows: Sequence[Any], first: int, n: int) -> list[tuple[str | None, ...]]:
+    """The segment values of each row (columns first..first + n), as canonical labels."""
+    labels: dict[tuple[Any, ...], tuple[str | None, ...]] = {}
+    found = []
+    for row in rows:
+        raw = tuple(row[first : first + n])
+        label = labels.get(raw)
+        if label is None:
+            label = labels[raw] = tuple(category_label(v) for v in raw)
+        found.append(label)
+    return found
 
 
 def _given_between(
@@ -846,7 +916,7 @@ def _quote_row(item: NewQuote, position: int, created_at: dt.datetime) -> dict[s
         "closed_days_skipped": promise.closed_days_skipped,
         "exceeds_max_promise": promise.exceeds_max_promise,
         "explanation": promise.explanation,
-        "adaptive_step": item.adaptive_step,
+        "adaptive_step": None,  # unused since the control state is replayed (r0003)
         "revision_of": item.revision_of,
         "revision": item.revision,
         "model_expected_hours": item.model_expected_hours,

@@ -1,12 +1,16 @@
 """Drift alarms for a data scientist: the live late rate of each segment against its band.
 
-    python -m service.monitor [--database-url URL] [--window-days D] [--band-factor F]
-                              [--confidence C] [--min-decided N] [--json]
+    python -m service.monitor [--database-url URL] [--registry DIR] [--window-days D]
+                              [--band-factor F] [--confidence C] [--min-decided N] [--json]
 
 Prints, per segment and model version, the promises due in the window (all decided by now),
-the late ones, the late rate with its interval, the target band, the status and the adaptive
-policy's current level, then one line of advice per flagged segment. `--json` prints the
-`DriftReport` instead, exactly as `/v1/performance` gives it in `drift`.
+the late ones, the late rate with its interval, the target band, the status and, for adaptive
+promises, where the served adaptive buffer stands now (replayed from the ledger like a
+worker's, `service.control`): hours longer or shorter than calibrated, and the level it covers
+on the calibration slice; then one line of advice per flagged segment. `--json` prints the
+`DriftReport` instead, exactly as `/v1/performance` gives it in `drift`. With adaptive
+promises in the window the adaptive columns need the served bundle from the registry; without
+it they stay empty and a warning on stderr says why (the exit code still tells the alarms).
 
 Exit codes, so cron or CI can act: 0 no alarm, 2 a segment is flagged, 1 a user mistake (bad
 option, bad or unreachable database) with one line on stderr saying why.
@@ -18,6 +22,7 @@ import argparse
 import datetime as dt
 import re
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
@@ -27,8 +32,11 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from models.errors import PromiseError
+from models.registry import Registry
+from service.control import ADAPTIVE, AdaptiveView, adaptive_view, control_state
 from service.ledger import Ledger
-from service.performance import drift_report
+from service.performance import decided_in_window, drift_checks
 from service.schemas import DriftAlarm, DriftReport
 from service.settings import Settings
 
@@ -39,6 +47,7 @@ EXIT_ALARM = 2
 # Option -> the Settings field it overrides.
 OPTIONS = {
     "database_url": "--database-url",
+    "registry": "--registry",
     "alarm_window_days": "--window-days",
     "alarm_band_factor": "--band-factor",
     "alarm_confidence": "--confidence",
@@ -54,8 +63,10 @@ COLUMNS = (
     "interval",
     "band",
     "status",
+    "adaptive offset",
     "adaptive level",
 )
+NUMERIC = ("decided", "late", "late rate", "adaptive offset", "adaptive level")
 PIPE_WIDTH = 240  # wide enough that a table written to a file or pipe is never wrapped
 _PASSWORD = re.compile(r"(://[^:/@]*):[^@/]*@")
 
@@ -95,9 +106,10 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         raise UserMistake(f"{where}: {message}" if field else message) from err
 
 
-def read_report(settings: Settings, now_utc: dt.datetime) -> DriftReport:
-    """Migrate the ledger, then check drift as of `now_utc`; raises `UserMistake` when the
-    database cannot be reached."""
+def read_report(settings: Settings, now_utc: dt.datetime) -> tuple[DriftReport, str | None]:
+    """Migrate the ledger, then check drift as of `now_utc`, with the served adaptive buffers;
+    returns the report and a warning when they could not be shown. Raises `UserMistake` when
+    the database cannot be reached."""
     where = safe_url(settings.database_url)
     try:
         ledger = Ledger.connect(
@@ -109,12 +121,34 @@ def read_report(settings: Settings, now_utc: dt.datetime) -> DriftReport:
         raise UserMistake(f"--database-url: {where} is not a database URL ({err})") from err
     try:
         ledger.migrate()
-        return drift_report(ledger, settings, now_utc)
+        rows = decided_in_window(ledger, settings, now_utc)
+        adaptive, warning = None, None
+        if any(row.policy == ADAPTIVE for row in rows):
+            adaptive, warning = served_adaptive(ledger, settings.registry, now_utc)
+        return drift_checks(rows, settings, now_utc, adaptive), warning
     except OperationalError as err:
         reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
         raise UserMistake(f"the database {where} cannot be reached: {reason}") from err
     finally:
         ledger.close()
+
+
+def served_adaptive(
+    ledger: Ledger, registry: Path, now_utc: dt.datetime
+) -> tuple[AdaptiveView | None, str | None]:
+    """The buffers of the adaptive model the workers serve, replayed at `now_utc` (None when
+    they serve another policy), or None and why they cannot be shown."""
+    served = ledger.served_model()
+    if served is None:
+        return None, None
+    try:
+        bundles = Registry(registry)
+        if bundles.manifest(served.version).policy != ADAPTIVE:
+            return None, None
+        engine = bundles.load(served.version).engine
+    except PromiseError as err:
+        return None, f"adaptive buffers not shown: {err}; pass --registry or set PROMISE_REGISTRY"
+    return adaptive_view(engine, control_state(engine, ledger, now_utc)), None
 
 
 def percent(value: float | None) -> str:
@@ -123,6 +157,16 @@ def percent(value: float | None) -> str:
 
 def span(values: list[float] | None) -> str:
     return "-" if values is None else f"{values[0]:.1%}-{values[1]:.1%}"
+
+
+def offset(alarm: DriftAlarm) -> str:
+    """How far the adaptive buffer moved: `+12.5 h`, or `+10% of expected` on the relative
+    scale; `-` for other policies."""
+    if alarm.adaptive_offset_hours is not None:
+        return f"{alarm.adaptive_offset_hours:+.1f} h"
+    if alarm.adaptive_offset_ratio is not None:
+        return f"{alarm.adaptive_offset_ratio:+.0%} of expected"
+    return "-"
 
 
 def row_cells(alarm: DriftAlarm) -> list[str]:
@@ -137,6 +181,7 @@ def row_cells(alarm: DriftAlarm) -> list[str]:
         span(alarm.late_rate_interval),
         span(alarm.band),
         f"{alarm.status} !" if alarm.alarm else alarm.status,
+        offset(alarm),
         percent(alarm.adaptive_level),
     ]
 
@@ -180,7 +225,7 @@ def render(report: DriftReport, console: Console) -> None:
     if report.segments:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for column in COLUMNS:
-            numeric = column in ("decided", "late", "late rate", "adaptive level")
+            numeric = column in NUMERIC
             table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
         for alarm in report.segments:
             table.add_row(
@@ -201,6 +246,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Exit code 0: no alarm, 2: a segment is flagged, 1: a user mistake.",
     )
     parser.add_argument("--database-url", help="the ledger (default: PROMISE_DATABASE_URL)")
+    parser.add_argument(
+        "--registry",
+        metavar="DIR",
+        type=Path,
+        help="the bundles, for the served adaptive buffers (default: PROMISE_REGISTRY)",
+    )
     parser.add_argument(
         "--window-days",
         dest="alarm_window_days",
@@ -240,10 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         settings = load_settings(overrides_from(args))
-        report = read_report(settings, dt.datetime.now(UTC))
+        report, warning = read_report(settings, dt.datetime.now(UTC))
     except UserMistake as err:
         sys.stderr.write(f"error: {err}\n")
         return EXIT_USER_MISTAKE
+    if warning is not None:
+        sys.stderr.write(f"warning: {warning}\n")
     if args.json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

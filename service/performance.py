@@ -5,8 +5,10 @@ Two views of the same ledger:
   quotes too: the customer was given both promises), with a Wilson interval;
 - drift alarms (`models.monitoring`): per segment, the original promises whose deadline fell in
   the last `alarm_window_days`, all decided by now (an open order past its deadline is late),
-  flagged when the interval lies wholly outside [target / factor, target * factor]. The
-  adaptive policy's current level is shown beside its segment.
+  flagged when the interval lies wholly outside [target / factor, target * factor]. Beside an
+  adaptive segment, where the served adaptive policy holds its buffer now (`service.control`):
+  how much longer or shorter than the calibrated one, the level it covers on the calibration
+  slice, and how many decided promises its controller has learnt.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from models.monitoring import check_drift, wilson_interval
-from service.ledger import Ledger, RevisionFacts, SegmentCounts
+from service.control import ADAPTIVE, AdaptiveView
+from service.ledger import DecidedCounts, Ledger, RevisionFacts, SegmentCounts
 from service.schemas import (
     DriftAlarm,
     DriftReport,
@@ -38,15 +41,17 @@ def live_performance(
     until: dt.datetime | None,
     default_target: float | None,
     now_utc: dt.datetime,
+    adaptive: AdaptiveView | None = None,
 ) -> PerformanceResponse:
-    """The whole report from the ledger: quotes given in [since, until), drift as of now."""
+    """The whole report from the ledger: quotes given in [since, until), drift as of now
+    (with the served adaptive policy's buffers, when there is one)."""
     return performance_report(
         ledger.segment_counts(since, until),
         since,
         until,
         default_target,
         ledger.revision_facts(since, until),
-        drift_report(ledger, settings, now_utc),
+        drift_report(ledger, settings, now_utc, adaptive),
     )
 
 
@@ -116,6 +121,23 @@ def late_rate(
     )
 
 
+def _adaptive_fields(adaptive: AdaptiveView | None, row: DecidedCounts) -> dict[str, Any]:
+    """`DriftAlarm`'s adaptive fields for a row: the served buffer of its segment when its
+    promises are adaptive ones, else nulls."""
+    held = None
+    if adaptive is not None and row.policy == ADAPTIVE:
+        held = adaptive.segments.get(row.segment)
+    if adaptive is None or held is None:
+        return {"adaptive_level": None}
+    in_hours = adaptive.scale == "hours"
+    return {
+        "adaptive_level": held.level,
+        "adaptive_offset_hours": held.offset if in_hours else None,
+        "adaptive_offset_ratio": None if in_hours else held.offset,
+        "adaptive_learnt": held.learnt,
+    }
+
+
 def revision_summary(facts: Sequence[RevisionFacts]) -> RevisionSummary:
     """How many revisions, how long before the original promise (median), how they ended."""
     decided = [f.was_late for f in facts if f.was_late is not None]
@@ -129,14 +151,31 @@ def revision_summary(facts: Sequence[RevisionFacts]) -> RevisionSummary:
     )
 
 
-def drift_report(ledger: Ledger, settings: Settings, now_utc: dt.datetime) -> DriftReport:
-    """The drift check of every segment (per model version) with promises due in the window."""
-    window = dt.timedelta(days=settings.alarm_window_days)
-    rows = ledger.decided_counts(now_utc - window, now_utc)
-    states = {
-        version: ledger.adaptive_state(version)
-        for version in {row.model_version for row in rows if row.policy == "adaptive"}
-    }
+def drift_report(
+    ledger: Ledger,
+    settings: Settings,
+    now_utc: dt.datetime,
+    adaptive: AdaptiveView | None = None,
+) -> DriftReport:
+    """The drift check of every segment (per model version) with promises due in the window;
+    the rows of adaptive promises show `adaptive`'s buffer for their segment."""
+    return drift_checks(decided_in_window(ledger, settings, now_utc), settings, now_utc, adaptive)
+
+
+def decided_in_window(
+    ledger: Ledger, settings: Settings, now_utc: dt.datetime
+) -> list[DecidedCounts]:
+    """Per segment and model version, the promises due in the alarm window before `now_utc`."""
+    return ledger.decided_counts(now_utc - dt.timedelta(days=settings.alarm_window_days), now_utc)
+
+
+def drift_checks(
+    rows: Sequence[DecidedCounts],
+    settings: Settings,
+    now_utc: dt.datetime,
+    adaptive: AdaptiveView | None = None,
+) -> DriftReport:
+    """`drift_report` over rows already read from the ledger."""
     alarms = []
     for row in rows:
         check = check_drift(
@@ -147,7 +186,6 @@ def drift_report(ledger: Ledger, settings: Settings, now_utc: dt.datetime) -> Dr
             confidence=settings.alarm_confidence,
             min_decided=settings.alarm_min_decided,
         )
-        state = states.get(row.model_version)
         alarms.append(
             DriftAlarm(
                 segment=row.segment,
@@ -162,9 +200,7 @@ def drift_report(ledger: Ledger, settings: Settings, now_utc: dt.datetime) -> Dr
                 status=check.status,
                 alarm=check.alarm,
                 advice=check.advice(),
-                adaptive_level=(
-                    None if state is None else 1.0 - state.alpha(row.segment, row.target_late_rate)
-                ),
+                **_adaptive_fields(adaptive, row),
             )
         )
     return DriftReport(

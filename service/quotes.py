@@ -2,7 +2,8 @@
 
 `Desk.issue` is the whole quote path: a retried request (same client and Idempotency-Key) is
 answered from the ledger; otherwise the orders are validated against the bundle's schema,
-quoted in one `quote()` call (the back-test's call), and stored before anything is answered.
+quoted in one `quote()` call (the back-test's call; an adaptive engine with the control state
+replayed from the ledger, `service.control`), and stored before anything is answered.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from threadpoolctl import ThreadpoolController
 from models.errors import InputError
 from models.quoting import quote
 from service.bundles import Serving
+from service.control import ControlCache
 from service.errors import InputErrors
 from service.ledger import Ledger, NewQuote, NewRequest, OutcomeResult, Recorded
 from service.metrics import Metrics
@@ -57,10 +59,12 @@ def fingerprint(kind: RequestKind, payload: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Desk:
-    """What one quote request works with: the bundle snapshot, the ledger, settings, clock."""
+    """What one quote request works with: the bundle snapshot, the ledger, the worker's
+    control state cache, settings, metrics, clock."""
 
     serving: Serving
     ledger: Ledger
+    control: ControlCache
     settings: Settings
     metrics: Metrics
     now_utc: dt.datetime
@@ -128,11 +132,9 @@ class Desk:
 
     def _quote(self, checked: Sequence[CheckedOrder]) -> list[NewQuote]:
         engine = self.serving.bundle.engine
-        adaptive = engine.policy_name == "adaptive"
-        state = self.ledger.adaptive_state(self.serving.version) if adaptive else None
+        state = self.control.state(self.serving, self.now_utc)  # None unless adaptive
         with openmp_threads().limit(limits=1, user_api="openmp"):
             promises = quote(engine, [item.order for item in checked], state)
-        step = engine.policy.cfg.adaptive_step if adaptive else None
         zone = str(engine.calendar.zone)
         return [
             NewQuote(
@@ -142,7 +144,6 @@ class Desk:
                 warnings=item.warnings,
                 model_version=self.serving.version,
                 time_zone=zone,
-                adaptive_step=step,
             )
             for promise, item in zip(promises, checked, strict=True)
         ]

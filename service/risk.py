@@ -263,7 +263,6 @@ def revise(
         warnings=[],
         model_version=serving.version,
         time_zone=str(engine.calendar.zone),
-        adaptive_step=None,
         revision_of=newest.original_id,
         revision=newest.revision + 1,
         model_expected_hours=promise.expected_hours,

@@ -358,7 +358,25 @@ class DriftAlarm(BaseModel):
     alarm: bool = Field(description="True when the whole interval lies outside the band.")
     advice: str
     adaptive_level: float | None = Field(
-        description="The adaptive policy's current on-time level for this segment (1 - alpha)."
+        description="Adaptive promises only: the share of the calibration slice's orders the "
+        "served adaptive buffer of this segment would keep now (1 - target where it has not "
+        "moved); null for other policies."
+    )
+    adaptive_offset_hours: float | None = Field(
+        default=None,
+        description="Adaptive promises on the absolute scale: how many hours longer (negative: "
+        "shorter) the segment's buffer is now than the calibrated one, from outcomes learnt at "
+        "their deadlines and the nowcast of open orders.",
+    )
+    adaptive_offset_ratio: float | None = Field(
+        default=None,
+        description="Adaptive promises on the relative scale: the same offset as a share of "
+        "each order's expected duration (0.1: a tenth of it longer).",
+    )
+    adaptive_learnt: int | None = Field(
+        default=None,
+        description="Adaptive promises only: the decided promises of this segment the "
+        "controller has learnt (within its horizon of about five memories).",
     )
 
 

@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         le=3_600.0,
         description="How often a worker checks the ledger for a model reloaded by another worker.",
     )
+    control_refresh_seconds: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=3_600.0,
+        description="How long a worker quotes with the adaptive policy's control state before "
+        "replaying it from the ledger: a promise falling due or an outcome recorded moves the "
+        "adaptive buffer at most this much later (0: replay for every request).",
+    )
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
     database_connect_timeout_seconds: int = Field(default=5, ge=1, le=120)
     metrics_window_days: float = Field(default=30.0, gt=0.0, le=3_660.0)

@@ -5,7 +5,6 @@ migrations in `service/migrations`; a test checks that both agree).
                     is unique, so a retried request finds its first answer
     quotes          one per promise, with the request's features as JSON
     outcomes        at most one per quote: when it was really fulfilled
-    adaptive_state  the adaptive policy's miss level per (model version, segment)
     served_model    one row: the version workers should serve and a generation counter
     contacts        staff calls about an order at risk: which quote, who, when, a note
 
@@ -13,6 +12,10 @@ A revision is a quote too: `revision_of` names the original (the root of the cha
 `revision` counts from 1; originals have `revision` 0. The original is never overwritten. A
 revision's `expected_hours` is the new expectation given how long the order has been open;
 `model_expected_hours` keeps the model's, which its risk is measured from.
+
+The adaptive policy keeps no table: its state is replayed from quotes and outcomes
+(`service.control`). `quotes.adaptive_step` is a relic of the controller it replaced, written
+as null (dropping it would copy the quotes table on SQLite; migration r0003).
 """
 
 from __future__ import annotations
@@ -134,16 +137,6 @@ outcomes = Table(
     Column("recorded_at", UTCDateTime(), nullable=False),
     Column("source", String(20), nullable=False),
     Index(None, "recorded_at"),
-)
-
-adaptive_state = Table(
-    "adaptive_state",
-    metadata,
-    Column("model_version", String(100), primary_key=True),
-    Column("segment", Text, primary_key=True),
-    Column("alpha", Double, nullable=False),
-    Column("n_updates", Integer, nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 contacts = Table(

@@ -34,6 +34,7 @@ from starlette.datastructures import FormData
 from models.features import FeatureSchema
 from service.deps import (
     BundleDep,
+    ControlDep,
     DeskDep,
     HolderDep,
     LedgerDep,
@@ -186,6 +187,7 @@ def performance(
     caller: StaffCaller,
     ledger: LedgerDep,
     holder: HolderDep,
+    control: ControlDep,
     settings: SettingsDep,
     now: NowDep,
     days: Annotated[int, Query(ge=1, le=3_660)] = 30,
@@ -194,7 +196,8 @@ def performance(
     serving = holder.current()
     since = now - dt.timedelta(days=days)
     target = serving.bundle.engine.target_late_rate if serving else None
-    report = live_performance(ledger, settings, since, None, target, now)
+    adaptive = control.view(serving, now)
+    report = live_performance(ledger, settings, since, None, target, now, adaptive)
     options = sorted({*DAY_OPTIONS, days})
     return page(
         request,

@@ -1,5 +1,6 @@
-"""The ledger: schema from the Alembic migrations, SQLite set up for several processes, times
-in UTC, and the adaptive policy's state kept and shared through it."""
+"""The ledger: schema from the Alembic migrations (and an older ledger upgraded), SQLite set up
+for several processes, times in UTC, and no adaptive state stored (it is replayed:
+tests/service/test_control.py)."""
 
 from __future__ import annotations
 
@@ -13,23 +14,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select, text
+from sqlalchemy import insert, inspect, select, text
 
-from models.policies import AdaptiveState, update_adaptive
 from models.registry import Registry
 from service.database import alembic_config
 from service.ledger import Ledger
-from service.tables import adaptive_state, metadata, quotes
-from tests.service.conftest import (
-    ADMIN_KEY,
-    ClientFactory,
-    TrainedBundles,
-    bearer,
-    quote_body,
-)
+from service.tables import metadata, quote_requests, quotes
+from tests.service.conftest import ClientFactory, TrainedBundles, quote_body
 
 UTC = dt.UTC
-TABLES = {"quote_requests", "quotes", "outcomes", "adaptive_state", "served_model"}
+TABLES = {"quote_requests", "quotes", "outcomes", "served_model", "contacts"}
 
 
 @pytest.fixture
@@ -45,7 +39,7 @@ def test_the_migrations_make_exactly_the_tables_the_code_uses(ledger: Ledger) ->
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert differences == []
-    assert version == "0002"
+    assert version == "0003"
     assert set(inspect(ledger.engine).get_table_names()) >= TABLES
 
 
@@ -112,84 +106,93 @@ def test_served_model_generations(ledger: Ledger) -> None:
     assert served is not None and (served.version, served.generation) == ("b", 2)
 
 
-@pytest.fixture
-def adaptive_client(
+def test_adaptive_quotes_store_no_state_and_no_step(
     make_client: ClientFactory, registry_root: Path, trained: TrainedBundles
-) -> TestClient:
+) -> None:
     Registry(registry_root).promote(trained.adaptive)
-    return make_client(max_order_age_days=90)
-
-
-def _late_outcome(client: TestClient) -> dict[str, object]:
-    ordered_at = dt.datetime.now(UTC) - dt.timedelta(days=60)
-    answer = client.post(
-        "/v1/quotes", json={**quote_body(), "ordered_at": ordered_at.isoformat()}
-    ).json()
-    late = dt.datetime.fromisoformat(answer["deadline_at"]) + dt.timedelta(hours=2)
-    response = client.post(
-        f"/v1/quotes/{answer['quote_id']}/outcome", json={"fulfilled_at": late.isoformat()}
-    )
-    assert response.json()["outcome"]["was_late"] is True
-    return dict(answer)
-
-
-def test_late_outcomes_of_adaptive_quotes_raise_the_level(
-    adaptive_client: TestClient, trained: TrainedBundles
-) -> None:
-    client = adaptive_client
-    first = _late_outcome(client)
-    for _ in range(3):
-        _late_outcome(client)
-    later = client.post("/v1/quotes", json=quote_body()).json()
-
-    segment = str(first["segment"])
-    # The step the bundle was trained with (the spec's default may change).
-    engine = client.app.state.bundles.snapshot().bundle.engine  # type: ignore[attr-defined]
-    step = engine.policy.cfg.adaptive_step
-    expected = AdaptiveState()
-    for _ in range(4):
-        expected = update_adaptive(expected, segment, True, 0.05, step)
-    ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
-    state = ledger.adaptive_state(trained.adaptive)
-    assert state == expected
-    assert first["level"] == pytest.approx(0.95)
-    assert later["level"] == pytest.approx(1 - expected.alphas[segment])
-    assert later["level"] > 0.95
-    assert later["buffer_hours"] >= first["buffer_hours"]
-
-
-def test_the_adaptive_state_is_shared_by_workers(
-    adaptive_client: TestClient, make_client: ClientFactory
-) -> None:
-    other_worker = make_client(max_order_age_days=90)
-    _late_outcome(adaptive_client)
-    assert other_worker.post("/v1/quotes", json=quote_body()).json()["level"] > 0.95
-
-
-def test_conformal_outcomes_leave_no_adaptive_state(client: TestClient) -> None:
+    client = make_client()
     answer = client.post("/v1/quotes", json=quote_body()).json()
-    client.post(
+    response = client.post(
         f"/v1/quotes/{answer['quote_id']}/outcome", json={"fulfilled_at": answer["ordered_at"]}
     )
+    assert answer["policy"] == "adaptive" and response.status_code == 201
     ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    assert "adaptive_state" not in inspect(ledger.engine).get_table_names()
     with ledger.engine.connect() as conn:
-        assert conn.execute(select(adaptive_state)).all() == []
         assert conn.execute(select(quotes.c.adaptive_step)).scalar_one() is None
 
 
-def test_an_outcome_recorded_on_the_old_model_still_updates_its_state(
-    make_client: ClientFactory, registry_root: Path, trained: TrainedBundles
+def _migrate_to(ledger: Ledger, revision: str, down: bool = False) -> None:
+    with ledger.engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        if down:
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
+
+
+def test_a_ledger_of_the_previous_release_upgrades_and_keeps_its_quotes(
+    database_url: str,
 ) -> None:
-    Registry(registry_root).promote(trained.adaptive)
-    client = make_client(max_order_age_days=90)
-    ordered_at = dt.datetime.now(UTC) - dt.timedelta(days=60)
-    answer = client.post(
-        "/v1/quotes", json={**quote_body(), "ordered_at": ordered_at.isoformat()}
-    ).json()
-    Registry(registry_root).promote(trained.conformal)
-    assert client.post("/v1/model/reload", headers=bearer(ADMIN_KEY)).status_code == 200
-    client.post(
-        f"/v1/quotes/{answer['quote_id']}/outcome", json={"fulfilled_at": answer["ordered_at"]}
+    ledger = Ledger.connect(database_url)
+    _migrate_to(ledger, "0002")
+    now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    with ledger.engine.begin() as conn:  # what the previous release wrote
+        request_id = conn.execute(
+            insert(quote_requests).values(
+                client_id="pos", request_sha256="0" * 64, kind="single", created_at=now
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        conn.execute(
+            insert(quotes).values(
+                id="Q-OLD0-0000-0001",
+                request_id=request_id,
+                position=0,
+                created_at=now,
+                model_version="v-adaptive",
+                features={"store_id": "MAN"},
+                warnings=[],
+                ordered_at=now,
+                clock_start=now,
+                expected_completion=now + dt.timedelta(days=3),
+                deadline_at=now + dt.timedelta(days=8),
+                promise_local="2026-11-10T00:00:00",
+                time_zone="Europe/London",
+                unit="day",
+                expected_hours=72.0,
+                buffer_hours=120.0,
+                promise_units=8.0,
+                policy="adaptive",
+                target_late_rate=0.05,
+                level=0.95,
+                segment="MAN",
+                closed_days_skipped=1,
+                exceeds_max_promise=False,
+                explanation="We expect 3 days; we promise 8 days.",
+                adaptive_step=0.02,
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO adaptive_state (model_version, segment, alpha, n_updates, "
+                "updated_at) VALUES ('v-adaptive', 'MAN', 0.07, 3, :at)"
+            ),
+            {"at": now},
+        )
+
+    ledger.migrate()
+
+    assert "adaptive_state" not in inspect(ledger.engine).get_table_names()
+    stored = ledger.get_quote("Q-OLD0-0000-0001")
+    assert (stored.policy, stored.deadline_at, stored.features) == (
+        "adaptive",
+        now + dt.timedelta(days=8),
+        {"store_id": "MAN"},
     )
-    ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
-    assert ledger.adaptive_state(trained.adaptive).n_updates == 1
+    decided = ledger.decided_promises("adaptive", ("store_id",), now + dt.timedelta(days=9), 10)
+    assert decided.labels == [("MAN",)]
+    _migrate_to(ledger, "0002", down=True)  # and back: the table returns, empty
+    with ledger.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM adaptive_state")).scalar_one() == 0
+    ledger.close()

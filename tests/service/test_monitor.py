@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.control import ControlState, learn
+from models.policies import AdaptivePolicy
 from models.registry import Registry
 from service.monitor import main
 from tests.service.conftest import (
@@ -63,7 +66,8 @@ def test_a_breaking_segment_is_printed_with_its_advice_and_exit_2(
     row = _row(out, segment)
     assert row[1] == quotes[0]["model_version"] and row[2] == "conformal"
     assert row[3:6] == ["40", "40", "100.0%"]
-    assert row[6:] == ["91.2%-100.0%", "2.5%-10.0%", "above band !", "-"]  # "-": not adaptive
+    # "-": no adaptive buffer for conformal promises.
+    assert row[6:] == ["91.2%-100.0%", "2.5%-10.0%", "above band !", "-", "-"]
     assert "1 segment flagged" in out
     assert f"{segment} ({quotes[0]['model_version']}): Promises are breaking" in out
 
@@ -118,7 +122,7 @@ def test_the_json_is_the_drift_section_of_v1_performance(
     assert printed == served
 
 
-def test_the_adaptive_policy_shows_its_current_level(
+def test_the_adaptive_policy_shows_where_its_buffer_stands(
     make_client: ClientFactory,
     make_settings: SettingsFactory,
     registry_root: Path,
@@ -126,17 +130,56 @@ def test_the_adaptive_policy_shows_its_current_level(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     Registry(registry_root).promote(trained.adaptive)
+    client = make_client(**OLD_ORDERS, control_refresh_seconds=0.0)  # no stale state
+    _batch(client, "MAN", 40, days_ago=30)  # all due, none fulfilled: 40 promises broken
+    url = make_settings().database_url
+    segment = segment_of(client, "MAN")
+    # What the core makes of 40 broken promises, learnt at their deadlines (no fulfilment
+    # yet: no nowcast).
+    engine = Registry(registry_root).load(trained.adaptive).engine
+    policy = engine.policy
+    assert isinstance(policy, AdaptivePolicy)
+    path = policy.resolve(("MAN",)).path
+    state = learn(ControlState(), [path] * 40, np.ones(40, dtype=bool), 0.05, policy.leaks())
+    score, level = policy.score_at(policy.table_[segment], state)
+    offset = max(score, 0.0) - max(policy.table_[segment].score, 0.0)
+
+    assert main(["--database-url", url, "--registry", str(registry_root)]) == 2
+    out, err = capsys.readouterr()
+    row = _row(out, segment)
+    assert err == "" and row[1:3] == [trained.adaptive, "adaptive"]
+    assert row[-2:] == [f"{offset:+.1f} h", f"{level:.1%}"]
+    assert offset > 24.0 and level > 0.95
+    assert main(["--database-url", url, "--registry", str(registry_root), "--json"]) == 2
+    (shown,) = json.loads(capsys.readouterr().out)["segments"]
+    assert shown["adaptive_offset_hours"] == pytest.approx(offset)
+    assert shown["adaptive_level"] == pytest.approx(level)
+    assert (shown["adaptive_learnt"], shown["adaptive_offset_ratio"]) == (40, None)
+    served = client.get("/v1/performance").json()["drift"]["segments"]
+    assert served == [shown]
+
+
+def test_without_the_registry_the_adaptive_columns_stay_empty_with_a_warning(
+    make_client: ClientFactory,
+    make_settings: SettingsFactory,
+    registry_root: Path,
+    trained: TrainedBundles,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Registry(registry_root).promote(trained.adaptive)
     client = make_client(**OLD_ORDERS)
     _batch(client, "MAN", 40, days_ago=30)
-    url = make_settings().database_url
 
-    assert main(["--database-url", url]) == 2
-    row = _row(capsys.readouterr().out, segment_of(client, "MAN"))
-    assert row[1:3] == [trained.adaptive, "adaptive"]
-    assert row[-1] == "95.0%"  # no outcome recorded yet: the level it started at, 1 - 5%
-    assert main(["--database-url", url, "--json"]) == 2
-    (segment,) = json.loads(capsys.readouterr().out)["segments"]
-    assert segment["adaptive_level"] == pytest.approx(0.95)
+    code = main(["--database-url", make_settings().database_url, "--registry", str(tmp_path)])
+
+    out, err = capsys.readouterr()
+    assert code == 2  # the alarm still tells
+    assert _row(out, segment_of(client, "MAN"))[-2:] == ["-", "-"]
+    assert err.startswith(
+        f"warning: adaptive buffers not shown: no model version {trained.adaptive!r}"
+    )
+    assert err.count("\n") == 1
 
 
 def test_the_promise_command_runs_it(

@@ -5,12 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import ORDER, POS_KEY, STAFF_KEY, ClientFactory, bearer
+from models.registry import Registry
+from tests.service.conftest import (
+    ORDER,
+    POS_KEY,
+    STAFF_KEY,
+    ClientFactory,
+    TrainedBundles,
+    bearer,
+)
 
 HTML = {"accept": "text/html"}
 SCRIPT = "<script>alert('x')</script>"
@@ -116,3 +125,20 @@ def test_the_performance_page_shows_drift_alarms(staff: TestClient) -> None:
     assert re.search(r'<tr class="above-band">', page)
     assert "Promises are breaking" in page
     assert "0 promises revised" in page
+
+
+def test_the_performance_page_shows_where_the_adaptive_buffer_stands(
+    make_client: ClientFactory, registry_root: Path, trained: TrainedBundles
+) -> None:
+    Registry(registry_root).promote(trained.adaptive)
+    staff = make_client(key=STAFF_KEY, max_order_age_days=60.0, control_refresh_seconds=0.0)
+    placed = (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).isoformat()
+    orders = [{"order": ORDER, "ordered_at": placed} for _ in range(30)]
+    staff.post("/v1/quotes/batch", json={"orders": orders}, headers=bearer(POS_KEY))
+
+    page = html.unescape(staff.get("/performance", headers=HTML).text)
+
+    [drift] = staff.get("/v1/performance").json()["drift"]["segments"]
+    assert drift["policy"] == "adaptive" and drift["adaptive_offset_hours"] > 0
+    shown = f"{drift['adaptive_offset_hours']:+.1f} h, {100 * drift['adaptive_level']:.1f}% on time"
+    assert '<th scope="col">Adaptive buffer</th>' in page and shown in page
