@@ -52,14 +52,19 @@ SEGMENT_SEPARATOR = " / "
 # A segment with fewer calibration orders has no quantile of its own: its parent's serves it.
 MIN_POOLED_ORDERS = 10
 # The adaptive offset, in units of the segment's score spread (its quantile at 1 - target less
-# its median), stays within these bounds, and the score never drops below the median score.
+# its median): the integral of misses moves it within [MIN, MAX], the nowcast's shift of the
+# whole distribution too, and both together stay within [-MAX, MAX]; the score never drops below
+# the median score (moved by the nowcast's shift), so it cannot collapse either way.
 MIN_CONTROL_OFFSET = -1.0
 MAX_CONTROL_OFFSET = 4.0
 # A nowcast resting on this many fulfilments weighs as much as its parent's.
 NOWCAST_PRIOR_EVENTS = 50
-# The nowcast window holds about this many fulfilments of the segment (at least two median
-# expectations, at most the calibration slice's span).
+# The nowcast window holds about this many fulfilments of the segment, within these multiples of
+# its median expectation (and never more than the calibration slice's span); a small segment's
+# fewer fulfilments weigh less against its parent's (NOWCAST_PRIOR_EVENTS).
 NOWCAST_EVENTS = 100
+NOWCAST_MIN_WINDOW = 0.5
+NOWCAST_MAX_WINDOW = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,8 +521,12 @@ class AdaptivePolicy(ConformalPolicy):
                 dist = segment.distribution
                 baseline = score_distribution(residual[members], calibration.censored[members])
                 typical_hours = float(np.median(calibration.expected_hours[members]))
+                # Long enough for NOWCAST_EVENTS fulfilments, short enough to be news: a
+                # window spanning weeks of history would see a shock only as its average.
                 window = min(
-                    span_hours, max(2.0 * typical_hours, NOWCAST_EVENTS / max(per_hour, 1e-9))
+                    span_hours,
+                    NOWCAST_MAX_WINDOW * typical_hours,
+                    max(NOWCAST_EVENTS / max(per_hour, 1e-9), NOWCAST_MIN_WINDOW * typical_hours),
                 )
                 scale = max(dist.spread(target), 1e-3 * max(abs(segment.score), 1.0))
                 control[key] = SegmentControl(
@@ -550,8 +559,10 @@ class AdaptivePolicy(ConformalPolicy):
                 own_shift = (median - control.baseline_median) / control.scale
                 shift = weight * own_shift + (1.0 - weight) * shift
         control = self.control_[segment.key]
-        moved = min(MAX_CONTROL_OFFSET, max(MIN_CONTROL_OFFSET, offset + shift))
-        score = max(segment.score + control.scale * moved, control.floor)
+        offset = min(MAX_CONTROL_OFFSET, max(MIN_CONTROL_OFFSET, offset))
+        shift = min(MAX_CONTROL_OFFSET, max(-MAX_CONTROL_OFFSET, shift))
+        moved = min(MAX_CONTROL_OFFSET, max(-MAX_CONTROL_OFFSET, offset + shift))
+        score = max(segment.score + control.scale * moved, control.floor + control.scale * shift)
         if score == segment.score:
             return score, 1.0 - target
         return score, segment.distribution.cdf_at(score)
