@@ -1221,7 +1221,7 @@ def _flat_points(
     return points
 
 
-def _curve_at(
+def curve_at(
     points: Sequence[Mapping[str, Any]],
     family: str,
     late_rate: float | None,
@@ -1265,11 +1265,11 @@ def _comparison(
         entry: dict[str, Any] = {"late_rate": rate}
         for scale in ("hours", "units"):
             mine = own[f"mean_promise_{scale}"]
-            flat = _curve_at(tradeoff, FLAT, rate, f"mean_promise_{scale}")
+            flat = curve_at(tradeoff, FLAT, rate, f"mean_promise_{scale}")
             entry[f"mean_promise_{scale}"] = mine
             entry[f"flat_mean_promise_{scale}"] = flat
             entry[f"saving_vs_flat_{scale}"] = None if flat is None or mine is None else flat - mine
-            entry[f"fixed_mean_promise_{scale}"] = _curve_at(
+            entry[f"fixed_mean_promise_{scale}"] = curve_at(
                 tradeoff, "fixed", rate, f"mean_promise_{scale}"
             )
         result[name] = entry
@@ -1280,11 +1280,11 @@ def _comparison(
         entry = {"late_rate": rate}
         for scale in ("hours", "units"):
             entry[f"mean_promise_{scale}"] = own[f"mean_promise_{scale}"]
-            entry[f"flat_mean_promise_{scale}"] = _curve_at(
+            entry[f"flat_mean_promise_{scale}"] = curve_at(
                 tradeoff, FLAT, rate, f"mean_promise_{scale}"
             )
             entry[f"at_company_late_rate_{scale}"] = {
-                family: _curve_at(tradeoff, family, rate, f"mean_promise_{scale}")
+                family: curve_at(tradeoff, family, rate, f"mean_promise_{scale}")
                 for family in families
             }
         result[COMPANY] = entry

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.policies import GLOBAL_SEGMENT, SEGMENT_SEPARATOR
-from training.backtest import FLAT, SCORECARD_TARGETS, Scored, _curve_at, figures
+from training.backtest import FLAT, SCORECARD_TARGETS, Scored, curve_at, figures
 
 BoolArray = NDArray[np.bool_]
 
@@ -53,6 +53,16 @@ def band_tolerance(target: float) -> float:
         if math.isclose(known, target):
             return tolerance
     raise KeyError(f"no scorecard band for a {target:.1%} target")
+
+
+def holds_target(late_rate: float | None, target: float) -> bool:
+    """Whether a back-test's late rate keeps the claim "at most `target` late": at most the
+    target plus its band's tolerance (30% of the target for a target without a band)."""
+    try:
+        tolerance = band_tolerance(target)
+    except KeyError:
+        tolerance = 0.3 * target
+    return late_rate is not None and late_rate <= target + tolerance + BAND_EPSILON
 
 
 def is_within_band(late_rate: float | None, target: float) -> bool | None:
@@ -116,7 +126,7 @@ def target_entry(
     )
     for scale in ("hours", "units"):
         entry[f"mean_promise_{scale}"] = own.get(f"mean_promise_{scale}")
-        entry[f"flat_mean_promise_{scale}"] = _curve_at(
+        entry[f"flat_mean_promise_{scale}"] = curve_at(
             points, FLAT, late_rate, f"mean_promise_{scale}"
         )
     entry["ratio_to_flat"] = ratio(entry["mean_promise_hours"], entry["flat_mean_promise_hours"])
@@ -159,10 +169,10 @@ def company_entry(
     mine_hours = own["mean_promise_hours"]
     at_rate: dict[str, dict[str, Any]] = {}
     for family in [*families, FLAT]:
-        hours = _curve_at(points, family, late_rate, "mean_promise_hours")
+        hours = curve_at(points, family, late_rate, "mean_promise_hours")
         at_rate[family] = {
             "mean_promise_hours": hours,
-            "mean_promise_units": _curve_at(points, family, late_rate, "mean_promise_units"),
+            "mean_promise_units": curve_at(points, family, late_rate, "mean_promise_units"),
             "ratio": ratio(hours, mine_hours),
         }
     return {
@@ -360,9 +370,9 @@ def segments_label(keys: Sequence[str], columns: Sequence[str]) -> str:
 def fallback_warning(
     counts: Mapping[str, Mapping[str, Any]], n_folds: int, columns: Sequence[str] = ()
 ) -> str | None:
-    """One warning naming the segments without a buffer of their own (by the spec's segment
-    `columns`) and in how many of the `n_folds` folds, segments alike grouped ("store_id BHM, LDS
-    in every fold (served by all orders)")."""
+    """One warning naming the segments whose buffer was mostly their parent's (by the spec's
+    segment `columns`) and in how many of the `n_folds` folds, segments alike grouped
+    ("store_id BHM, LDS in every fold (borrowing from all orders)")."""
     if not counts:
         return None
     groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
@@ -373,8 +383,8 @@ def fallback_warning(
     for (n, parents), segments in sorted(groups.items(), key=lambda g: (-g[0][0], g[0][1])):
         folds = "every fold" if n == n_folds else f"{n} of {n_folds} folds"
         named = segments_label(segments, columns)
-        parts.append(f"{named} in {folds} (served by {', '.join(parents)})")
-    return "Too few calibration orders for a buffer of their own: " + "; ".join(parts) + "."
+        parts.append(f"{named} in {folds} (borrowing from {', '.join(parents)})")
+    return "Too few calibration orders for a buffer mostly their own: " + "; ".join(parts) + "."
 
 
 def missed_warnings(policies: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:

@@ -270,23 +270,23 @@ def test_small_segments_are_named_with_the_folds_they_fell_back_in() -> None:
         "NCL": {"n_folds": 2, "served_by": ["all orders"]},
     }
     assert fallback_warning(counts, 3) == (
-        "Too few calibration orders for a buffer of their own: MAN in every fold (served by all "
-        "orders); NCL in 2 of 3 folds (served by all orders); LDS in 1 of 3 folds (served by "
-        "LDS / lens)."
+        "Too few calibration orders for a buffer mostly their own: MAN in every fold (borrowing "
+        "from all orders); NCL in 2 of 3 folds (borrowing from all orders); LDS in 1 of 3 folds "
+        "(borrowing from LDS / lens)."
     )
     assert fallback_warning(fallback_counts([{}, {}]), 2) is None
     # Named by the spec's segment columns, for keys like market ids that are bare numbers.
     assert fallback_warning(
         fallback_counts([{"5": "all orders", "6": "all orders"}]), 1, ["m"]
     ) == (
-        "Too few calibration orders for a buffer of their own: m 5, 6 in every fold (served by "
-        "all orders)."
+        "Too few calibration orders for a buffer mostly their own: m 5, 6 in every fold (borrowing "
+        "from all orders)."
     )
     nested = fallback_counts([{"MAN / varifocal": "MAN", "6 / single": "all orders"}])
     assert fallback_warning(nested, 1, ["store_id", "lens_type"]) == (
-        "Too few calibration orders for a buffer of their own: store_id 6 / lens_type single in "
-        "every fold (served by all orders); store_id MAN / lens_type varifocal in every fold "
-        "(served by store_id MAN)."
+        "Too few calibration orders for a buffer mostly their own: store_id 6 / lens_type single "
+        "in every fold (borrowing from all orders); store_id MAN / lens_type varifocal in every "
+        "fold (borrowing from store_id MAN)."
     )
 
 
@@ -302,7 +302,8 @@ def test_a_missed_target_and_the_small_segments_are_warned_of() -> None:
         [{"MAN": "all orders"}, {}],
     )
     assert card["warnings"] == [
-        "Too few calibration orders for a buffer of their own: MAN in 1 of 2 folds (served by "
+        "Too few calibration orders for a buffer mostly their own: MAN in 1 of 2 folds (borrowing "
+        "from "
         "all orders).",
         "conformal missed the 10.0% target: 15.0% late, outside 8.0% to 12.0% (off in 1 of 1 "
         "folds).",
@@ -402,8 +403,8 @@ def test_the_compact_form_keeps_one_policy_s_rates_ratios_sentence_and_warnings(
     assert compact["company_ratio"] is None and compact["recommended"] == "conformal"
     assert compact["sentence"] == card["sentence"]
     assert compact["warnings"] == [
-        "Too few calibration orders for a buffer of their own: MAN in every fold (served by all "
-        "orders)."
+        "Too few calibration orders for a buffer mostly their own: MAN in every fold (borrowing "
+        "from all orders)."
     ]
 
 
@@ -455,7 +456,7 @@ def test_a_real_backtest_opens_with_the_scorecard_in_json_html_and_the_terminal(
     # 8,000 orders in 8 stores: no store has the 200 calibration orders of a buffer of its own.
     assert set(card["fallbacks"]) == set(own["by_segment"])
     assert any(
-        w.startswith("Too few calibration orders for a buffer of their own: store_id ")
+        w.startswith("Too few calibration orders for a buffer mostly their own: store_id ")
         and "MAN" in w
         for w in card["warnings"]
     )
