@@ -93,6 +93,13 @@ def train(
     registry: RegistryOption = DEFAULT_REGISTRY,
     policy: Annotated[str | None, typer.Option(help="Override the spec's policy.")] = None,
     promote: Annotated[bool, typer.Option(help="Promote the new bundle too.")] = False,
+    promote_if_on_target: Annotated[
+        bool,
+        typer.Option(
+            help="Promote only if the back-test summary keeps the target late rate (within its "
+            "band); else keep the promoted bundle and exit 2. For a scheduled retrain."
+        ),
+    ] = False,
     backtest_folds: Annotated[
         int,
         typer.Option(
@@ -106,6 +113,13 @@ def train(
 ) -> None:
     """Train and calibrate a bundle on the whole history; print its version."""
     from training.pipeline import train_bundle
+    from training.scorecard import holds_target
+
+    if promote_if_on_target and backtest_folds == 0:
+        raise typer.BadParameter(
+            "needs a back-test to judge (--backtest-folds 1 or more)",
+            param_hint="--promote-if-on-target",
+        )
 
     manifest = train_bundle(
         spec,
@@ -121,11 +135,22 @@ def train(
     if isinstance(summary, dict) and summary:
         console.print(f"back-test: {_summary_text(summary)}", highlight=False)
         _print_scorecard(summary.get("scorecard"), recommendation=False)
-    if promote:
+    kept = None
+    if promote_if_on_target and isinstance(summary, dict):
+        late, target = summary.get("late_rate"), float(summary["target_late_rate"])
+        if not holds_target(late if isinstance(late, float) else None, target):
+            kept = (
+                f"not promoted: the back-test broke {_rate(late)} of promises (target {target:.1%})"
+            )
+    if (promote or promote_if_on_target) and kept is None:
         Registry(registry).promote(manifest.version)
         console.print(f"promoted {manifest.version}", highlight=False)
+    elif kept is not None:
+        console.print(f"[red]{kept}[/red]", highlight=False)
     # The version alone on the last line, for scripts: `promise train ... | tail -1`.
     sys.stdout.write(manifest.version + "\n")
+    if kept is not None:
+        raise typer.Exit(code=2)
 
 
 @app.command("promote")

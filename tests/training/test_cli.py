@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
 
+from models.registry import Registry
 from training.cli import app
 
 runner = CliRunner()
@@ -78,3 +80,26 @@ def test_train_reads_another_table_with_data(small_sample_spec: Path, tmp_path: 
         ],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_a_scheduled_retrain_promotes_only_a_bundle_that_keeps_the_target(
+    small_sample_spec: Path, tmp_path: Path
+) -> None:
+    registry = str(tmp_path / "bundles")
+    args = ["train", "--registry", registry, "--backtest-folds", "1", "--promote-if-on-target"]
+    kept = runner.invoke(app, [*args, "--spec", str(small_sample_spec)])
+    assert kept.exit_code == 0, kept.output
+    good = kept.output.strip().splitlines()[-1]
+    assert f"promoted {good}" in kept.output
+    # No buffer at all: about half the promises break, and the promoted bundle stays.
+    spec = tmp_path / "optical.toml"
+    spec.write_text(
+        re.sub(
+            r'policy = "\w+"', 'policy = "fixed"\nfixed_buffer = 0', small_sample_spec.read_text()
+        )
+    )
+    data = small_sample_spec.parent / "optical_orders.csv"
+    broken = runner.invoke(app, [*args, "--spec", str(spec), "--data", str(data)])
+    assert broken.exit_code == 2, broken.output
+    assert "not promoted: the back-test broke" in broken.output
+    assert Registry(Path(registry)).promoted_version() == good
