@@ -41,6 +41,11 @@ BoolArray = NDArray[np.bool_]
 BAND_TOLERANCES: Mapping[float, float] = {0.05: 0.015, 0.10: 0.02}
 # Late rates are ratios of counts: 13/200 - 0.05 is 0.015000000000000006, still on the edge.
 BAND_EPSILON = 1e-9
+# The engine's claim holds per segment too: a policy is recommended only if every segment with at
+# least this many scored quotes lies within this many times the band (a segment's late rate is
+# noisier than the whole's: 1,000 quotes at 5% have a standard error of 0.7 points).
+SEGMENT_EVIDENCE_QUOTES = 1000
+SEGMENT_BAND_FACTOR = 2.0
 UNIT_WORDS: Mapping[str, str] = {"day": "days", "hour": "hours", "minute": "minutes"}
 
 
@@ -200,12 +205,25 @@ def worst_deviation(entries: Sequence[Mapping[str, Any]]) -> float:
     return max(math.inf if e["deviation"] is None else abs(e["deviation"]) for e in entries)
 
 
+def segments_hold(entries: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every well-observed segment lies within `SEGMENT_BAND_FACTOR` times the band."""
+    for e in entries:
+        target, allowed = e["target_late_rate"], SEGMENT_BAND_FACTOR * e["tolerance"]
+        for segment in e.get("by_segment", {}).values():
+            rate = segment.get("late_rate")
+            observed = segment.get("n_quotes", 0) >= SEGMENT_EVIDENCE_QUOTES and rate is not None
+            if observed and abs(rate - target) > allowed + BAND_EPSILON:
+                return False
+    return True
+
+
 def recommend(
     policies: Mapping[str, Sequence[Mapping[str, Any]]], company: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """The policy to use on this data: `{policy, within_band, ratio, basis, reason}`.
 
-    Among the policies within the band at every scorecard target, the one with the shortest
+    Among the policies within the band at every scorecard target (and whose well-observed
+    segments are within twice it, `segments_hold`), the one with the shortest
     promise: the lowest ratio to the business's at its late rate where there is a business
     promise (`basis` "company"; those off the curve rank after, by the flat ratio), else the
     lowest mean ratio to the flat rule (`basis` "flat"). When none is within the band
@@ -230,7 +248,7 @@ def recommend(
     held = [
         name
         for name, entries in policies.items()
-        if entries and all(e["within_band"] for e in entries)
+        if entries and all(e["within_band"] for e in entries) and segments_hold(entries)
     ]
     if held:
         best = min(held, key=rank)
@@ -245,7 +263,7 @@ def recommend(
             which = f"the only one of {len(policies)} within the band"
         else:
             which = f"the shortest promises of the {len(held)} within the band"
-        reason = f"{best}: {which} at every target ({against})."
+        reason = f"{best}: {which} at every target, its segments too ({against})."
         return {
             "policy": best,
             "within_band": True,

@@ -28,6 +28,7 @@ from training.scorecard import (
     recommend,
     runs_at_targets,
     segment_warnings,
+    segments_hold,
     target_entry,
 )
 
@@ -240,6 +241,34 @@ def test_with_a_company_promise_the_ratio_to_it_decides() -> None:
     # A family off the curve at the company's rate ranks after those on it.
     company["at_company_late_rate"]["conformal"] = {"ratio": None}
     assert recommend(policies, company)["policy"] == "adaptive"
+
+
+def test_a_policy_breaking_far_more_promises_at_one_busy_segment_is_not_recommended() -> None:
+    def with_segment(
+        rows: list[dict[str, Any]], rate: float, n_quotes: int
+    ) -> list[dict[str, Any]]:
+        for row in rows:
+            row["by_segment"] = {
+                "LDS": {"late_rate": row["target_late_rate"], "n_quotes": 5000},
+                "MAN": {"late_rate": rate + row["target_late_rate"] - 0.05, "n_quotes": n_quotes},
+            }
+        return rows
+
+    shorter = entries((0.055, 0.80), (0.105, 0.78))
+    longer = entries((0.050, 0.85), (0.100, 0.84))
+    # MAN 10% late at a 5% target, twice the band's 1.5 points away: conformal is out ...
+    policies = {
+        "conformal": with_segment(shorter, 0.10, 4906),
+        "adaptive": with_segment(longer, 0.062, 4906),
+    }
+    assert not segments_hold(policies["conformal"]) and segments_hold(policies["adaptive"])
+    chosen = recommend(policies, None)
+    assert chosen["policy"] == "adaptive"
+    assert "the only one of 2 within the band at every target, its segments too" in chosen["reason"]
+    # ... but a segment with few quotes is too noisy to judge by, and 7.9% is within twice.
+    few = {"conformal": with_segment(entries((0.055, 0.80), (0.105, 0.78)), 0.10, 900)}
+    assert recommend({**few, "adaptive": policies["adaptive"]}, None)["policy"] == "conformal"
+    assert segments_hold(with_segment(entries((0.055, 0.8), (0.105, 0.8)), 0.079, 4906))
 
 
 def test_when_none_is_within_the_band_the_nearest_is_recommended_and_says_so() -> None:
