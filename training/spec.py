@@ -50,7 +50,7 @@ class FeaturesSection(_Section):
 class QuoteSection(_Section):
     unit: Literal["day", "hour", "minute"] = "day"
     target_late_rate: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
-    policy: PolicyName = "conformal"
+    policy: PolicyName = "adaptive"
     segments: list[str] = Field(default_factory=list)
     relative: bool = False
     fixed_buffer: Annotated[float, Field(ge=0.0)] | None = None

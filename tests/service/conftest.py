@@ -67,7 +67,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedBundles:
     now = dt.datetime.now(dt.UTC)
     # One thread: OpenMP spinning on a busy 2-core machine makes training crawl.
     with threadpool_limits(1):
-        conformal = train_bundle(folder / "optical.toml", registry, now=now)
+        conformal = train_bundle(folder / "optical.toml", registry, now=now, policy="conformal")
         adaptive = train_bundle(
             folder / "optical.toml", registry, now=now + dt.timedelta(seconds=1), policy="adaptive"
         )

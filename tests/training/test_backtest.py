@@ -392,7 +392,7 @@ def test_the_manifest_summary_has_the_figures_models_lists(
 ) -> None:
     summary = backtest_summary(sample_spec, sample_table, sample_calendar, None, folds=1)
     json.dumps(summary, allow_nan=False)
-    assert summary["policy"] == "conformal" and summary["folds"] == 1
+    assert summary["policy"] == "adaptive" and summary["folds"] == 1  # the default
     for key in (
         "late_rate",
         "target_late_rate",
@@ -405,11 +405,11 @@ def test_the_manifest_summary_has_the_figures_models_lists(
     ):
         assert isinstance(summary[key], float | int), key
     card = summary["scorecard"]
-    assert card["policy"] == "conformal"
+    assert card["policy"] == "adaptive"
     assert [t["target_late_rate"] for t in card["targets"]] == [0.05, 0.10]
     assert card["targets"][0]["late_rate"] == summary["late_rate"]  # the spec's target is 5%
     assert card["targets"][1]["late_rate"] > card["targets"][0]["late_rate"]
-    assert "(conformal)" in card["sentence"] and " days" in card["sentence"]
+    assert "(adaptive)" in card["sentence"] and " days" in card["sentence"]
 
 
 # --------------------------------------------------------------------------- the command line
