@@ -136,7 +136,7 @@ class ScoreDistribution:
         """The sampling variance of the quantile at 1 - miss_rate: p(1 - p) / (n f^2), with the
         density f read off the distribution around it."""
         level = 1.0 - miss_rate
-        h = min(miss_rate, 1.0 - level, 0.025) / 2.0 + 0.0125
+        h = min(0.025, miss_rate / 2.0)
         width = self.quantile(min(level + h, 1.0)) - self.quantile(max(level - h, 0.0))
         slope = max(width, 1e-9) / (2.0 * h)  # 1 / density
         return level * (1.0 - level) * slope**2 / max(self.n, 1)

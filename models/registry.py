@@ -36,7 +36,8 @@ from models.quoting import QuoteEngine
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 PROMOTED_FILE = "PROMOTED"
-FORMAT_VERSION = 1
+# 2: pooled segments and the adaptive policy's control (issue 13) changed what a policy pickles.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ class Registry:
         if manifest.format_version != FORMAT_VERSION:
             raise BundleError(
                 f"bundle {version} has format {manifest.format_version}, "
-                f"this Promise reads format {FORMAT_VERSION}"
+                f"this Promise reads format {FORMAT_VERSION}: retrain it with `promise train`"
             )
         running = library_versions()
         for library in ("scikit-learn", "numpy", "joblib"):

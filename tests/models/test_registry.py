@@ -63,6 +63,19 @@ def test_a_saved_bundle_loads_promotes_and_quotes(registry: Registry) -> None:
     assert promise.deadline_at > promise.expected_completion > ORDER.ordered_at
 
 
+def test_a_bundle_of_an_older_format_is_refused_with_the_command_to_retrain(
+    registry: Registry,
+) -> None:
+    # Format 1 bundles pickled policies without pooled segments or adaptive control.
+    version = only_version(registry)
+    path = registry.root / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["format_version"] == 2
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(BundleError, match="has format 1, this Promise reads format 2: retrain"):
+        registry.load(version)
+
+
 def test_a_tampered_model_file_is_refused(registry: Registry) -> None:
     version = only_version(registry)
     path = registry.root / version / MODEL_FILE
