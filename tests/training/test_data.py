@@ -14,7 +14,7 @@ import pytest
 
 from models.errors import SpecError
 from tests.conftest import SAMPLE_SPEC
-from training.data import load_orders
+from training.data import OrderTable, load_orders
 from training.sample_data import write_sample_data
 from training.spec import load_spec
 
@@ -154,6 +154,13 @@ def utc(text: str) -> float:
     return pd.Timestamp(text, tz="UTC").timestamp()
 
 
+def sao_paulo_table(folder: Path, rows: list[str]) -> OrderTable:
+    """The order table of these CSV rows (after `HEADER`) under a spec in America/Sao_Paulo."""
+    (folder / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
+    (folder / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
+    return load_orders(load_spec(folder / "spec.toml"))
+
+
 def test_date_only_text_is_a_local_date_and_offsets_need_a_time(tmp_path: Path) -> None:
     # "2025-03-04" ends in "-04", which is not a UTC offset: the date is local to the spec.
     rows = [
@@ -161,9 +168,7 @@ def test_date_only_text_is_a_local_date_and_offsets_need_a_time(tmp_path: Path) 
         "B2,2025-03-04T10:30:00-03:00,2025-03-06T12:00:00Z,2025-03-10T18:00:00+00:00,SAO,1\n",
         "B3,2025-03-04 22:15:00,,2025-03-10,RIO,1\n",
     ]
-    (tmp_path / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
-    (tmp_path / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
-    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    table = sao_paulo_table(tmp_path, rows)
     assert list(table.ids) == ["B1", "B2", "B3"]
     assert table.ordered_at_s.tolist() == [
         utc("2025-03-04 03:00"),  # local midnight
@@ -226,9 +231,7 @@ def test_date_only_deliveries_are_read_as_the_end_of_their_local_day(tmp_path: P
         "D2,2025-03-04 11:00:00,,2025-03-10,SAO,1\n",
         "D3,2025-03-05 09:00:00,2025-03-07,2025-03-06,RIO,1\n",
     ]
-    (tmp_path / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
-    (tmp_path / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
-    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    table = sao_paulo_table(tmp_path, rows)
     assert table.fulfilled_precision == "day"
     assert last_instant_before("2025-03-05 03:00") == table.fulfilled_at_s[0]
     assert np.isnan(table.fulfilled_at_s[1])
@@ -245,9 +248,7 @@ def test_a_delivery_column_with_times_keeps_them(tmp_path: Path) -> None:
         "E1,2025-03-01 10:00:00,2025-03-04,2025-03-10,SAO,1\n",
         "E2,2025-03-04 11:00:00,2025-03-05 12:00:00,2025-03-10,SAO,1\n",
     ]
-    (tmp_path / "orders.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
-    (tmp_path / "spec.toml").write_text(SAO_PAULO_SPEC.format(name="orders.csv"), encoding="utf-8")
-    table = load_orders(load_spec(tmp_path / "spec.toml"))
+    table = sao_paulo_table(tmp_path, rows)
     assert table.fulfilled_precision == "time"
     assert table.fulfilled_at_s.tolist() == [utc("2025-03-04 03:00"), utc("2025-03-05 15:00")]
 
