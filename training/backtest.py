@@ -295,6 +295,17 @@ class Watch:
     expected_hours: FloatArray  # filled in as the walk quotes (and for the history it starts on)
     labels: list[tuple[str | None, ...]]
 
+    @classmethod
+    def of(cls, spec: Spec, table: OrderTable, calendar: BusinessCalendar) -> Watch:
+        """Every order of the table watched, no expectation known yet."""
+        return cls(
+            clock_start_s=calendar.clock_starts(table.ordered_at_s),
+            expected_hours=np.full(table.size, np.nan),
+            labels=segment_labels(
+                {n: table.columns[n] for n in spec.quote.segments}, spec.quote.segments, table.size
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AdaptiveStream:
@@ -835,13 +846,7 @@ def _walk_forward(
         for cutoff, end in zip(plan.cutoffs_s, plan.ends_s, strict=True)
     ]
     total = sum(len(schedule) for schedule in schedules) * (1 + len(own_tasks))
-    watch = Watch(
-        clock_start_s=calendar.clock_starts(table.ordered_at_s),
-        expected_hours=np.full(table.size, np.nan),
-        labels=segment_labels(
-            {n: table.columns[n] for n in spec.quote.segments}, spec.quote.segments, table.size
-        ),
-    )
+    watch = Watch.of(spec, table, calendar)
     done = 0
     records: dict[_Task, list[QuoteRecord]] = {task: [] for task in tasks}
     company: list[QuoteRecord] | None = None if table.company_deadline_s is None else []

@@ -40,19 +40,10 @@ def run_month(
     """Quote 30 days after the cut-off; (stream, deadlines, moment of the last look)."""
     end = cutoff + 30 * DAY_S
     rows = np.flatnonzero((table.ordered_at_s >= cutoff) & (table.ordered_at_s < end))
-    watch = Watch(
-        clock_start_s=calendar.clock_starts(table.ordered_at_s),
-        expected_hours=np.where(
-            table.ordered_at_s < end,
-            engine.regressor.predict_hours(
-                engine.schema.encode(table.columns, calendar.local_parts(table.ordered_at_s))
-            ),
-            np.nan,
-        ),
-        labels=segment_labels(
-            {n: table.columns[n] for n in spec.quote.segments}, spec.quote.segments, table.size
-        ),
-    )
+    watch = Watch.of(spec, table, calendar)
+    watch.expected_hours[table.ordered_at_s < end] = engine.regressor.predict_hours(
+        engine.schema.encode(table.columns, calendar.local_parts(table.ordered_at_s))
+    )[table.ordered_at_s < end]
     record, stream = quote_adaptive(engine, table, rows, cutoff, end, AdaptiveStream(), watch, 0)
     bucket = adaptive_bucket_seconds(engine.unit)
     last_look = cutoff + bucket * float(np.floor((table.ordered_at_s[rows[-1]] - cutoff) / bucket))
