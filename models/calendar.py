@@ -7,24 +7,23 @@ scalar call costs a few microseconds and a vectorised call a few array passes:
   open, the next open day at or after it, the last open day at or before it, the UTC
   instants at which the day starts, the store opens and the cut-off falls, and the
   model's calendar features (month, day of year, days to the next closed day);
-- the zone's UTC-offset transitions over the same range, so UTC -> local is
-  `utc + offset[searchsorted(transitions, utc, "right")]` with no per-element zoneinfo call.
+- the zone's UTC-offset transitions over the same range (`models.zone_offsets`), so UTC ->
+  local is an array pass with no per-element zoneinfo call.
 
 Vector APIs take and return float64 seconds since the Unix epoch (UTC); scalar APIs take
 timezone-aware `datetime`s and give the same numbers (the tests compare them).
 
 Local wall times that do not exist (spring forward) or occur twice (fall back) are mapped
-to instants one way everywhere: a wall time W is the first instant after which the clock
-never again reads earlier than W. So a skipped time is the transition instant, a repeated
-one is its last occurrence, and a local day starts when the clock reads its midnight for
-the last time. This keeps the local date monotone in time even where the clocks fall back
+to instants one way everywhere (`ZoneOffsets.last_at`): a wall time W is the first instant after
+which the clock never again reads earlier than W. So a skipped time is the transition instant, a
+repeated one is its last occurrence, and a local day starts when the clock reads its midnight
+for the last time. This keeps the local date monotone in time even where the clocks fall back
 across midnight (America/St_Johns until 2011: 00:01 back to 23:01), which the promise
 invariants (never earlier than the raw completion, monotone) need.
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from numpy.typing import NDArray
 
 from models.errors import InputError, SpecError
 from models.units import SECONDS_PER_UNIT, Unit
+from models.zone_offsets import ZoneOffsets
 
 __all__ = ["BusinessCalendar", "CalendarSpec", "Deadline", "LocalParts"]
 
@@ -50,10 +50,6 @@ DAYS_TO_CLOSED_CAP = 60  # keeps the model feature's range the same for every ca
 # past New Year, for the 60-day look-ahead of `days_to_closed`, and for the open day
 # before a fulfilment early on 1 January (earliest_raw_meeting).
 _MARGIN_DAYS = 70
-# Offsets are sampled this often to find transitions, then each change is bisected to
-# the second. Two changes within one step would be missed; the closest pair in tzdata
-# 1970-2100 is 6.9 days apart (America/Boa_Vista, October 2000).
-_SAMPLE_SECONDS = 86_400
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _UTC = dt.UTC
 
@@ -116,6 +112,7 @@ class BusinessCalendar:
     """
 
     __slots__ = (
+        "_clock",
         "_day0",
         "_day_cut",
         "_day_cut_t",
@@ -135,14 +132,9 @@ class BusinessCalendar:
         "_month",
         "_next_open",
         "_next_open_t",
-        "_offsets",
-        "_offsets_t",
         "_prev_open",
-        "_prev_open_t",
         "_range_end",
         "_range_start",
-        "_transitions",
-        "_transitions_t",
         "first_year",
         "last_year",
         "spec",
@@ -167,22 +159,18 @@ class BusinessCalendar:
     _days_to_closed: FloatArray
     _month: FloatArray
     _doy: FloatArray
-    _transitions: FloatArray
-    _offsets: FloatArray
+    _clock: ZoneOffsets
     _range_start: float
     _range_end: float
     # ...and the same values as tuples of Python scalars for the scalar path.
     _is_open_t: tuple[bool, ...]
     _next_open_t: tuple[int, ...]
-    _prev_open_t: tuple[int, ...]
     _day_start_t: tuple[float, ...]
     _day_open_t: tuple[float, ...]
     _day_cut_t: tuple[float, ...]
     _days_to_closed_t: tuple[float, ...]
     _day_month_t: tuple[float, ...]
     _day_doy_t: tuple[float, ...]
-    _transitions_t: tuple[float, ...]
-    _offsets_t: tuple[float, ...]
 
     def __init__(self, spec: CalendarSpec, first_year: int = 2000, last_year: int = 2060) -> None:
         self.spec = spec
@@ -207,19 +195,19 @@ class BusinessCalendar:
         days = np.arange(day0, day0 + n_days, dtype=np.int64)
 
         # UTC-offset segments: offsets[i] holds on [transitions[i-1], transitions[i]).
-        transitions, offsets = _offset_segments(
+        self._clock = ZoneOffsets(
             self.zone, (day0 - 2) * SECONDS_PER_DAY, (day0 + n_days + 2) * SECONDS_PER_DAY
         )
-        self._transitions = _frozen(transitions)
-        self._offsets = _frozen(offsets)
         walls = days.astype(np.float64) * SECONDS_PER_DAY
-        day_start = self._last_at(np.append(walls, walls[-1] + SECONDS_PER_DAY))
-        day_open = self._last_at(walls + _seconds_of(spec.opens))
+        day_start = self._clock.last_at(np.append(walls, walls[-1] + SECONDS_PER_DAY))
+        day_open = self._clock.last_at(walls + _seconds_of(spec.opens))
         if spec.cutoff is None:
             day_cut = np.full(n_days, np.inf)
         else:
             # A cut-off skipped by a clock change never falls later than the day's end.
-            day_cut = np.minimum(self._last_at(walls + _seconds_of(spec.cutoff)), day_start[1:])
+            day_cut = np.minimum(
+                self._clock.last_at(walls + _seconds_of(spec.cutoff)), day_start[1:]
+            )
 
         weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
         is_open = np.isin(weekday, np.asarray(spec.open_weekdays, dtype=np.int64))
@@ -261,14 +249,11 @@ class BusinessCalendar:
 
         # Tuples of Python scalars for the scalar path: indexing them is ~20x cheaper than
         # indexing numpy arrays, and they hold the very same float64 values.
-        self._transitions_t = tuple(self._transitions.tolist())
-        self._offsets_t = tuple(self._offsets.tolist())
         self._day_start_t = tuple(self._day_start.tolist())
         self._day_open_t = tuple(self._day_open.tolist())
         self._day_cut_t = tuple(self._day_cut.tolist())
         self._is_open_t = tuple(self._is_open.tolist())
         self._next_open_t = tuple(self._next_open.tolist())
-        self._prev_open_t = tuple(self._prev_open.tolist())
         self._days_to_closed_t = tuple(self._days_to_closed.tolist())
         self._day_month_t = tuple(self._month.tolist())
         self._day_doy_t = tuple(self._doy.tolist())
@@ -279,28 +264,6 @@ class BusinessCalendar:
 
     # ----------------------------------------------------------------- days
 
-    # These day-level look-ups also accept the margin kept beyond the year range (70 days
-    # each side), so that any day or deadline the calendar returns can be looked up.
-
-    def is_open_day(self, day: dt.date) -> bool:
-        """Whether the store is open on local date `day` (open weekday, not a holiday)."""
-        return self._is_open_t[self._date_index(day)]
-
-    def next_open_day(self, day: dt.date) -> dt.date:
-        """The first open local date on or after `day` (`day` itself if it is open)."""
-        found = self._next_open_t[self._date_index(day)]
-        if found >= len(self._next_open_t):
-            raise InputError(self._range_message(day), field="ordered_at")
-        return self._date_of(found)
-
-    def local_date(self, at: dt.datetime) -> dt.date:
-        """The store's local date at instant `at` (timezone-aware)."""
-        t = self._seconds(at, "ordered_at")
-        if not self._day_start_t[0] <= t < self._day_start_t[-1]:
-            self._raise_out_of_range(np.array([t]), "ordered_at")
-        wall = t + self._offsets_t[bisect.bisect_right(self._transitions_t, t)]
-        return self._date_of(self._wall_day_index(t, wall))
-
     def local_day_numbers(self, at_s: FloatArray) -> IntArray:
         """Local dates of epoch seconds `at_s` as days since 1970-01-01, same shape
         (read a day deadline's promised day as `local_day_numbers(deadline_s - 1.0)`)."""
@@ -308,8 +271,7 @@ class BusinessCalendar:
         inside = (t >= self._day_start[0]) & (t < self._day_start[-1])
         if not inside.all():
             self._raise_out_of_range(t[~inside], "ordered_at")
-        wall = t + self._offsets[np.searchsorted(self._transitions, t, side="right")]
-        return (self._wall_day_indices(t, wall) + self._day0).reshape(shape)
+        return (self._wall_day_indices(t, self._clock.walls(t)) + self._day0).reshape(shape)
 
     # ----------------------------------------------------------------- clock start
 
@@ -388,8 +350,8 @@ class BusinessCalendar:
                 self._day_start[promised + 1].reshape(shape),
                 (promised - day).reshape(shape),
             )
-        boundary, seg = self._ceil_boundaries(t, float(unit_s))
-        bday = self._wall_day_indices(boundary, boundary + self._offsets[seg])
+        boundary, seg = self._clock.ceil_boundaries(t, float(unit_s))
+        bday = self._wall_day_indices(boundary, boundary + self._clock.offsets[seg])
         is_open = self._is_open[bday]
         open_at = self._day_open[bday]
         promised = self._next_open[bday]
@@ -398,8 +360,8 @@ class BusinessCalendar:
 
     def _round_up_open(self, t: float, unit_s: int) -> tuple[float, int]:
         """Scalar hour/minute deadline: (epoch seconds, closed days skipped)."""
-        boundary, seg = self._ceil_boundary(t, float(unit_s))
-        bday = self._wall_day_index(boundary, boundary + self._offsets_t[seg])
+        boundary, seg = self._clock.ceil_boundary(t, float(unit_s))
+        bday = self._wall_day_index(boundary, boundary + self._clock.offsets_t[seg])
         if self._is_open_t[bday]:
             return max(boundary, self._day_open_t[bday]), 0
         promised = self._next_open_t[bday]
@@ -429,22 +391,8 @@ class BusinessCalendar:
         # end of the last open day before f), iff raw > the last unit boundary before it.
         inside = self._is_open[day] & (self._day_open[day] < f)
         limit = np.where(inside, f, self._day_start[self._prev_open[day - 1] + 1])
-        below = self._floor_boundaries_below(limit, float(unit_s))
+        below = self._clock.floor_boundaries_below(limit, float(unit_s))
         return np.nextafter(below, np.inf).reshape(shape)
-
-    def earliest_raw_meeting_one(self, fulfilled_at: dt.datetime, unit: Unit) -> float:
-        """Scalar `earliest_raw_meeting` for one aware time; epoch seconds."""
-        unit_s = _unit_seconds(unit)
-        f = self._seconds(fulfilled_at, "fulfilled_at")
-        day = self._day_index(f, "fulfilled_at")
-        if unit_s == SECONDS_PER_DAY:
-            first = bisect.bisect_left(self._day_start_t, f)
-            return self._day_start_t[self._prev_open_t[first - 2] + 1]
-        if self._is_open_t[day] and self._day_open_t[day] < f:
-            limit = f
-        else:
-            limit = self._day_start_t[self._prev_open_t[day - 1] + 1]
-        return math.nextafter(self._floor_boundary_below(limit, float(unit_s)), math.inf)
 
     # ----------------------------------------------------------------- model features
 
@@ -452,7 +400,7 @@ class BusinessCalendar:
         """Local time features of epoch seconds `at_s`: see `LocalParts`."""
         t, shape = _flat(at_s)
         self._check_range(t, "ordered_at")
-        wall = t + self._offsets[np.searchsorted(self._transitions, t, side="right")]
+        wall = self._clock.walls(t)
         day = self._wall_day_indices(t, wall)
         return LocalParts(
             weekday=((day + self._day0 + 3) % 7).astype(np.float64).reshape(shape),
@@ -466,7 +414,7 @@ class BusinessCalendar:
         """`local_parts` for one aware time: (weekday, hour, month, day_of_year, days_to_closed)."""
         t = self._seconds(at, "ordered_at")
         day = self._day_index(t, "ordered_at")
-        wall = t + self._offsets_t[bisect.bisect_right(self._transitions_t, t)]
+        wall = self._clock.wall(t)
         return (
             float((day + self._day0 + 3) % 7),
             (wall - (day + self._day0) * float(SECONDS_PER_DAY)) / 3_600.0,
@@ -484,18 +432,6 @@ class BusinessCalendar:
             raise InputError(f"{field} {at.isoformat()} has no time zone", field=field)
         return at.timestamp()
 
-    def _date_index(self, day: dt.date) -> int:
-        if isinstance(day, dt.datetime) or not isinstance(day, dt.date):
-            # A datetime is a date subclass: refuse it rather than guess which zone's date.
-            raise InputError(f"expected a local date, got {day!r}", field="ordered_at")
-        index = day.toordinal() - _EPOCH_ORDINAL - self._day0
-        if not 0 <= index < len(self._is_open_t):
-            raise InputError(self._range_message(day), field="ordered_at")
-        return index
-
-    def _date_of(self, index: int) -> dt.date:
-        return dt.date.fromordinal(index + self._day0 + _EPOCH_ORDINAL)
-
     def _range_message(self, day: dt.date | str) -> str:
         return f"date {day} is outside the calendar's range {self.first_year}-{self.last_year}"
 
@@ -508,8 +444,7 @@ class BusinessCalendar:
         """Table index of the local day holding epoch second `t`; InputError if out of range."""
         if not self._range_start <= t < self._range_end:
             self._raise_out_of_range(np.array([t]), field)
-        wall = t + self._offsets_t[bisect.bisect_right(self._transitions_t, t)]
-        return self._wall_day_index(t, wall)
+        return self._wall_day_index(t, self._clock.wall(t))
 
     def _wall_day_index(self, t: float, wall: float) -> int:
         day = math.floor(wall / SECONDS_PER_DAY) - self._day0
@@ -519,8 +454,7 @@ class BusinessCalendar:
 
     def _day_indices(self, t: FloatArray, field: str) -> IntArray:
         self._check_range(t, field)
-        wall = t + self._offsets[np.searchsorted(self._transitions, t, side="right")]
-        return self._wall_day_indices(t, wall)
+        return self._wall_day_indices(t, self._clock.walls(t))
 
     def _wall_day_indices(self, t: FloatArray, wall: FloatArray) -> IntArray:
         day = np.floor(wall / SECONDS_PER_DAY).astype(np.int64) - self._day0
@@ -540,95 +474,6 @@ class BusinessCalendar:
         except (OverflowError, OSError, ValueError):
             day = f"{t:.6g} s after 1970-01-01"
         raise InputError(self._range_message(day), field=field)
-
-    # ----------------------------------------------------------------- wall <-> UTC
-
-    def _last_at(self, wall: FloatArray) -> FloatArray:
-        """The first instant after which the local clock never reads earlier than `wall`.
-
-        Segment i covers [transitions[i-1], transitions[i]) and its clock starts at
-        transitions[i-1] + offsets[i]; those starts increase (checked at construction), so
-        the answer lies in the last segment whose clock starts before `wall`.
-        """
-        transitions = np.concatenate(([-np.inf], self._transitions, [np.inf]))
-        clock_starts = transitions[:-1] + self._offsets
-        seg = np.searchsorted(clock_starts, wall, side="left") - 1
-        return np.minimum(wall - self._offsets[seg], transitions[seg + 1])
-
-    def _ceil_boundaries(self, t: FloatArray, unit_s: float) -> tuple[FloatArray, IntArray]:
-        """The first instant at or after each `t` whose local wall time is a multiple of
-        `unit_s`, and the offset segment it lies in."""
-        transitions = self._transitions
-        seg = np.searchsorted(transitions, t, side="right")
-        offset = self._offsets[seg]
-        boundary = np.ceil((t + offset) / unit_s) * unit_s - offset
-        # t + offset can round onto a boundary just below it; the comparison in UTC is exact.
-        boundary = np.where(boundary < t, boundary + unit_s, boundary)
-        ends = np.append(transitions, np.inf)
-        late = boundary >= ends[seg]
-        # A boundary past the segment's end is not on this segment's clock: take the first
-        # boundary of the next segment instead (once per clock change, so rarely looped).
-        while late.any():
-            which = np.flatnonzero(late)
-            nxt = seg[which] + 1
-            offset_n = self._offsets[nxt]
-            boundary[which] = (
-                np.ceil((transitions[nxt - 1] + offset_n) / unit_s) * unit_s - offset_n
-            )
-            seg[which] = nxt
-            late[which] = boundary[which] >= ends[nxt]
-        return boundary, seg
-
-    def _ceil_boundary(self, t: float, unit_s: float) -> tuple[float, int]:
-        transitions = self._transitions_t
-        seg = bisect.bisect_right(transitions, t)
-        offset = self._offsets_t[seg]
-        boundary = math.ceil((t + offset) / unit_s) * unit_s - offset
-        if boundary < t:
-            boundary += unit_s
-        while seg < len(transitions) and boundary >= transitions[seg]:
-            seg += 1
-            offset = self._offsets_t[seg]
-            boundary = math.ceil((transitions[seg - 1] + offset) / unit_s) * unit_s - offset
-        return boundary, seg
-
-    def _floor_boundaries_below(self, limit: FloatArray, unit_s: float) -> FloatArray:
-        """The last instant strictly before each `limit` whose local wall time is a multiple
-        of `unit_s`."""
-        transitions = np.concatenate(([-np.inf], self._transitions))
-        # Segment of the instants just before `limit` (a limit on a transition belongs to
-        # the segment ending there).
-        seg = np.searchsorted(self._transitions, limit, side="left")
-        offset = self._offsets[seg]
-        boundary = (np.ceil((limit + offset) / unit_s) - 1.0) * unit_s - offset
-        boundary = np.where(boundary >= limit, boundary - unit_s, boundary)
-        boundary = np.where(boundary + unit_s < limit, boundary + unit_s, boundary)
-        early = boundary < transitions[seg]
-        while early.any():
-            which = np.flatnonzero(early)
-            prv = seg[which] - 1
-            offset_p = self._offsets[prv]
-            end_wall = transitions[prv + 1] + offset_p
-            boundary[which] = (np.ceil(end_wall / unit_s) - 1.0) * unit_s - offset_p
-            seg[which] = prv
-            early[which] = boundary[which] < transitions[prv]
-        return boundary
-
-    def _floor_boundary_below(self, limit: float, unit_s: float) -> float:
-        transitions = self._transitions_t
-        seg = bisect.bisect_left(transitions, limit)
-        offset = self._offsets_t[seg]
-        boundary = (math.ceil((limit + offset) / unit_s) - 1.0) * unit_s - offset
-        if boundary >= limit:
-            boundary -= unit_s
-        if boundary + unit_s < limit:
-            boundary += unit_s
-        while seg > 0 and boundary < transitions[seg - 1]:
-            seg -= 1
-            offset = self._offsets_t[seg]
-            end_wall = transitions[seg] + offset
-            boundary = (math.ceil(end_wall / unit_s) - 1.0) * unit_s - offset
-        return boundary
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -691,41 +536,3 @@ def _holiday_days(spec: CalendarSpec, first_year: int, last_year: int) -> IntArr
     return np.fromiter(
         (day.toordinal() - _EPOCH_ORDINAL for day in table), dtype=np.int64, count=len(table)
     )
-
-
-def _utc_offset(zone: ZoneInfo, t: int) -> float:
-    offset = dt.datetime.fromtimestamp(t, zone).utcoffset()
-    assert offset is not None  # a ZoneInfo always has one
-    return offset.total_seconds()
-
-
-def _offset_segments(zone: ZoneInfo, start: int, stop: int) -> tuple[FloatArray, FloatArray]:
-    """The zone's UTC-offset changes in [start, stop] (epoch seconds).
-
-    Returns (transitions, offsets): `offsets[i]` seconds east of UTC hold from
-    `transitions[i - 1]` (inclusive) to `transitions[i]` (exclusive); the first and last
-    offsets extend without end. zoneinfo exposes no transition list, so sample the offset
-    and bisect each change down to the second (transitions are whole seconds in tzdata).
-    """
-    from_timestamp = dt.datetime.fromtimestamp  # the sampling loop is most of construction
-    samples = range(start, stop + _SAMPLE_SECONDS, _SAMPLE_SECONDS)
-    sampled = [from_timestamp(t, zone).utcoffset() for t in samples]
-    transitions: list[float] = []
-    offsets = [_utc_offset(zone, start)]
-    for k in range(1, len(sampled)):
-        if sampled[k] == sampled[k - 1]:
-            continue
-        before, after = samples[k - 1], samples[k]  # old offset at `before`, new at `after`
-        while after - before > 1:
-            middle = (before + after) // 2
-            if _utc_offset(zone, middle) == offsets[-1]:
-                before = middle
-            else:
-                after = middle
-        transitions.append(float(after))
-        offsets.append(_utc_offset(zone, after))
-    segments = (np.array(transitions, dtype=np.float64), np.array(offsets, dtype=np.float64))
-    clock_starts = segments[0] + segments[1][1:]
-    if (np.diff(clock_starts) <= 0).any():  # pragma: no cover - no real zone does this
-        raise SpecError(f"time zone {zone.key}: a clock change undoes the previous one")
-    return segments

@@ -6,7 +6,8 @@ specs (zone, open weekdays, holidays, cut-off, opening time) plus edge cases, an
 anywhere, on round minutes or around clock changes. They check what the quoting layer
 relies on: a promise is never earlier than the raw completion, lands on an open day, is
 monotone in the raw completion, `earliest_raw_meeting` inverts it exactly, and the
-scalar and vectorised paths give the same numbers.
+scalar and vectorised paths give the same numbers. Open days and local dates are checked with
+`tests.models.references`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from models.calendar import BusinessCalendar, CalendarSpec, Deadline
 from models.errors import InputError, SpecError
 from models.units import SECONDS_PER_UNIT, Unit
+from tests.models.references import is_open_day, local_date
 
 UTC = dt.UTC
 LONDON = ZoneInfo("Europe/London")
@@ -330,8 +332,8 @@ def test_st_johns_old_fall_back_across_midnight_keeps_days_in_order() -> None:
     promise = cal.deadline(dt.datetime(2008, 11, 1, 12, tzinfo=tz), "day")
     assert promise.deadline_at == utc(2008, 11, 2, 3, 30)
     assert promise.deadline_at - promise.promise_local == dt.timedelta(hours=25)
-    assert cal.local_date(utc(2008, 11, 2, 2, 40)) == dt.date(2008, 11, 1)  # 23:10 NST again
-    assert cal.local_date(utc(2008, 11, 2, 3, 30)) == dt.date(2008, 11, 2)
+    assert local_date(cal, utc(2008, 11, 2, 2, 40)) == dt.date(2008, 11, 1)  # 23:10 NST again
+    assert local_date(cal, utc(2008, 11, 2, 3, 30)) == dt.date(2008, 11, 2)
 
 
 def test_vectorised_deadlines_match_hand_checked_ones() -> None:
@@ -380,20 +382,27 @@ def test_earliest_raw_meeting_by_hour_is_just_after_a_boundary() -> None:
 # ----------------------------------------------------------------- days and features
 
 
-def test_open_days_and_next_open_day() -> None:
+def promised_day(cal: BusinessCalendar, day: dt.date) -> dt.date:
+    """The day a day promise due at noon on `day` is given for: `day` itself iff it is open,
+    else the next open day."""
+    noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=cal.zone)
+    return cal.deadline(noon, "day").promise_local.date()
+
+
+def test_a_promise_on_a_closed_day_moves_to_the_next_open_day() -> None:
     cal = gb_calendar()
-    assert cal.is_open_day(dt.date(2024, 6, 8))
-    assert not cal.is_open_day(dt.date(2024, 6, 9))  # Sunday
-    assert not cal.is_open_day(dt.date(2024, 8, 26))  # summer bank holiday
-    assert cal.next_open_day(dt.date(2024, 6, 8)) == dt.date(2024, 6, 8)
-    assert cal.next_open_day(dt.date(2024, 12, 25)) == dt.date(2024, 12, 27)
+    assert promised_day(cal, dt.date(2024, 6, 8)) == dt.date(2024, 6, 8)  # open, itself
+    assert promised_day(cal, dt.date(2024, 6, 9)) != dt.date(2024, 6, 9)  # Sunday
+    assert promised_day(cal, dt.date(2024, 8, 26)) != dt.date(2024, 8, 26)  # bank holiday
+    assert promised_day(cal, dt.date(2024, 12, 25)) == dt.date(2024, 12, 27)
 
 
 def test_scotland_has_its_own_holidays() -> None:
     spec = CalendarSpec("Europe/London", MON_TO_SAT, "GB", "SCT")
     cal = BusinessCalendar(spec, 2024, 2024)
-    assert not cal.is_open_day(dt.date(2024, 1, 2))  # 2nd January, Scotland only
-    assert gb_calendar().is_open_day(dt.date(2024, 1, 2))
+    # 2nd January, Scotland only
+    assert promised_day(cal, dt.date(2024, 1, 2)) != dt.date(2024, 1, 2)
+    assert promised_day(gb_calendar(), dt.date(2024, 1, 2)) == dt.date(2024, 1, 2)
 
 
 def test_local_parts_of_a_gb_order() -> None:
@@ -423,8 +432,8 @@ def test_promised_days_beyond_the_range_can_be_looked_up() -> None:
     promise = cal.deadline(utc(2020, 12, 31, 12), "day")  # a Thursday
     [promised] = cal.local_day_numbers(seconds(promise.deadline_at) - 1.0)
     assert dt.date(1970, 1, 1) + dt.timedelta(days=int(promised)) == dt.date(2021, 1, 4)
-    assert cal.is_open_day(dt.date(2021, 1, 4))
-    assert cal.local_date(promise.deadline_at) == dt.date(2021, 1, 5)
+    assert is_open_day(cal, dt.date(2021, 1, 4))
+    assert local_date(cal, promise.deadline_at) == dt.date(2021, 1, 5)
     with pytest.raises(InputError, match="outside"):
         cal.clock_start(promise.deadline_at)  # orders must fall within the year range
 
@@ -450,13 +459,6 @@ def test_times_outside_the_range_are_refused() -> None:
     with pytest.raises(InputError) as caught:
         cal.earliest_raw_meeting(np.array([1e12]), "day")
     assert caught.value.field == "fulfilled_at"
-    with pytest.raises(InputError, match="outside"):
-        cal.is_open_day(dt.date(1999, 1, 31))
-
-
-def test_a_datetime_is_not_a_date() -> None:
-    with pytest.raises(InputError, match="local date"):
-        gb_calendar().is_open_day(london(2024, 6, 8, 12))  # a date subclass: mypy allows it
 
 
 def test_unknown_unit_is_refused() -> None:
@@ -501,14 +503,14 @@ def test_a_promise_is_never_early_and_lands_on_an_open_day(data: st.DataObject, 
     local = promise.promise_local
     if unit == "day":
         day = local.date()
-        assert cal.is_open_day(day)
-        assert cal.local_date(local) == day
-        assert (day - cal.local_date(raw)).days == promise.closed_days_skipped
-        assert cal.local_date(promise.deadline_at) == day + dt.timedelta(days=1)
-        assert cal.local_date(promise.deadline_at - dt.timedelta(microseconds=1)) == day
+        assert is_open_day(cal, day)
+        assert local_date(cal, local) == day
+        assert (day - local_date(cal, raw)).days == promise.closed_days_skipped
+        assert local_date(cal, promise.deadline_at) == day + dt.timedelta(days=1)
+        assert local_date(cal, promise.deadline_at - dt.timedelta(microseconds=1)) == day
     else:
         assert local.timestamp() == promise.deadline_at.timestamp()  # == is False in folds
-        assert cal.is_open_day(cal.local_date(promise.deadline_at))
+        assert is_open_day(cal, local_date(cal, promise.deadline_at))
         on_boundary = local.second == 0 and local.microsecond == 0
         if unit == "hour":
             on_boundary = on_boundary and local.minute == 0
@@ -553,8 +555,8 @@ def test_the_clock_starts_at_or_after_the_order_on_an_open_day(data: st.DataObje
     ordered = of_us(data.draw(instants_us(cal)))
     start = cal.clock_start(ordered)
     assert start >= ordered
-    assert cal.is_open_day(cal.local_date(start))
-    if cal.local_date(start).year <= LAST_YEAR:  # orders beyond the range are refused
+    assert is_open_day(cal, local_date(cal, start))
+    if local_date(cal, start).year <= LAST_YEAR:  # orders beyond the range are refused
         assert cal.clock_start(start) == start  # idempotent
     local = start.astimezone(cal.zone).time()
     if start > ordered:  # moved to an opening (later on the clock if it opens in a gap)
@@ -579,18 +581,11 @@ def test_scalar_and_vectorised_agree(data: st.DataObject, unit: Unit) -> None:
     np.testing.assert_array_equal(
         cal.clock_starts(t), [cal.clock_start(at).timestamp() for at in times]
     )
-    np.testing.assert_array_equal(
-        cal.earliest_raw_meeting(t, unit), [cal.earliest_raw_meeting_one(at, unit) for at in times]
-    )
     parts = cal.local_parts(t)
     vector = np.stack(
         [parts.weekday, parts.hour, parts.month, parts.day_of_year, parts.days_to_closed], axis=1
     )
     np.testing.assert_array_equal(vector, [cal.local_parts_one(at) for at in times])
-    days = cal.local_day_numbers(t)
-    assert [dt.date(1970, 1, 1) + dt.timedelta(days=int(d)) for d in days] == [
-        cal.local_date(at) for at in times
-    ]
 
 
 @PROPERTY
@@ -600,27 +595,16 @@ def test_local_parts_agree_with_zoneinfo(data: st.DataObject) -> None:
     at = of_us(data.draw(instants_us(cal)))
     local = at.astimezone(cal.zone)
     weekday, hour, month, day_of_year, days_to_closed = cal.local_parts_one(at)
-    if cal.local_date(at) == local.date():  # else St John's old minute at 00:00-00:01 NDT
+    if local_date(cal, at) == local.date():  # else St John's old minute at 00:00-00:01 NDT
         assert weekday == local.weekday()
         assert hour == pytest.approx(
             local.hour + local.minute / 60 + (local.second + local.microsecond / 1e6) / 3600,
             abs=1e-9,
         )
         assert (month, day_of_year) == (local.month, local.timetuple().tm_yday)
-    day = cal.local_date(at)
-    closed_in = next((k for k in range(60) if not cal.is_open_day(day + dt.timedelta(days=k))), 60)
+    day = local_date(cal, at)
+    closed_in = next((k for k in range(60) if not is_open_day(cal, day + dt.timedelta(days=k))), 60)
     assert days_to_closed == closed_in
-
-
-@PROPERTY
-@given(data=st.data())
-def test_next_open_day_is_the_first_open_day(data: st.DataObject) -> None:
-    cal = data.draw(calendars())
-    day = cal.local_date(of_us(data.draw(instants_us(cal))))
-    found = cal.next_open_day(day)
-    assert cal.is_open_day(found)
-    assert not any(cal.is_open_day(day + dt.timedelta(days=k)) for k in range((found - day).days))
-    assert cal.is_open_day(day) == (found == day)
 
 
 def test_unit_table_is_what_the_calendar_rounds_to() -> None:
