@@ -20,6 +20,12 @@ series prediction", 2023):
 The state is a pure function of the order history: `learn` is a left fold over decided
 promises in deadline order, so a back-test stepping through time and a service replaying its
 ledger from scratch reach the same numbers.
+
+Fitted on the calibration slice, per segment (`SegmentControl`): how far one unit of offset moves
+the score, how fast misses count, how long they are remembered and the nowcast's window. The
+offset is bounded in units of the segment's score spread (its quantile at 1 - target less its
+median), so the buffer can never collapse to the largest calibration score, the failure of plain
+adaptive conformal inference at a level near zero.
 """
 
 from __future__ import annotations
@@ -30,8 +36,27 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from models.pooling import SegmentBuffer
+from models.scores import CalibrationSlice, residual_scores, score_distribution
+from models.segments import segment_keys
+
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+
+# The adaptive offset, in units of the segment's score spread (its quantile at 1 - target less
+# its median): the integral of misses moves it within [MIN, MAX], the nowcast's shift of the
+# whole distribution too, and both together stay within [-MAX, MAX]; the score never drops below
+# the median score (moved by the nowcast's shift), so it cannot collapse either way.
+MIN_CONTROL_OFFSET = -1.0
+MAX_CONTROL_OFFSET = 4.0
+# A nowcast resting on this many fulfilments weighs as much as its parent's.
+NOWCAST_PRIOR_EVENTS = 50
+# The nowcast window holds about this many fulfilments of the segment, within these multiples of
+# its median expectation (and never more than the calibration slice's span); a small segment's
+# fewer fulfilments weigh less against its parent's (NOWCAST_PRIOR_EVENTS).
+NOWCAST_EVENTS = 100
+NOWCAST_MIN_WINDOW = 0.5
+NOWCAST_MAX_WINDOW = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +113,6 @@ def with_nowcast(
     )
 
 
-def residual_scores(hours: FloatArray, expected_hours: FloatArray, relative: bool) -> FloatArray:
-    """Hours from the clock start against the expectation, on the policy's scale."""
-    if relative:
-        return hours / np.maximum(expected_hours, 1e-9) - 1.0
-    return hours - expected_hours
-
-
 def nowcast_median(
     clock_start_s: FloatArray,
     expected_hours: FloatArray,
@@ -136,3 +154,159 @@ def nowcast_median(
         # lower bound that is itself the signal (a slow-down before any slowed order is done).
         return float(exit_.max()), int(events.size)
     return float(values[reached[0]]), int(events.size)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentControl:
+    """How the adaptive policy moves one segment's buffer (all fitted on the calibration slice).
+
+    `scale`: the score spread that one unit of offset is; `gain`: offset per unit of the miss
+    sum; `flight`: about how many of the segment's promises are open at once (outcomes per
+    promise length: a controller that has learnt this many weighs as much as its parent);
+    `leak`: the share of the miss sum kept per outcome, forgetting over about the time a refit
+    takes to absorb a change (settle time and calibration span); `baseline_median`: the
+    calibration slice's median residual score, which the nowcast compares against;
+    `window_hours`: the nowcast's window; `floor`: the lowest score served (the median)."""
+
+    scale: float
+    gain: float
+    flight: float
+    leak: float
+    baseline_median: float
+    window_hours: float
+    floor: float
+
+
+def fit_controls(
+    calibration: CalibrationSlice,
+    table: Mapping[str, SegmentBuffer],
+    depth: int,
+    relative: bool,
+    target_late_rate: float,
+    control_gain: float,
+) -> dict[str, SegmentControl]:
+    """A `SegmentControl` for every calibrated segment of `table` (segments down to `depth`);
+    `control_gain`: a whole promise-length of outcomes all late (less the target) moves the
+    offset by this many score spreads."""
+    span_hours, lag_hours = _calibration_window_hours(calibration)
+    reached = (
+        calibration.needed_hours if calibration.reached_hours is None else calibration.reached_hours
+    )
+    residual = residual_scores(reached, calibration.expected_hours, relative)
+    # How long a promise stays open, about: what each calibration order needed.
+    promised = np.maximum(calibration.needed_hours, calibration.expected_hours)
+    controls: dict[str, SegmentControl] = {}
+    for at_depth in range(depth + 1):
+        keys = np.array(segment_keys(calibration.segment_labels, at_depth), dtype=object)
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        for j, key in enumerate(distinct.tolist()):
+            segment = table.get(key)
+            if segment is None:
+                continue
+            members = np.flatnonzero(inverse == j)
+            per_hour = members.size / span_hours
+            flight = max(1.0, per_hour * float(np.mean(promised[members])))
+            memory = max(2.0, per_hour * (span_hours + lag_hours))
+            dist = segment.distribution
+            baseline = score_distribution(residual[members], calibration.censored[members])
+            typical_hours = float(np.median(calibration.expected_hours[members]))
+            # Long enough for NOWCAST_EVENTS fulfilments, short enough to be news: a window
+            # spanning weeks of history would see a shock only as its average.
+            window = min(
+                span_hours,
+                NOWCAST_MAX_WINDOW * typical_hours,
+                max(NOWCAST_EVENTS / max(per_hour, 1e-9), NOWCAST_MIN_WINDOW * typical_hours),
+            )
+            controls[key] = SegmentControl(
+                scale=max(dist.spread(target_late_rate), 1e-3 * max(abs(segment.score), 1.0)),
+                gain=control_gain / flight,
+                flight=flight,
+                leak=1.0 - 1.0 / memory,
+                baseline_median=baseline.quantile(0.5),
+                window_hours=window,
+                floor=dist.quantile(0.5),
+            )
+    return controls
+
+
+def _calibration_window_hours(calibration: CalibrationSlice) -> tuple[float, float]:
+    """(span, lag) in hours: from the first to the last calibration order placed, and from the
+    last to the cut-off. Unknown placements: a nominal 1,000-hour span and no lag."""
+    if calibration.placed_s is None or calibration.placed_s.size == 0:
+        return 1000.0, 0.0
+    first, last = float(calibration.placed_s.min()), float(calibration.placed_s.max())
+    cutoff = last if calibration.cutoff_s is None else calibration.cutoff_s
+    return max((last - first) / 3600.0, 1.0), max((cutoff - last) / 3600.0, 0.0)
+
+
+def controlled_score(
+    segment: SegmentBuffer,
+    controls: Mapping[str, SegmentControl],
+    state: ControlState,
+    use_nowcast: bool,
+) -> float:
+    """The segment's score moved by the state: each key of its path, from the global one down,
+    blends its own offset (and nowcast shift) with its parent's by how much it has learnt."""
+    offset = 0.0
+    shift = 0.0
+    for key in segment.path:
+        control = controls[key]
+        n = state.counts.get(key, 0)
+        weight = n / (n + control.flight)
+        offset = weight * control.gain * state.misses.get(key, 0.0) + (1.0 - weight) * offset
+        median = state.medians.get(key)
+        if median is not None and use_nowcast:
+            events = state.events.get(key, 0)
+            weight = events / (events + NOWCAST_PRIOR_EVENTS)
+            own_shift = (median - control.baseline_median) / control.scale
+            shift = weight * own_shift + (1.0 - weight) * shift
+    control = controls[segment.key]
+    offset = min(MAX_CONTROL_OFFSET, max(MIN_CONTROL_OFFSET, offset))
+    shift = min(MAX_CONTROL_OFFSET, max(-MAX_CONTROL_OFFSET, shift))
+    moved = min(MAX_CONTROL_OFFSET, max(-MAX_CONTROL_OFFSET, offset + shift))
+    return max(segment.score + control.scale * moved, control.floor + control.scale * shift)
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersSeen:
+    """Orders the nowcast reads, shape (n,) each: clock start and fulfilment (epoch seconds,
+    NaN while open) and the model's expected hours."""
+
+    clock_start_s: FloatArray
+    expected_hours: FloatArray
+    fulfilled_s: FloatArray
+
+
+def segment_nowcasts(
+    controls: Mapping[str, SegmentControl],
+    orders: OrdersSeen,
+    paths: Sequence[Sequence[str]],
+    now_s: float,
+    relative: bool,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """(median residual score, fulfilments) per segment key, from the orders in progress in
+    each key's window before `now_s` (`nowcast_median`); `paths[i]` are the keys order i counts
+    for."""
+    members_of: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        for key in path:
+            members_of.setdefault(key, []).append(i)
+    medians: dict[str, float] = {}
+    events: dict[str, int] = {}
+    for key, index in members_of.items():
+        control = controls.get(key)
+        if control is None:
+            continue
+        members = np.array(index)
+        median, n_events = nowcast_median(
+            orders.clock_start_s[members],
+            orders.expected_hours[members],
+            orders.fulfilled_s[members],
+            now_s,
+            control.window_hours,
+            relative,
+        )
+        if median is not None:
+            medians[key] = median
+            events[key] = n_events
+    return medians, events

@@ -22,12 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from models import fast
 from models.calendar import BusinessCalendar
 from models.control import ControlState
 from models.errors import InputError
@@ -35,6 +35,8 @@ from models.features import FeatureSchema
 from models.policies import BufferPolicy
 from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import RiskModel
+from models.segments import Columns
+from models.segments import segment_labels as segment_labels  # where training reads it
 from models.units import HOURS_PER_UNIT, Unit
 
 FloatArray = NDArray[np.float64]
@@ -66,15 +68,21 @@ class QuoteEngine:
     def hours_per_unit(self) -> float:
         return HOURS_PER_UNIT[self.unit]
 
-    def __getstate__(self) -> list[object]:
-        return [getattr(self, f.name) for f in fields(self)]
+    def __getstate__(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def __setstate__(self, state: Sequence[object]) -> None:
-        """Unpickle; a bundle saved before a field was added gets that field's default (one
-        trained before open-order risks were kept loads with `risk` None)."""
-        values = iter(state)
+    def __setstate__(self, state: Mapping[str, object]) -> None:
+        """Unpickle by field name: a field added since the bundle was saved, wherever it was
+        added, gets its default (one trained before open-order risks were kept loads with `risk`
+        None); a field it lacks that has no default is a `ValueError`."""
         for f in fields(self):
-            object.__setattr__(self, f.name, next(values, f.default))
+            if f.name in state:
+                value = state[f.name]
+            elif f.default is not MISSING:
+                value = f.default
+            else:
+                raise ValueError(f"the saved quote engine has no {f.name!r}")
+            object.__setattr__(self, f.name, value)
 
     def compile(self) -> None:
         """Compile the models for quoting now rather than in the first quote (~0.5 s with
@@ -145,7 +153,7 @@ class Promise:
 
 def quote_batch(
     engine: QuoteEngine,
-    columns: Mapping[str, Sequence[object] | NDArray[np.generic]],
+    columns: Columns,
     ordered_at_s: FloatArray,
     state: ControlState | None = None,
 ) -> QuoteBatch:
@@ -159,7 +167,7 @@ def quote_batch(
     expected = engine.regressor.compiled().predict_hours(matrix)
     quantile_model = engine.quantile_regressor
     quantile = None if quantile_model is None else quantile_model.compiled().predict_hours(matrix)
-    answer = fast.buffers(engine.policy, expected, columns, engine.segments, quantile, state)
+    answer = engine.policy.column_buffers(expected, columns, engine.segments, quantile, state)
     clock_start = calendar.clock_starts(ordered_at_s)
     raw = clock_start + (expected + answer.buffer_hours) * 3600.0
     deadline, skipped = calendar.deadlines(raw, engine.unit)
@@ -211,8 +219,9 @@ def _quote_one(engine: QuoteEngine, order: Order, state: ControlState | None) ->
     expected = engine.regressor.compiled().predict_hours_one(row)
     quantile_model = engine.quantile_regressor
     quantile = None if quantile_model is None else quantile_model.compiled().predict_hours_one(row)
-    labels = tuple(order.features[name] for name in engine.segments)
-    buffer, segment, level = fast.buffer_one(engine.policy, expected, labels, quantile, state)
+    # Segments are categorical features: an order holds their canonical labels, text or None.
+    labels = cast("tuple[str | None, ...]", tuple(order.features[name] for name in engine.segments))
+    buffer, segment, level = engine.policy.buffer_one(expected, labels, quantile, state)
     start = calendar.clock_start_s(ordered_s)
     return promise_from_hours(engine, ordered_s, start, expected, buffer, level, segment)
 
@@ -320,15 +329,6 @@ def _promise(
     )
 
 
-def segment_labels(
-    columns: Mapping[str, Sequence[object] | NDArray[np.generic]], segments: Sequence[str], n: int
-) -> list[tuple[str | None, ...]]:
-    """Each order's tuple of segment values (empty tuples when there are no segments)."""
-    if not segments:
-        return [()] * n
-    return list(zip(*(columns[name] for name in segments), strict=True))
-
-
 def promise_units(
     calendar: BusinessCalendar, unit: Unit, ordered_at_s: FloatArray, deadline_s: FloatArray
 ) -> FloatArray:
@@ -353,21 +353,6 @@ def _promise_local(deadline_local: dt.datetime, unit: Unit) -> dt.datetime:
     day = (deadline_local - dt.timedelta(seconds=1)).date()
     zone = deadline_local.tzinfo
     return dt.datetime(day.year, day.month, day.day, tzinfo=zone)
-
-
-def explain(engine: QuoteEngine, promise: Promise) -> str:
-    """A short sentence a customer or staff member understands, with the numbers behind it."""
-    return _explanation(
-        engine,
-        ordered_at=promise.ordered_at,
-        clock_start=promise.clock_start,
-        expected_completion=promise.expected_completion,
-        promise_local=promise.promise_local,
-        promise_units=promise.promise_units,
-        level=promise.level,
-        closed_days_skipped=promise.closed_days_skipped,
-        exceeds_max_promise=promise.exceeds_max_promise,
-    )
 
 
 def _explanation(

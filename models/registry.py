@@ -37,7 +37,9 @@ MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
 PROMOTED_FILE = "PROMOTED"
 # 2: pooled segments and the adaptive policy's control (issue 13) changed what a policy pickles.
-FORMAT_VERSION = 2
+# 3: policies pickle their scikit-learn parameters (no `PolicyConfig`), the engine its fields by
+# name.
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Every engine carries a `RiskModel`: per segment, the Kaplan-Meier distribution of the plain
 residual r = actual hours - expected hours (from the clock start) on the calibration slice, with
 the orders still open at the cut-off kept as censored residuals, the same censoring-aware
-estimate the buffers use (`models.policies`). Segments follow the policy's: a segment with
+estimate the buffers use (`models.scores`). Segments follow the policy's: a segment with
 fewer than `min_segment_size` calibration orders uses its parent's distribution, then the
 global one. The residual is the same whatever the policy, so every policy's promises get a risk.
 
@@ -26,13 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from models.policies import (
-    GLOBAL_SEGMENT,
-    ScoreDistribution,
-    score_distribution,
-    segment_key,
-    segment_keys,
-)
+from models.scores import ScoreDistribution, score_distribution
+from models.segments import GLOBAL_SEGMENT, segment_key, segment_keys
 
 FloatArray = NDArray[np.float64]
 
@@ -86,11 +81,11 @@ def fit_risk_model(
     the clock start where done, and how long it had been open at the cut-off where `censored`."""
     residuals = reached_hours - expected_hours
     table: dict[str, ScoreDistribution] = {}
-    for level in range(depth + 1):
-        keys = np.array(segment_keys(labels, level), dtype=object)
+    for at_depth in range(depth + 1):
+        keys = np.array(segment_keys(labels, at_depth), dtype=object)
         for key in dict.fromkeys(keys.tolist()):
             members = keys == key
-            if level > 0 and int(members.sum()) < min_segment_size:
+            if at_depth > 0 and int(members.sum()) < min_segment_size:
                 continue
             table[key] = score_distribution(residuals[members], censored[members])
     return RiskModel(table=table, depth=depth)
@@ -169,7 +164,10 @@ def probabilities_late(
     elapsed_hours: FloatArray,
     deadline_hours: FloatArray,
 ) -> FloatArray:
-    """`probability_late` for many orders, each from its segment key's distribution."""
+    """`probability_late` for many orders, each from its segment key's distribution.
+
+    Transitional: only tests read it, as a reference for `flag_elapsed_hours`; it lives on in
+    `tests.models.references` once tests/training import it from there."""
     answer = np.ones(expected_hours.size)
     for key, members in _groups(keys):
         dist = model.table[key]

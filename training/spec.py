@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.calendar import CalendarSpec
 from models.errors import SpecError
-from models.policies import POLICY_NAMES, PolicyConfig
+from models.policies import POLICY_NAMES, BufferPolicy, make_policy
 from models.units import HOURS_PER_UNIT
 
 PolicyName = Literal["fixed", "proportional", "quantile", "conformal", "adaptive"]
@@ -198,23 +200,47 @@ class Spec(_Section):
             opens=_parse_clock(section.opens),
         )
 
-    def policy_config(self, policy: str | None = None, target: float | None = None) -> PolicyConfig:
-        """The buffer policy settings, optionally with another policy or target (back-tests)."""
+    def policy_config(self, policy: str | None = None, target: float | None = None) -> PolicyChoice:
+        """The buffer policy `[quote]` chooses, optionally another policy or target (back-tests);
+        `SpecError` for an unknown policy."""
         section = self.quote
         name = policy or section.policy
-        if name not in POLICY_NAMES:
-            raise SpecError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
-        return PolicyConfig(
+        settings: dict[str, Any] = {
+            "target_late_rate": section.target_late_rate if target is None else target,
+            "segments": tuple(section.segments),
+            "relative": section.relative,
+            "fixed_buffer_hours": _units_to_hours(section.fixed_buffer, section.unit),
+            "proportional_buffer": section.proportional_buffer,
+            "control_gain": section.control_gain,
+            "use_nowcast": section.nowcast,
+        }
+        takes = make_policy(name).get_params()  # the settings this kind of policy has
+        return PolicyChoice(
             name=name,
-            target_late_rate=section.target_late_rate if target is None else target,
+            params={key: value for key, value in settings.items() if key in takes},
             segments=tuple(section.segments),
-            relative=section.relative,
-            fixed_buffer_hours=_units_to_hours(section.fixed_buffer, section.unit),
-            proportional_buffer=section.proportional_buffer,
             min_segment_size=section.min_segment_size,
-            control_gain=section.control_gain,
-            use_nowcast=section.nowcast,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChoice:
+    """The buffer policy a spec chooses: its kind and constructor parameters, and the segments
+    the engine and its risk distributions use whatever the policy (`min_segment_size`: the
+    fewest calibration orders a risk segment of its own needs, `models.risk`)."""
+
+    name: str
+    params: Mapping[str, Any]
+    segments: tuple[str, ...]
+    min_segment_size: int
+
+    @property
+    def target_late_rate(self) -> float:
+        return float(self.params["target_late_rate"])
+
+    def policy(self) -> BufferPolicy:
+        """An unfitted policy of this kind with these parameters."""
+        return make_policy(self.name, **self.params)
 
 
 def load_spec(path: Path | str) -> Spec:

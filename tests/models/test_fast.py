@@ -29,7 +29,7 @@ from models.calendar import BusinessCalendar, CalendarSpec
 from models.control import ControlState
 from models.errors import InputError
 from models.features import FeatureSchema, fit_schema
-from models.policies import CalibrationSlice, PolicyConfig, make_policy
+from models.policies import CalibrationSlice, make_policy
 from models.quoting import (
     Order,
     Promise,
@@ -111,16 +111,14 @@ def engine_for(
     schema, model, quantile, expected, hours = trained()
     columns, _, _ = training_orders(2000, seed=0)
     labels = segment_labels(columns, ("store", "lens"), hours.size)
-    config = PolicyConfig(
-        name=policy,
-        target_late_rate=0.1,
-        segments=("store", "lens") if policy in ("conformal", "adaptive") else (),
-        relative=relative,
-        min_segment_size=60,
-    )
+    segments = ("store", "lens") if policy in ("conformal", "adaptive") else ()
+    params: dict[str, Any] = {"target_late_rate": 0.1}
+    if segments:
+        params |= {"segments": segments, "relative": relative}
     censored = np.zeros(hours.size, dtype=bool)
     censored[::50] = True
-    buffer_policy = make_policy(config).fit(CalibrationSlice(expected, hours, censored, labels))
+    buffer_policy = make_policy(policy, **params)
+    buffer_policy.fit(CalibrationSlice(expected, hours, censored, labels))
     return QuoteEngine(
         schema=schema,
         regressor=model,
@@ -130,7 +128,7 @@ def engine_for(
         calendar=calendar_for(zone, cutoff_hour),
         unit=unit,  # type: ignore[arg-type]
         target_late_rate=0.1,
-        segments=config.segments,
+        segments=segments,
         max_promise_units=max_promise_units,
     )
 
@@ -320,13 +318,13 @@ def test_fast_buffers_equal_the_policies_own() -> None:
         labels = segment_labels(columns, segments, n)
         q = quantile_hours if policy == "quantile" else None
         want = engine.policy.buffers(expected, labels, q, state)
-        got = fast.buffers(engine.policy, expected, columns, segments, q, state)
+        got = engine.policy.column_buffers(expected, columns, segments, q, state)
         assert np.array_equal(got.buffer_hours, want.buffer_hours)
         assert np.array_equal(got.levels, want.levels)
         assert got.segments == want.segments
         for i in range(0, n, 97):
-            one = fast.buffer_one(
-                engine.policy, float(expected[i]), labels[i], None if q is None else q[i], state
+            one = engine.policy.buffer_one(
+                float(expected[i]), labels[i], None if q is None else q[i], state
             )
             assert one == (want.buffer_hours[i], want.segments[i], want.levels[i])
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.control import ControlState, learn
-from models.policies import (
-    GLOBAL_SEGMENT,
-    MAX_CONTROL_OFFSET,
-    AdaptivePolicy,
-    CalibrationSlice,
-    ConformalPolicy,
-    PolicyConfig,
-    make_policy,
-    score_distribution,
-)
+from models.control import MAX_CONTROL_OFFSET, ControlState, learn
+from models.policies import AdaptivePolicy, ConformalPolicy, make_policy
+from models.scores import CalibrationSlice, score_distribution
+from models.segments import GLOBAL_SEGMENT
 
 
 def slice_of(
@@ -57,8 +50,8 @@ def test_conformal_keeps_the_target_on_exchangeable_orders() -> None:
     rng = np.random.default_rng(2)
     expected = rng.uniform(50, 150, 6000)
     needed = expected * rng.lognormal(0.0, 0.3, 6000)
-    config = PolicyConfig(name="conformal", target_late_rate=0.05)
-    policy = make_policy(config).fit(slice_of(expected[:2000], needed[:2000], [()] * 2000))
+    policy = make_policy("conformal", target_late_rate=0.05)
+    policy.fit(slice_of(expected[:2000], needed[:2000], [()] * 2000))
     answer = policy.buffers(expected[2000:], [()] * 4000)
     late = needed[2000:] > expected[2000:] + answer.buffer_hours
     assert 0.035 <= late.mean() <= 0.065
@@ -69,8 +62,8 @@ def test_relative_scale_gives_longer_orders_longer_buffers() -> None:
     rng = np.random.default_rng(3)
     expected = rng.uniform(10, 200, 3000)
     needed = expected * rng.lognormal(0.0, 0.2, 3000)
-    config = PolicyConfig(name="conformal", target_late_rate=0.1, relative=True)
-    policy = make_policy(config).fit(slice_of(expected, needed, [()] * 3000))
+    policy = make_policy("conformal", target_late_rate=0.1, relative=True)
+    policy.fit(slice_of(expected, needed, [()] * 3000))
     short, long = policy.buffers(np.array([10.0, 100.0]), [(), ()]).buffer_hours
     assert long == pytest.approx(10 * short)
 
@@ -84,10 +77,8 @@ def test_segments_get_their_own_buffer_and_small_ones_borrow_from_their_parent()
     spread = np.where(stores == "SLOW", 60.0, np.where(stores == "TINY", 30.0, 10.0))
     needed = expected + rng.normal(0, 1, n) * spread
     labels = list(zip(stores.tolist(), lens.tolist(), strict=True))
-    config = PolicyConfig(
-        name="conformal", target_late_rate=0.05, segments=("store_id", "lens_type")
-    )
-    policy = make_policy(config).fit(slice_of(expected, needed, labels))
+    policy = make_policy("conformal", target_late_rate=0.05, segments=("store_id", "lens_type"))
+    policy.fit(slice_of(expected, needed, labels))
     assert isinstance(policy, ConformalPolicy)
     answer = policy.buffers(
         np.full(4, 100.0), [("FAST", "sv"), ("SLOW", "sv"), ("TINY", "sv"), ("NEW", "sv")]
@@ -121,9 +112,9 @@ def test_identical_segments_pool_fully_and_distinct_ones_not_at_all() -> None:
     same = expected + rng.normal(0, 10, n)
     apart = expected + rng.normal(0, 1, n) * np.where(stores == "A", 5.0, 40.0)
     labels = [(s,) for s in stores.tolist()]
-    config = PolicyConfig(name="conformal", target_late_rate=0.05, segments=("store_id",))
-    pooled = make_policy(config).fit(slice_of(expected, same, labels))
-    distinct = make_policy(config).fit(slice_of(expected, apart, labels))
+    params = {"target_late_rate": 0.05, "segments": ("store_id",)}
+    pooled = make_policy("conformal", **params).fit(slice_of(expected, same, labels))
+    distinct = make_policy("conformal", **params).fit(slice_of(expected, apart, labels))
     assert isinstance(pooled, ConformalPolicy) and isinstance(distinct, ConformalPolicy)
     assert max(pooled.table_[s].own_weight for s in "AB") < 0.5
     assert min(distinct.table_[s].own_weight for s in "AB") > 0.99
@@ -146,8 +137,7 @@ def control_slice(n: int = 2000, seed: int = 5) -> CalibrationSlice:
 
 
 def test_adaptive_buffer_grows_after_broken_promises_and_shrinks_after_kept_ones() -> None:
-    config = PolicyConfig(name="adaptive", target_late_rate=0.05)
-    policy = make_policy(config).fit(control_slice())
+    policy = make_policy("adaptive", target_late_rate=0.05).fit(control_slice())
     assert isinstance(policy, AdaptivePolicy)
     control = policy.control_[GLOBAL_SEGMENT]
     # About 200 promises are open at once (2 an hour, ~100 hours each).
@@ -165,7 +155,7 @@ def test_adaptive_buffer_grows_after_broken_promises_and_shrinks_after_kept_ones
 
 
 def test_adaptive_offset_is_bounded_however_many_promises_break() -> None:
-    policy = make_policy(PolicyConfig(name="adaptive", target_late_rate=0.05)).fit(control_slice())
+    policy = make_policy("adaptive", target_late_rate=0.05).fit(control_slice())
     assert isinstance(policy, AdaptivePolicy)
     state = ControlState()
     for _ in range(20):
@@ -184,11 +174,11 @@ def test_adaptive_offset_is_bounded_however_many_promises_break() -> None:
 def test_fixed_and_proportional_use_the_spec_value_or_calibrate() -> None:
     expected = np.full(500, 10.0)
     needed = expected + np.linspace(-5, 5, 500)
-    given = make_policy(PolicyConfig("fixed", 0.05, fixed_buffer_hours=48.0))
+    given = make_policy("fixed", target_late_rate=0.05, fixed_buffer_hours=48.0)
     assert given.fit(slice_of(expected, needed, [()] * 500)).buffer_one(10.0, ())[0] == 48.0
-    calibrated = make_policy(PolicyConfig("fixed", 0.05)).fit(
+    calibrated = make_policy("fixed", target_late_rate=0.05).fit(
         slice_of(expected, needed, [()] * 500)
     )
     assert 4.4 < calibrated.buffer_one(10.0, ())[0] <= 5.0
-    share = make_policy(PolicyConfig("proportional", 0.05, proportional_buffer=0.3))
+    share = make_policy("proportional", target_late_rate=0.05, proportional_buffer=0.3)
     assert share.fit(slice_of(expected, needed, [()] * 500)).buffer_one(20.0, ())[0] == 6.0

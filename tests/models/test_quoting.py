@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.features import fit_schema
-from models.policies import CalibrationSlice, PolicyConfig, make_policy
+from models.policies import CalibrationSlice, ConformalPolicy, FixedPolicy
 from models.quoting import Order, QuoteEngine, quote, quote_batch
 from models.regressor import DurationRegressor
 from tests.models.references import is_open_day
@@ -49,8 +49,7 @@ def tiny_engine() -> QuoteEngine:
     matrix = schema.encode(columns, calendar.local_parts(placed))
     model = DurationRegressor(max_iter=40).fit(matrix, hours, schema.categorical_mask)
     expected = model.predict_hours(matrix)
-    config = PolicyConfig(name="conformal", target_late_rate=0.05, segments=("lens",))
-    policy = make_policy(config).fit(
+    policy = ConformalPolicy(target_late_rate=0.05, segments=("lens",)).fit(
         CalibrationSlice(expected, hours, np.zeros(n, dtype=bool), [(v,) for v in lens.tolist()])
     )
     return QuoteEngine(
@@ -67,7 +66,7 @@ def tiny_engine() -> QuoteEngine:
 
 
 def engine_with(calendar: BusinessCalendar, unit: str, buffer_hours: float) -> QuoteEngine:
-    fixed = make_policy(PolicyConfig("fixed", 0.05, fixed_buffer_hours=buffer_hours))
+    fixed = FixedPolicy(target_late_rate=0.05, fixed_buffer_hours=buffer_hours)
     fixed.fit(CalibrationSlice(np.ones(1), np.ones(1), np.zeros(1, bool), [()]))
     return replace(
         tiny_engine(),
@@ -147,8 +146,7 @@ def test_a_lower_target_late_rate_never_shortens_a_promise(
     columns, placed = columns_of(batch)
     deadlines = []
     for target in (looser, stricter):
-        config = PolicyConfig("conformal", target, segments=("lens",), min_segment_size=20)
-        policy = make_policy(config).fit(cal)
+        policy = ConformalPolicy(target_late_rate=target, segments=("lens",)).fit(cal)
         deadlines.append(quote_batch(replace(engine, policy=policy), columns, placed).deadline_s)
     assert (deadlines[1] >= deadlines[0]).all()
 

@@ -66,13 +66,13 @@ def test_a_saved_bundle_loads_promotes_and_quotes(registry: Registry) -> None:
 def test_a_bundle_of_an_older_format_is_refused_with_the_command_to_retrain(
     registry: Registry,
 ) -> None:
-    # Format 1 bundles pickled policies without pooled segments or adaptive control.
+    # Format 2 bundles pickled policies holding a `PolicyConfig`, and engines by position.
     version = only_version(registry)
     path = registry.root / version / "manifest.json"
     manifest = json.loads(path.read_text())
-    assert manifest["format_version"] == 2
-    path.write_text(json.dumps({**manifest, "format_version": 1}))
-    with pytest.raises(BundleError, match="has format 1, this Promise reads format 2: retrain"):
+    assert manifest["format_version"] == 3
+    path.write_text(json.dumps({**manifest, "format_version": 2}))
+    with pytest.raises(BundleError, match="has format 2, this Promise reads format 3: retrain"):
         registry.load(version)
 
 
@@ -159,7 +159,7 @@ def test_a_bundle_saved_before_risks_were_kept_loads_without_them(registry: Regi
     assert engine.risk is not None
     assert pickle.loads(pickle.dumps(engine)).risk is not None
     # What an older model file holds: the engine's state without the newest field.
-    old_state = engine.__getstate__()[:-1]
+    old_state = {name: value for name, value in engine.__getstate__().items() if name != "risk"}
     old = QuoteEngine.__new__(QuoteEngine)
     old.__setstate__(old_state)
     assert old.risk is None and old.policy_name == engine.policy_name
@@ -167,3 +167,18 @@ def test_a_bundle_saved_before_risks_were_kept_loads_without_them(registry: Regi
     assert promise.deadline_at == quote(engine, [ORDER])[0].deadline_at
     with pytest.raises(NoRiskModel, match="retrain"):
         assess(old, OpenPromise(ORDER.features, 0.0, 0.0, 10.0, 3_600.0 * 100), 3_600.0)
+
+
+def test_an_engine_restores_its_fields_by_name(registry: Registry) -> None:
+    engine = registry.load(only_version(registry)).engine
+    # A field added in the middle (here: one the saved state lacks) takes its default and
+    # leaves every other field where it was.
+    state = {n: v for n, v in reversed(engine.__getstate__().items()) if n != "max_promise_units"}
+    restored = QuoteEngine.__new__(QuoteEngine)
+    restored.__setstate__(state)
+    assert restored.max_promise_units is None
+    assert restored.unit == engine.unit and restored.segments == engine.segments
+    assert restored.policy_name == engine.policy_name and restored.risk is engine.risk
+    without_calendar = {n: v for n, v in state.items() if n != "calendar"}
+    with pytest.raises(ValueError, match="no 'calendar'"):
+        QuoteEngine.__new__(QuoteEngine).__setstate__(without_calendar)

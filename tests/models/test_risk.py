@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.policies import GLOBAL_SEGMENT, score_distribution
 from models.risk import (
     RiskModel,
     conditional_quantile,
     fit_risk_model,
     flag_elapsed_hours,
     outlook,
-    probabilities_late,
     revised_hours,
     survival,
 )
+from models.scores import score_distribution
+from models.segments import GLOBAL_SEGMENT
+from tests.models.references import probabilities_late
 
 
 @pytest.fixture
