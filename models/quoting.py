@@ -12,8 +12,8 @@ For an order placed at `ordered_at`:
 Each step only ever moves the promise later, so it is never before the expected completion.
 
 Inside, the scikit-learn model runs compiled (`models.fast`: the same numbers, bit for bit, at a
-fraction of the cost), built once per model and process on first use and never pickled. A few
-orders are quoted one by one on Python floats (`_quote_one`, ~25 us each, where the arrays of
+fraction of the cost), built when the model is fitted or loaded and never pickled. A few orders
+are quoted one by one on Python floats (`_quote_one`, ~25 us each, where the arrays of
 `quote_batch` cost ~0.15 ms to set up); more go through `quote_batch`.
 """
 
@@ -85,12 +85,10 @@ class QuoteEngine:
             object.__setattr__(self, f.name, value)
 
     def compile(self) -> None:
-        """Compile the models for quoting now rather than in the first quote (~0.5 s with
-        numba's disk cache, a few seconds without); a service calls it after loading a bundle.
-        The compiled form lives with the regressors, per process, and is never pickled."""
-        self.regressor.compiled()
-        if self.quantile_regressor is not None:
-            self.quantile_regressor.compiled()
+        """Nothing left to do: the regressors compile when they are fitted or loaded.
+
+        Transitional: `service/bundles.py` and `bench/run.py` call it after loading a bundle;
+        they drop the call."""
 
 
 @dataclass(frozen=True, slots=True)

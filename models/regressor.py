@@ -4,12 +4,14 @@ Durations are skewed with a heavy tail, so the model learns log-hours with squar
 answers `exp` of that: a robust central estimate (close to the median) that is never negative.
 Categorical columns use the booster's native categorical splits; NaN means missing, which the
 booster routes down the branch it learnt for missing values (unseen categories arrive as NaN).
+
+Each regressor compiles its booster for quoting (`models.fast`) when it is fitted or unpickled,
+so a fitted model never changes while it quotes; the compiled form is never pickled.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,10 +25,47 @@ FloatArray = NDArray[np.float64]
 
 # One minute: the shortest duration the log scale distinguishes.
 MIN_HOURS = 1.0 / 60.0
+# Where a fitted regressor keeps its compiled form: rebuilt from the booster, never pickled (a
+# bundle keeps its size and format; numba's machine code belongs to the process).
+_COMPILED = "compiled_trees_"
 
 
-class DurationRegressor(BaseEstimator):
+class _CompiledBooster(BaseEstimator):
+    """What both regressors share: a fitted booster and its compiled form."""
+
+    # How the booster's raw predictions become hours: "exp" or "identity".
+    _inverse_link: ClassVar[str]
+
+    def _fit_booster(
+        self, booster: HistGradientBoostingRegressor, matrix: FloatArray, target: FloatArray
+    ) -> None:
+        booster.fit(matrix, target)
+        self.booster_ = booster
+        self.compiled_trees_ = compile_trees(booster, self._inverse_link)
+
+    def compiled(self) -> CompiledTrees:
+        """This model compiled for quoting: `predict_hours`' numbers, bit for bit, in ~1 us a
+        row instead of ~10 (see `models.fast`)."""
+        try:
+            return self.compiled_trees_
+        except AttributeError:
+            check_is_fitted(self, "booster_")  # NotFittedError before a fit
+            raise
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        return {key: value for key, value in state.items() if key != _COMPILED}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if "booster_" in state:
+            self.compiled_trees_ = compile_trees(self.booster_, self._inverse_link)
+
+
+class DurationRegressor(_CompiledBooster):
     """Predicts fulfilment hours (from the clock start) for rows of the feature matrix."""
+
+    _inverse_link = "exp"
 
     def __init__(
         self,
@@ -45,8 +84,8 @@ class DurationRegressor(BaseEstimator):
     def fit(
         self, matrix: FloatArray, hours: FloatArray, categorical_mask: NDArray[np.bool_]
     ) -> Self:
-        self.booster_ = _booster(self, categorical_mask, loss="squared_error")
-        self.booster_.fit(matrix, np.log(np.maximum(hours, MIN_HOURS)))
+        booster = _booster(self, categorical_mask, loss="squared_error")
+        self._fit_booster(booster, matrix, np.log(np.maximum(hours, MIN_HOURS)))
         return self
 
     def predict_hours(self, matrix: FloatArray) -> FloatArray:
@@ -54,17 +93,11 @@ class DurationRegressor(BaseEstimator):
         check_is_fitted(self, "booster_")
         return np.asarray(np.exp(self.booster_.predict(matrix)), dtype=np.float64)
 
-    def compiled(self) -> CompiledTrees:
-        """This model compiled for quoting: `predict_hours`' numbers, bit for bit, in ~1 us a
-        row instead of ~10 (see `models.fast`). Built on the first call, then kept."""
-        return _compiled(self, "exp")
 
-    def __getstate__(self) -> dict[str, Any]:
-        return _without_compiled(super().__getstate__())
-
-
-class QuantileRegressor(BaseEstimator):
+class QuantileRegressor(_CompiledBooster):
     """Predicts the `quantile` of fulfilment hours directly (quantile loss)."""
+
+    _inverse_link = "identity"
 
     def __init__(
         self,
@@ -85,50 +118,13 @@ class QuantileRegressor(BaseEstimator):
     def fit(
         self, matrix: FloatArray, hours: FloatArray, categorical_mask: NDArray[np.bool_]
     ) -> Self:
-        self.booster_ = _booster(self, categorical_mask, loss="quantile", quantile=self.quantile)
-        self.booster_.fit(matrix, hours)
+        booster = _booster(self, categorical_mask, loss="quantile", quantile=self.quantile)
+        self._fit_booster(booster, matrix, hours)
         return self
 
     def predict_hours(self, matrix: FloatArray) -> FloatArray:
         check_is_fitted(self, "booster_")
         return np.asarray(self.booster_.predict(matrix), dtype=np.float64)
-
-    def compiled(self) -> CompiledTrees:
-        """This model compiled for quoting: `predict_hours`' numbers, bit for bit."""
-        return _compiled(self, "identity")
-
-    def __getstate__(self) -> dict[str, Any]:
-        return _without_compiled(super().__getstate__())
-
-
-# Where a regressor keeps its compiled form: with the booster it was built from, so that a
-# refit rebuilds it. Engines of a back-test share a regressor across policies: built once.
-_COMPILED = "_compiled_trees"
-_COMPILE_LOCK = "_compile_lock"
-
-
-def _compiled(model: DurationRegressor | QuantileRegressor, inverse_link: str) -> CompiledTrees:
-    # Every quote passes here: plain dictionary reads first (check_is_fitted costs ~4 us).
-    state = model.__dict__
-    found: tuple[HistGradientBoostingRegressor, CompiledTrees] | None = state.get(_COMPILED)
-    if found is not None and found[0] is state.get("booster_"):
-        return found[1]
-    check_is_fitted(model, "booster_")
-    # One builder at a time: a service's first requests arrive together, and 30 threads each
-    # compiling the same model would hold the first answers for seconds. (setdefault is
-    # atomic: every thread gets the same lock.)
-    with state.setdefault(_COMPILE_LOCK, threading.Lock()):
-        found = state.get(_COMPILED)
-        if found is None or found[0] is not model.booster_:
-            found = (model.booster_, compile_trees(model.booster_, inverse_link))
-            setattr(model, _COMPILED, found)
-    return found[1]
-
-
-def _without_compiled(state: dict[str, Any]) -> dict[str, Any]:
-    # Never pickled: a bundle keeps its size and format, and a loaded model compiles anew
-    # (numba's machine code belongs to the process, its cache to the machine).
-    return {key: value for key, value in state.items() if key not in (_COMPILED, _COMPILE_LOCK)}
 
 
 def _booster(

@@ -6,7 +6,8 @@
   of up to 32, 64 and more leaves; the quantile model too.
 - One order quoted on its own against the same order in `quote_batch`: the same `Promise`,
   for every policy (the adaptive one with a state), unit, zone and cut-off.
-- Pickling: the compiled form is never pickled (bundles keep their bytes) and rebuilds itself.
+- Pickling: the compiled form is never pickled (bundles keep their bytes) and rebuilds itself
+  when the model is loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from models import fast
+from models import fast, tree_loops
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.control import ControlState
 from models.errors import InputError
@@ -196,8 +197,8 @@ def test_a_batch_split_across_threads_gives_the_same_hours(
 ) -> None:
     schema, model, _, _, _ = trained()
     rows = edge_rows(schema, model, 3001, seed=8)
-    monkeypatch.setattr(fast, "_ROWS_PER_THREAD", 1000)
-    monkeypatch.setattr(fast.os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    monkeypatch.setattr(tree_loops, "_ROWS_PER_THREAD", 1000)
+    monkeypatch.setattr(tree_loops.os, "sched_getaffinity", lambda _pid: {0, 1, 2})
     compiled = fast.compile_trees(model.booster_, "exp", max_table_bytes)
     with threadpool_limits(1):
         reference = model.predict_hours(rows)
@@ -334,14 +335,13 @@ def test_the_compiled_form_is_never_pickled_and_rebuilds_itself(tmp_path: Path) 
     before = pickle.dumps(engine)
     orders = random_orders(engine.schema, 40, seed=5)
     promises = quote(engine, orders[:1]) + quote(engine, orders[1:])
-    assert "_compiled_trees" in vars(engine.regressor)
+    assert "compiled_trees_" in vars(engine.regressor)
     # Byte for byte the pickle of the model before it quoted: bundles keep size and format.
     assert pickle.dumps(engine) == before
     joblib.dump(engine, tmp_path / "model.joblib", compress=3)
     loaded = joblib.load(tmp_path / "model.joblib")
-    assert "_compiled_trees" not in vars(loaded.regressor)
+    assert "compiled_trees_" not in loaded.regressor.__getstate__()
     assert quote(loaded, orders[:1]) + quote(loaded, orders[1:]) == promises
-    loaded.compile()  # what a service calls after loading a bundle
     assert isinstance(loaded.regressor.compiled(), fast.LeafMaskTrees)
 
 
@@ -350,7 +350,7 @@ def test_numba_compiles_in_memory_where_it_cannot_cache() -> None:
     # site-packages without a writable NUMBA_CACHE_DIR, and raises at decoration time.
     namespace: dict[str, Any] = {}
     exec("def twice(x):\n    return 2.0 * x\n", namespace)
-    twice = fast._jit(namespace["twice"])
+    twice = tree_loops.jit(namespace["twice"])
     assert twice(21.0) == 42.0
 
 
