@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -126,8 +126,9 @@ class FeatureSchema:
             row[j] = cat.codes.get(features[cat.name], math.nan)
             j += 1
         for num in self.numeric:
-            value = features[num.name]
-            row[j] = math.nan if value is None else float(value)  # type: ignore[arg-type]
+            # A numeric feature of an order is a number or None (`check_order` makes floats).
+            value = cast("float | None", features[num.name])
+            row[j] = math.nan if value is None else float(value)
             j += 1
         row[j:] = time_parts
         return row
