@@ -212,9 +212,9 @@ class Bench:
             self.spec, self.table, self.calendar, [self.spec.quote.policy], 5, tradeoff=False
         )
         self.results["backtest_1m_seconds"] = round(time.perf_counter() - start, 1)
-        self.results["backtest_late_rate"] = report["policies"][self.spec.quote.policy].get(
-            "late_rate"
-        )
+        self.results["backtest_late_rate"] = report.policies[
+            self.spec.quote.policy
+        ].overall.late_rate
 
     # ------------------------------------------------------------------ in process
 

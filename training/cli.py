@@ -6,14 +6,15 @@ code 1; anything else is a bug and shows its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +24,12 @@ from rich.table import Table
 from models.errors import PromiseError
 from models.registry import Registry
 from training.sample_data import SCENARIOS, write_sample_data
+
+if TYPE_CHECKING:
+    from rich.box import Box
+
+    from training.backtest import BacktestReport
+    from training.backtest.report_data import CompanyComparison, Figures, PolicyComparison
 
 app = typer.Typer(
     add_completion=False,
@@ -112,8 +119,8 @@ def train(
     ] = None,
 ) -> None:
     """Train and calibrate a bundle on the whole history; print its version."""
+    from training.backtest.scorecard import holds_target
     from training.pipeline import train_bundle
-    from training.scorecard import holds_target
 
     if promote_if_on_target and backtest_folds == 0:
         raise typer.BadParameter(
@@ -134,7 +141,7 @@ def train(
     summary = manifest.info.get("backtest")
     if isinstance(summary, dict) and summary:
         console.print(f"back-test: {_summary_text(summary)}", highlight=False)
-        _print_scorecard(summary.get("scorecard"), recommendation=False)
+        _print_manifest_scorecard(summary.get("scorecard"))
     kept = None
     if promote_if_on_target and isinstance(summary, dict):
         late, target = summary.get("late_rate"), float(summary["target_late_rate"])
@@ -292,8 +299,9 @@ def backtest(
     from rich import box
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from training.backtest import COMPANY, run_backtest
+    from training.backtest import run_backtest
     from training.data import load_orders
+    from training.json_form import iso_utc
     from training.report import render_html
     from training.spec import load_spec
     from training.train import build_calendar
@@ -325,46 +333,15 @@ def backtest(
         report = run_backtest(
             dataset, orders, calendar, policy or None, folds, show, target=target, tradeoff=tradeoff
         )
-    report = {"created_at": now.isoformat(timespec="seconds"), **report}
-    unit = str(report["unit"])
-    words = {"day": "d", "hour": "h", "minute": "min"}
-
-    def length(value: object) -> str:
-        if not isinstance(value, int | float):
-            return "-"
-        return f"{value:.0f} {words[unit]}" if unit == "minute" else f"{value:.1f} {words[unit]}"
-
-    protocol = report["protocol"]
-    summary = Table(
-        title=f"{protocol['folds']} folds, {protocol['cutoffs'][0][:10]} to "
-        f"{protocol['ends'][-1][:10]}, target late rate {_rate(report['target_late_rate'])}",
-        caption="promise: mean from order to deadline; flat: one promise for everyone, "
-        "long enough to be as rarely late",
-        box=box.SIMPLE_HEAD,
-    )
-    for heading in ("policy", "late", "promise", "median", "impressed", "flat", "orders"):
-        summary.add_column(
-            heading, justify="left" if heading == "policy" else "right", no_wrap=True
-        )
-    rows = list(report["policies"].items())
-    if report[COMPANY] is not None:
-        rows.append(("company", report[COMPANY]))
-    for name, figures in rows:
-        flat = report["comparison"].get(COMPANY if name == "company" else name, {})
-        summary.add_row(
-            name,
-            _rate(figures["late_rate"]),
-            length(figures["mean_promise_units"]),
-            length(figures["median_promise_units"]),
-            _rate(figures["impressed"]),
-            length(flat.get("flat_mean_promise_units")),
-            f"{figures['n_quotes']:,}",
-        )
-    console.print(summary)
-    _print_scorecard(report.get("scorecard"))
+    created_at = iso_utc(now.replace(microsecond=0).timestamp())
+    report = dataclasses.replace(report, created_at=created_at)
+    console.print(_summary_table(report, box.SIMPLE_HEAD))
+    card = report.scorecard
+    _print_verdict(card.sentence, card.recommendation.reason, card.warnings)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        text = json.dumps(report.to_json(), indent=2, allow_nan=False)
+        json_out.write_text(text + "\n", encoding="utf-8")
         console.print(f"wrote the JSON report to {escape(str(json_out))}", highlight=False)
     if html_out is not None:
         html_out.parent.mkdir(parents=True, exist_ok=True)
@@ -372,20 +349,67 @@ def backtest(
         console.print(f"wrote the HTML report to {escape(str(html_out))}", highlight=False)
 
 
+def _summary_table(report: BacktestReport, style: Box) -> Table:
+    """Per policy and for the company: late rate, promise lengths and the flat rule's."""
+    unit = report.unit
+    words = {"day": "d", "hour": "h", "minute": "min"}
+
+    def length(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.0f} {words[unit]}" if unit == "minute" else f"{value:.1f} {words[unit]}"
+
+    protocol = report.protocol
+    summary = Table(
+        title=f"{protocol.folds} folds, {protocol.cutoffs[0][:10]} to "
+        f"{protocol.ends[-1][:10]}, target late rate {_rate(report.target_late_rate)}",
+        caption="promise: mean from order to deadline; flat: one promise for everyone, "
+        "long enough to be as rarely late",
+        box=style,
+    )
+    for heading in ("policy", "late", "promise", "median", "impressed", "flat", "orders"):
+        summary.add_column(
+            heading, justify="left" if heading == "policy" else "right", no_wrap=True
+        )
+    comparison = report.comparison
+    rows: list[tuple[str, Figures, PolicyComparison | CompanyComparison | None]] = [
+        (name, own.overall, comparison.policies.get(name)) for name, own in report.policies.items()
+    ]
+    company = report.company_promise
+    if company is not None:
+        rows.append(("company", company.overall, comparison.company_promise))
+    for name, figures, flat in rows:
+        summary.add_row(
+            name,
+            _rate(figures.late_rate),
+            length(figures.mean_promise_units),
+            length(figures.median_promise_units),
+            _rate(figures.impressed),
+            length(None if flat is None else flat.flat_mean_promise_units),
+            f"{figures.n_quotes:,}",
+        )
+    return summary
+
+
 def _progress(message: str) -> None:
     console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
-def _print_scorecard(scorecard: object, *, recommendation: bool = True) -> None:
+def _print_verdict(sentence: str, reason: str | None, warnings: Sequence[str]) -> None:
     """The scorecard's sentence, its recommendation (a full report's only) and its warnings."""
+    console.print(escape(sentence), highlight=False)
+    if reason:
+        console.print(f"recommended: {escape(reason)}", highlight=False)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+
+
+def _print_manifest_scorecard(scorecard: object) -> None:
+    """The compact scorecard a manifest keeps (JSON read back): sentence and warnings."""
     if not isinstance(scorecard, dict):
         return
-    console.print(escape(str(scorecard.get("sentence", ""))), highlight=False)
-    chosen = scorecard.get("recommendation")
-    if recommendation and isinstance(chosen, dict) and chosen.get("reason"):
-        console.print(f"recommended: {escape(str(chosen['reason']))}", highlight=False)
-    for warning in scorecard.get("warnings") or []:
-        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}", highlight=False)
+    warnings = scorecard.get("warnings") or []
+    _print_verdict(str(scorecard.get("sentence", "")), None, [str(w) for w in warnings])
 
 
 def _summary_text(summary: dict[str, object]) -> str:

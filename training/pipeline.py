@@ -12,6 +12,7 @@ from models.features import FeatureSchema
 from models.registry import Manifest, Registry
 from training.backtest import backtest_summary
 from training.data import OrderTable, load_orders
+from training.json_form import JsonObject, iso_utc
 from training.spec import load_spec
 from training.train import build_calendar, fit_engine
 
@@ -40,10 +41,11 @@ def train_bundle(
     table = load_orders(spec)
     say(f"read {table.rows_read:,} orders from {table.source}")
     calendar = build_calendar(spec, table, now.date())
-    backtest: dict[str, Any] = {}
+    backtest: JsonObject = {}
     if backtest_folds > 0:
         say(f"back-testing over {backtest_folds} folds")
-        backtest = backtest_summary(spec, table, calendar, policy=policy, folds=backtest_folds)
+        summary = backtest_summary(spec, table, calendar, policy=policy, folds=backtest_folds)
+        backtest = summary.to_json()
     # Everything in the file is known now: the cut-off is just after its latest timestamp.
     engine, report = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
     say(
@@ -57,7 +59,7 @@ def train_bundle(
         "data": _data_info(table),
         "feature_schema": schema_info(engine.schema),
         "segments_by": list(engine.segments),
-        "fit": report.to_info(),
+        "fit": report.to_info().to_json(),
         "backtest": backtest,
     }
     return registry.save(engine, info, now)
@@ -81,13 +83,9 @@ def _data_info(table: OrderTable) -> dict[str, Any]:
         "rows_read": table.rows_read,
         "rows_used": table.size,
         "open_orders": int(table.is_open.sum()),
-        "first_order": _iso(float(table.ordered_at_s.min())),
-        "last_order": _iso(float(table.ordered_at_s.max())),
+        "first_order": iso_utc(float(table.ordered_at_s.min())),
+        "last_order": iso_utc(float(table.ordered_at_s.max())),
     }
-
-
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat()
 
 
 def _file_sha256(path: Path) -> str:

@@ -37,6 +37,7 @@ from models.quoting import QuoteEngine, segment_labels
 from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import fit_risk_model
 from training.data import OrderTable
+from training.json_form import JsonRecord, iso_utc
 from training.spec import Spec
 
 FloatArray = NDArray[np.float64]
@@ -46,6 +47,22 @@ MIN_CALIBRATION_ORDERS = 30
 CALENDAR_YEARS_AHEAD = 10
 # An estimated CDF within this of the level reaches it (as `ScoreDistribution.quantile` reads it).
 LEVEL_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class FitInfo(JsonRecord):
+    """The record of one fit that a manifest and a back-test report keep (instants as text)."""
+
+    cutoff: str
+    settle_hours: float  # rounded to 3 decimals
+    training_window: tuple[str, str]  # first and last order trained on
+    calibration_window: tuple[str, str]
+    n_train: int
+    n_calibration: int
+    n_censored_calibration: int  # calibration orders still open at the cut-off
+    n_open_at_cutoff: int
+    segments: tuple[dict[str, object], ...]  # the policy's segment table
+    segment_fallbacks: dict[str, str]  # segment -> the key whose buffer served it
 
 
 @dataclass(frozen=True)
@@ -63,20 +80,22 @@ class FitReport:
     segments: list[dict[str, object]] = field(default_factory=list)
     fallbacks: Mapping[str, str] = field(default_factory=dict)
 
-    def to_info(self) -> dict[str, Any]:
+    def to_info(self) -> FitInfo:
         """The manifest's record of this fit."""
-        return {
-            "cutoff": _iso(self.cutoff_s),
-            "settle_hours": round(self.settle_hours, 3),
-            "training_window": [_iso(s) for s in self.train_window_s],
-            "calibration_window": [_iso(s) for s in self.calibration_window_s],
-            "n_train": self.n_train,
-            "n_calibration": self.n_calibration,
-            "n_censored_calibration": self.n_censored_calibration,
-            "n_open_at_cutoff": self.n_open_at_cutoff,
-            "segments": self.segments,
-            "segment_fallbacks": dict(self.fallbacks),
-        }
+        first_train, last_train = self.train_window_s
+        first_cal, last_cal = self.calibration_window_s
+        return FitInfo(
+            cutoff=iso_utc(self.cutoff_s),
+            settle_hours=round(self.settle_hours, 3),
+            training_window=(iso_utc(first_train), iso_utc(last_train)),
+            calibration_window=(iso_utc(first_cal), iso_utc(last_cal)),
+            n_train=self.n_train,
+            n_calibration=self.n_calibration,
+            n_censored_calibration=self.n_censored_calibration,
+            n_open_at_cutoff=self.n_open_at_cutoff,
+            segments=tuple(self.segments),
+            segment_fallbacks=dict(self.fallbacks),
+        )
 
 
 def settle_quantile_hours(
@@ -143,7 +162,7 @@ def fit_model(
     known = table.subset(table.ordered_at_s < cutoff_s)
     if known.size == 0:
         raise SpecError(
-            f"{table.source}: no orders were placed before the cut-off {_iso(cutoff_s)}"
+            f"{table.source}: no orders were placed before the cut-off {iso_utc(cutoff_s)}"
         )
     done = ~np.isnan(known.fulfilled_at_s) & (known.fulfilled_at_s <= cutoff_s)
     start_s = calendar.clock_starts(known.ordered_at_s)
@@ -152,7 +171,7 @@ def fit_model(
     if int(done.sum()) < needed:
         raise SpecError(
             f"{table.source}: only {int(done.sum())} orders were fulfilled before "
-            f"{_iso(cutoff_s)}; at least {needed} are needed to train and calibrate"
+            f"{iso_utc(cutoff_s)}; at least {needed} are needed to train and calibrate"
         )
     # Orders open at the cut-off (the slow ones) count as censored at their age then.
     age_hours = np.maximum((cutoff_s - start_s) / 3600.0, 0.0)
@@ -171,7 +190,7 @@ def fit_model(
     if int(train_mask.sum()) < MIN_TRAINING_ORDERS:
         raise SpecError(
             f"{table.source}: too few fulfilled orders to train before "
-            f"{_iso(cutoff_s)} ({int(train_mask.sum())})"
+            f"{iso_utc(cutoff_s)} ({int(train_mask.sum())})"
         )
     if model_from is not None:
         schema, regressor = model_from.schema, model_from.regressor
@@ -215,7 +234,7 @@ def _train_regressor(
     if blank:
         raise SpecError(
             f"{table.source}: {', '.join(blank)} has no value in any of the "
-            f"{int(train_mask.sum())} orders trained on before {_iso(cutoff_s)}; "
+            f"{int(train_mask.sum())} orders trained on before {iso_utc(cutoff_s)}; "
             "fill it or drop it from [features]"
         )
     return DurationRegressor(**_booster_params(spec)).fit(
@@ -329,7 +348,3 @@ def _booster_params(spec: Spec) -> dict[str, Any]:
         "min_samples_leaf": model.min_samples_leaf,
         "random_state": model.random_state,
     }
-
-
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat()

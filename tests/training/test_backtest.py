@@ -11,7 +11,6 @@ import datetime as dt
 import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from tests.conftest import spec_with
 from training.backtest import (
     COMPANY,
     FLAT,
+    BacktestReport,
     FoldPlan,
     Scored,
     WalkForward,
@@ -135,34 +135,35 @@ def test_a_fixed_buffer_is_scored_exactly_as_a_count_by_hand(
         tradeoff=False,
         plan=hand_plan(table),
     )
-    fixed = report["policies"]["fixed"]
+    fixed = report.policies["fixed"].overall
     # Six known outcomes: W4, W5 and W6 late; W7 unknown.
-    assert fixed["n_quotes"] == 6
-    assert fixed["n_unknown"] == 1
-    assert fixed["late_rate"] == pytest.approx(3 / 6)
-    assert fixed["impressed"] == pytest.approx(1 / 6)
-    assert fixed["satisfied"] == pytest.approx(2 / 6)
-    assert fixed["disappointed"] == pytest.approx(3 / 6)
-    assert fixed["mean_promise_hours"] == pytest.approx(7.5)
-    assert fixed["median_promise_hours"] == pytest.approx(7.5)
-    assert fixed["mean_early_hours"] == pytest.approx((1.5 + 0.5 + 0.0) / 3)
-    assert fixed["mean_late_hours"] == pytest.approx((1 / 60 + 1.5 + 0.5) / 3)
+    assert fixed.n_quotes == 6
+    assert fixed.n_unknown == 1
+    assert fixed.late_rate == pytest.approx(3 / 6)
+    assert fixed.impressed == pytest.approx(1 / 6)
+    assert fixed.satisfied == pytest.approx(2 / 6)
+    assert fixed.disappointed == pytest.approx(3 / 6)
+    assert fixed.mean_promise_hours == pytest.approx(7.5)
+    assert fixed.median_promise_hours == pytest.approx(7.5)
+    assert fixed.mean_early_hours == pytest.approx((1.5 + 0.5 + 0.0) / 3)
+    assert fixed.mean_late_hours == pytest.approx((1 / 60 + 1.5 + 0.5) / 3)
     # The same figures from a direct count over the hand-derived deadlines.
     window = table.subset(table.ordered_at_s >= at("2025-01-20 00:00"))
     deadline = window.ordered_at_s + 7.5 * 3600
     known = ~np.isnan(window.fulfilled_at_s) | (deadline < table.as_of_s)
     late = known & ~(window.fulfilled_at_s <= deadline)
-    assert fixed["late_rate"] == pytest.approx(late.sum() / known.sum())
+    assert fixed.late_rate == pytest.approx(late.sum() / known.sum())
     # The company's 7-hour promise: W1 kept an hour early (impressed), W2 kept on the dot,
     # W3..W5 broken, W6 open past its 12:30 deadline (broken), W7 unknown (18:30).
-    company = report[COMPANY]
-    assert company["n_quotes"] == 6
-    assert company["n_unknown"] == 1
-    assert company["late_rate"] == pytest.approx(4 / 6)
-    assert company["impressed"] == pytest.approx(1 / 6)
-    assert company["satisfied"] == pytest.approx(1 / 6)
-    assert company["mean_promise_hours"] == pytest.approx(7.0)
-    assert [f["cutoff"] for f in fixed["by_fold"]] == ["2025-01-20T00:00:00Z"]
+    assert report.company_promise is not None
+    company = report.company_promise.overall
+    assert company.n_quotes == 6
+    assert company.n_unknown == 1
+    assert company.late_rate == pytest.approx(4 / 6)
+    assert company.impressed == pytest.approx(1 / 6)
+    assert company.satisfied == pytest.approx(1 / 6)
+    assert company.mean_promise_hours == pytest.approx(7.0)
+    assert [f.cutoff for f in report.policies["fixed"].by_fold] == ["2025-01-20T00:00:00Z"]
     assert steps[-1][0] == steps[-1][1]
     assert all(a <= b for (a, _), (b, _) in itertools.pairwise(steps))
 
@@ -179,7 +180,7 @@ def test_the_report_is_plain_json_with_every_figure_the_issue_lists(
         None,
         tradeoff=["fixed", "conformal"],
         plan=hand_plan(table),
-    )
+    ).to_json()
     json.dumps(report, allow_nan=False)
     for figures in [*report["policies"].values(), report[COMPANY]]:
         for key in (
@@ -206,7 +207,9 @@ def test_the_report_is_plain_json_with_every_figure_the_issue_lists(
     for family in ("fixed", "conformal", FLAT):
         points = [p for p in report["tradeoff"] if p["policy"] == family]
         assert len(points) >= 10, family
-        assert all({"policy", "level", "late_rate", "mean_promise_hours"} <= set(p) for p in points)
+        # A family's points name their confidence (1 - target), the flat rule's its duration.
+        level = "flat_hours" if family == FLAT else "confidence"
+        assert all({"policy", level, "late_rate", "mean_promise_hours"} <= set(p) for p in points)
 
 
 # --------------------------------------------------------------------------- no look-ahead
@@ -311,13 +314,14 @@ def test_a_planted_future_only_signal_brings_no_benefit_before_it_exists(
         sample_calendar,
         walk_forward(spec, planted, sample_calendar, ["conformal"], plan),
     )
-    first_honest = honest["policies"]["conformal"]["by_fold"][0]
-    first_leaky = leaky["policies"]["conformal"]["by_fold"][0]
-    assert first_leaky["late_rate"] == first_honest["late_rate"]
-    assert first_leaky["mean_promise_hours"] == first_honest["mean_promise_hours"]
-    assert leaky["model"]["by_fold"][0]["mae_hours"] == honest["model"]["by_fold"][0]["mae_hours"]
-    later = leaky["model"]["by_fold"][1]["mae_hours"]
-    assert later < 0.5 * honest["model"]["by_fold"][1]["mae_hours"]
+    first_honest = honest.policies["conformal"].by_fold[0].figures
+    first_leaky = leaky.policies["conformal"].by_fold[0].figures
+    assert first_leaky.late_rate == first_honest.late_rate
+    assert first_leaky.mean_promise_hours == first_honest.mean_promise_hours
+    assert leaky.model.by_fold[0].mae_hours == honest.model.by_fold[0].mae_hours
+    later, honest_later = leaky.model.by_fold[1].mae_hours, honest.model.by_fold[1].mae_hours
+    assert later is not None and honest_later is not None
+    assert later < 0.5 * honest_later
 
 
 # --------------------------------------------------------------------------- the sample data
@@ -326,36 +330,40 @@ def test_a_planted_future_only_signal_brings_no_benefit_before_it_exists(
 @pytest.fixture(scope="module")
 def sample_run(
     sample_spec: Spec, sample_table: OrderTable, sample_calendar: BusinessCalendar
-) -> tuple[WalkForward, dict[str, Any]]:
+) -> tuple[WalkForward, BacktestReport]:
     plan = plan_folds(sample_spec, sample_table, sample_calendar, folds=5)
     run = walk_forward(sample_spec, sample_table, sample_calendar, ["conformal", "adaptive"], plan)
     return run, build_report(sample_spec, sample_table, sample_calendar, run)
 
 
 def test_the_engine_beats_the_business_rule_of_thumb_on_the_sample(
-    sample_run: tuple[WalkForward, dict[str, Any]],
+    sample_run: tuple[WalkForward, BacktestReport],
 ) -> None:
     _, report = sample_run
-    engine, company = report["policies"]["conformal"], report[COMPANY]
-    assert engine["n_quotes"] == company["n_quotes"] > 25_000
+    assert report.company_promise is not None
+    engine, company = report.policies["conformal"].overall, report.company_promise.overall
+    assert engine.n_quotes == company.n_quotes > 25_000
     # Fewer broken promises, and promises no longer on average.
-    assert engine["late_rate"] < company["late_rate"] - 0.01
-    assert engine["mean_promise_hours"] <= company["mean_promise_hours"]
+    assert engine.late_rate is not None and company.late_rate is not None
+    assert engine.late_rate < company.late_rate - 0.01
+    assert engine.mean_promise_hours is not None and company.mean_promise_hours is not None
+    assert engine.mean_promise_hours <= company.mean_promise_hours
     # Every fold is reported in time order with its cut-off.
-    cutoffs = [fold["cutoff"] for fold in engine["by_fold"]]
+    cutoffs = [fold.cutoff for fold in report.policies["conformal"].by_fold]
     assert cutoffs == sorted(cutoffs) and len(cutoffs) == 5
-    assert set(engine["by_segment"]) == set(np.unique(report_segments(report)))
+    assert set(report.policies["conformal"].by_segment) == set(np.unique(report_segments(report)))
 
 
-def report_segments(report: dict[str, Any]) -> list[str]:
-    return list(report[COMPANY]["by_segment"])
+def report_segments(report: BacktestReport) -> list[str]:
+    assert report.company_promise is not None
+    return list(report.company_promise.by_segment)
 
 
 def test_adaptive_holds_the_target_nearer_than_static_conformal_through_the_drift(
     sample_spec: Spec,
     sample_table: OrderTable,
     sample_calendar: BusinessCalendar,
-    sample_run: tuple[WalkForward, dict[str, Any]],
+    sample_run: tuple[WalkForward, BacktestReport],
 ) -> None:
     # MAN moves to a slower lab on 2025-09-01; the calibration slice lags behind it.
     run, _ = sample_run
@@ -372,18 +380,19 @@ def test_adaptive_holds_the_target_nearer_than_static_conformal_through_the_drif
 
 
 def test_each_fold_reports_right_censoring_and_drift(
-    sample_run: tuple[WalkForward, dict[str, Any]],
+    sample_run: tuple[WalkForward, BacktestReport],
 ) -> None:
     _, report = sample_run
-    for fold in report["folds"]:
-        censoring, drift = fold["censoring"], fold["drift"]
-        assert censoring["n_open_at_cutoff"] > 0  # glasses take days: some are always open
-        assert 0.0 <= censoring["naive_late_rate"] <= 1.0
-        assert drift["train_median_hours"] > 0 and drift["fold_median_hours"] > 0
-        assert drift["adaptive_late_rate"] is not None
+    for fold in report.folds:
+        censoring, drift = fold.censoring, fold.drift
+        assert censoring.n_open_at_cutoff > 0  # glasses take days: some are always open
+        assert censoring.naive_late_rate is not None and 0.0 <= censoring.naive_late_rate <= 1.0
+        assert drift.train_median_hours is not None and drift.fold_median_hours is not None
+        assert drift.train_median_hours > 0 and drift.fold_median_hours > 0
+        assert drift.adaptive_late_rate is not None
     # Dropping the open orders calibrates on the fast ones: it breaks more promises overall.
-    naive = np.mean([f["censoring"]["naive_late_rate"] for f in report["folds"]])
-    ours = np.mean([f["censoring"]["late_rate"] for f in report["folds"]])
+    naive = np.mean([f.censoring.naive_late_rate for f in report.folds])
+    ours = np.mean([f.censoring.late_rate for f in report.folds])
     assert naive > ours
 
 
@@ -391,8 +400,9 @@ def test_the_manifest_summary_has_the_figures_models_lists(
     sample_spec: Spec, sample_table: OrderTable, sample_calendar: BusinessCalendar
 ) -> None:
     summary = backtest_summary(sample_spec, sample_table, sample_calendar, None, folds=1)
-    json.dumps(summary, allow_nan=False)
-    assert summary["policy"] == "adaptive" and summary["folds"] == 1  # the default
+    record = summary.to_json()  # what the manifest keeps
+    json.dumps(record, allow_nan=False)
+    assert summary.policy == "adaptive" and summary.folds == 1  # the default
     for key in (
         "late_rate",
         "target_late_rate",
@@ -403,13 +413,15 @@ def test_the_manifest_summary_has_the_figures_models_lists(
         "company_late_rate",
         "company_mean_promise_hours",
     ):
-        assert isinstance(summary[key], float | int), key
-    card = summary["scorecard"]
-    assert card["policy"] == "adaptive"
-    assert [t["target_late_rate"] for t in card["targets"]] == [0.05, 0.10]
-    assert card["targets"][0]["late_rate"] == summary["late_rate"]  # the spec's target is 5%
-    assert card["targets"][1]["late_rate"] > card["targets"][0]["late_rate"]
-    assert "(adaptive)" in card["sentence"] and " days" in card["sentence"]
+        assert isinstance(record[key], float | int), key
+    card = summary.scorecard
+    assert card.policy == "adaptive"
+    assert [t.target_late_rate for t in card.targets] == [0.05, 0.10]
+    five, ten = card.targets
+    assert five.late_rate == summary.late_rate  # the spec's target is 5%
+    assert five.late_rate is not None and ten.late_rate is not None
+    assert ten.late_rate > five.late_rate
+    assert "(adaptive)" in card.sentence and " days" in card.sentence
 
 
 # --------------------------------------------------------------------------- the command line

@@ -6,7 +6,7 @@ work out on paper; the sample runs share one back-test per module (a few seconds
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -22,6 +22,7 @@ from models.units import HOURS_PER_UNIT
 from training.backtest import (
     AT_RISK_THRESHOLDS,
     COMPANY,
+    BacktestReport,
     WalkForward,
     WatchedOrders,
     backtest_summary,
@@ -120,15 +121,15 @@ def small(small_sample_spec: Any) -> tuple[Spec, OrderTable, BusinessCalendar]:
 
 
 @pytest.fixture(scope="module")
-def small_report(small: tuple[Spec, OrderTable, BusinessCalendar]) -> dict[str, Any]:
+def small_report(small: tuple[Spec, OrderTable, BusinessCalendar]) -> BacktestReport:
     spec, table, calendar = small
     return run_backtest(spec, table, calendar, ["conformal", "adaptive"], None, tradeoff=False)
 
 
 def test_the_json_report_lists_every_threshold_per_policy_and_the_company(
-    small_report: dict[str, Any],
+    small_report: BacktestReport,
 ) -> None:
-    report = small_report
+    report = small_report.to_json()
     json.dumps(report, allow_nan=False)
     assert set(report["at_risk"]) == {"conformal", "adaptive", COMPANY}
     for name, entries in report["at_risk"].items():
@@ -155,30 +156,29 @@ def test_the_manifest_summary_records_the_call_list_at_half(
     small: tuple[Spec, OrderTable, BusinessCalendar],
 ) -> None:
     spec, table, calendar = small
-    summary = backtest_summary(spec, table, calendar, None, folds=1)
+    summary = backtest_summary(spec, table, calendar, None, folds=1).to_json()
     json.dumps(summary, allow_nan=False)
     assert summary["at_risk_threshold"] == 0.5
     for key in ("at_risk_recall", "at_risk_false_alarm_share", "at_risk_median_warning_hours"):
         assert isinstance(summary[key], float), key
 
 
-def test_the_html_report_has_the_orders_at_risk_section(small_report: dict[str, Any]) -> None:
+def test_the_html_report_has_the_orders_at_risk_section(small_report: BacktestReport) -> None:
     page = render_html(small_report)
     assert SECTION in page
-    main = small_report["spec"]["policy"]  # the sentence reads the spec's policy
+    main = small_report.spec.policy  # the sentence reads the spec's policy
     assert main == "adaptive"
-    half = next(e for e in small_report["at_risk"][main] if e["threshold"] == 0.5)
-    assert f"At 50% risk, the call list would have warned of {100 * half['recall']:.1f}%" in page
-    assert f"{100 * half['false_alarm_share']:.1f}% of the calls" in page
+    half = next(e for e in small_report.at_risk[main] if e.threshold == 0.5)
+    assert half.recall is not None and half.false_alarm_share is not None
+    assert f"At 50% risk, the call list would have warned of {100 * half.recall:.1f}%" in page
+    assert f"{100 * half.false_alarm_share:.1f}% of the calls" in page
     section = page[page.index(SECTION) :]
     assert section.count("<tr><td>conformal</td><td>") == len(AT_RISK_THRESHOLDS)
-    # A report from before the call list renders without the section; names are escaped.
-    older = copy.deepcopy(small_report)
-    del older["at_risk"]
+    # A report without a call list renders without the section; names are escaped.
+    older = dataclasses.replace(small_report, at_risk={})
     assert SECTION not in render_html(older)
-    hostile = copy.deepcopy(small_report)
-    hostile["at_risk"]["<b>x</b>"] = hostile["at_risk"]["adaptive"]
-    page = render_html(hostile)
+    at_risk = {**small_report.at_risk, "<b>x</b>": small_report.at_risk["adaptive"]}
+    page = render_html(dataclasses.replace(small_report, at_risk=at_risk))
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
 
 
@@ -188,37 +188,38 @@ def test_the_html_report_has_the_orders_at_risk_section(small_report: dict[str, 
 @pytest.fixture(scope="module")
 def sample_run(
     sample_spec: Spec, sample_table: OrderTable, sample_calendar: BusinessCalendar
-) -> tuple[WalkForward, dict[str, Any]]:
+) -> tuple[WalkForward, BacktestReport]:
     plan = plan_folds(sample_spec, sample_table, sample_calendar, folds=2)
     run = walk_forward(sample_spec, sample_table, sample_calendar, ["conformal", "adaptive"], plan)
     return run, build_report(sample_spec, sample_table, sample_calendar, run)
 
 
 def test_the_call_list_warns_of_many_late_orders_and_honest_revisions_hold(
-    sample_run: tuple[WalkForward, dict[str, Any]],
+    sample_run: tuple[WalkForward, BacktestReport],
 ) -> None:
     _, report = sample_run
-    target = report["target_late_rate"]
-    at_risk = report["at_risk"]
+    target = report.target_late_rate
     # Measured (2 folds): at 50%, 35% (conformal), 47% (adaptive) and 85% (company) of the late
     # orders warned of; at 30% over 98% of each.
-    for name, entries in at_risk.items():
+    for name, entries in report.at_risk.items():
         low, half = entries[0], entries[1]
-        assert low["recall"] >= 0.9, name
-        assert half["recall"] >= (0.6 if name == COMPANY else 0.25), name
-        assert half["false_alarm_share"] < 0.7, name
+        assert low.recall is not None and low.recall >= 0.9, name
+        assert half.recall is not None and half.recall >= (0.6 if name == COMPANY else 0.25), name
+        assert half.false_alarm_share is not None and half.false_alarm_share < 0.7, name
         # Revisions land near the target: 3.4% to 7.0% measured; 0.6% at 70% (n = 352).
-        assert target / 2 <= low["revised_late_rate"] <= 2 * target, name
+        assert low.revised_late_rate is not None
+        assert target / 2 <= low.revised_late_rate <= 2 * target, name
         for entry in entries:
-            if entry["n_revised"] >= 100:
-                assert entry["revised_late_rate"] <= 3 * target, (name, entry)
+            if entry.n_revised >= 100:
+                assert entry.revised_late_rate is not None
+                assert entry.revised_late_rate <= 3 * target, (name, entry)
 
 
 def test_recall_agrees_with_the_risk_one_unit_before_each_deadline(
     sample_spec: Spec,
     sample_table: OrderTable,
     sample_calendar: BusinessCalendar,
-    sample_run: tuple[WalkForward, dict[str, Any]],
+    sample_run: tuple[WalkForward, BacktestReport],
 ) -> None:
     # A late order is open until its deadline and its risk only grows: it is flagged in time iff
     # its risk a unit before the deadline has reached the threshold.
@@ -250,5 +251,5 @@ def test_recall_agrees_with_the_risk_one_unit_before_each_deadline(
             ahead = deadline_hours >= unit_hours
             late += int(is_late.sum())
             flagged_late += int((is_late & ahead & (risk_then >= threshold - 1e-9)).sum())
-        entry = report["at_risk"]["conformal"][threshold_index]
-        assert (entry["late"], entry["flagged_late"]) == (late, flagged_late), threshold
+        entry = report.at_risk["conformal"][threshold_index]
+        assert (entry.late, entry.flagged_late) == (late, flagged_late), threshold

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from models.policies import GLOBAL_SEGMENT, ConformalPolicy
-from training.backtest import QuoteRecord, score
+from training.backtest import rule_record, score
 from training.data import load_orders
 from training.spec import load_spec
 from training.train import build_calendar, calibrate, fit_model
@@ -68,12 +68,16 @@ def test_a_delivery_on_the_promised_day_is_scored_kept_and_on_the_next_late(
     calendar = build_calendar(spec, table, TODAY)
     # A day promise's deadline is the end of the promised local day.
     deadline = np.array([local("2025-03-05 00:00"), local("2025-03-04 00:00"), local("2025-03-06")])
-    record = QuoteRecord(
-        rows=np.arange(3, dtype=np.intp),
+    rows = np.arange(3, dtype=np.intp)
+    record = rule_record(
+        calendar,
+        spec.quote.unit,
+        rows=rows,
+        ordered_at_s=table.ordered_at_s[rows],
+        clock_start_s=calendar.clock_starts(table.ordered_at_s[rows]),
         deadline_s=deadline,
-        expected_hours=np.full(3, 48.0),
-        promised_hours=np.full(3, 60.0),
         fold=0,
+        promised_hours=60.0,
     )
     scored = score(spec, table, calendar, table.as_of_s, [record])
     assert scored.known.tolist() == [True, True, True]

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from models.errors import SpecError
-from training.backtest import run_backtest
+from training.backtest import BacktestReport, run_backtest
 from training.data import load_orders
 from training.spec import Spec, load_spec
 from training.train import build_calendar
@@ -50,7 +49,7 @@ def test_the_spec_loads_and_will_not_read_outside_its_folder() -> None:
 
 
 @pytest.fixture(scope="module")
-def doordash_report() -> dict[str, Any]:
+def doordash_report() -> BacktestReport:
     if not DOORDASH.exists():
         pytest.skip(f"the DoorDash sample is not at {DOORDASH} (see ../shared/data/README.md)")
     spec = doordash_spec()
@@ -70,21 +69,23 @@ def test_the_whole_sample_loads_as_delivered_orders() -> None:
 
 @needs_data
 def test_conformal_holds_five_percent_walking_forward_in_time(
-    doordash_report: dict[str, Any],
+    doordash_report: BacktestReport,
 ) -> None:
-    conformal = doordash_report["policies"]["conformal"]
-    cutoffs = [fold["cutoff"] for fold in conformal["by_fold"]]
+    conformal = doordash_report.policies["conformal"]
+    cutoffs = [fold.cutoff for fold in conformal.by_fold]
     assert cutoffs == sorted(cutoffs) and len(cutoffs) == 5
-    assert conformal["n_quotes"] > 10_000
-    assert 0.03 <= conformal["late_rate"] <= 0.07, conformal["late_rate"]
+    own = conformal.overall
+    assert own.n_quotes > 10_000
+    assert own.late_rate is not None and 0.03 <= own.late_rate <= 0.07, own.late_rate
     # Promises a customer can use: about an hour and a quarter on average, never below the model.
-    assert 60 < conformal["mean_promise_hours"] * 60 < 100
+    assert own.mean_promise_hours is not None and 60 < own.mean_promise_hours * 60 < 100
 
 
 @needs_data
 def test_the_engine_needs_shorter_promises_than_one_duration_for_all(
-    doordash_report: dict[str, Any],
+    doordash_report: BacktestReport,
 ) -> None:
-    comparison = doordash_report["comparison"]["conformal"]
-    assert comparison["flat_mean_promise_hours"] is not None
-    assert comparison["mean_promise_hours"] < comparison["flat_mean_promise_hours"]
+    comparison = doordash_report.comparison.policies["conformal"]
+    assert comparison.flat_mean_promise_hours is not None
+    assert comparison.mean_promise_hours is not None
+    assert comparison.mean_promise_hours < comparison.flat_mean_promise_hours

@@ -4,20 +4,28 @@ the JSON, the HTML page and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from markupsafe import escape
 from typer.testing import CliRunner
 
-from training.backtest import FLAT, SCORECARD_TARGETS, Scored
-from training.cli import app
-from training.report import render_html
-from training.scorecard import (
+from training.backtest import FLAT, SCORECARD_TARGETS, Scored, run_backtest
+from training.backtest.report_data import (
+    CompanyCard,
+    FallbackCount,
+    FamilyAtRate,
+    FoldLateCounts,
+    LateCounts,
+    TargetEntry,
+    TradeoffPoint,
+)
+from training.backtest.scorecard import (
     BAND_TOLERANCES,
     build_scorecard,
     compact_scorecard,
@@ -31,6 +39,14 @@ from training.scorecard import (
     segments_hold,
     target_entry,
 )
+from training.cli import app
+from training.data import load_orders
+from training.json_form import to_json
+from training.report import render_html
+from training.spec import load_spec
+from training.train import build_calendar
+
+TODAY = dt.date(2026, 11, 23)
 
 
 def scored(
@@ -49,6 +65,7 @@ def scored(
         rows=np.arange(n, dtype=np.intp),
         fold=np.asarray(folds if folds is not None else [0] * n, dtype=np.int64),
         ordered_at_s=np.zeros(n),
+        clock_start_s=np.zeros(n),
         deadline_s=hours * 3600.0,
         known=np.ones(n, dtype=bool),
         late=np.asarray(late, dtype=bool),
@@ -73,15 +90,18 @@ def late_share(
 
 def curve(
     policy: str, rates_and_hours: Sequence[tuple[float, float]], hours_per_unit: float = 24.0
-) -> list[dict[str, Any]]:
+) -> list[TradeoffPoint]:
     """Trade-off points of one family: (late rate, mean promise hours)."""
     return [
-        {
-            "policy": policy,
-            "late_rate": rate,
-            "mean_promise_hours": hours,
-            "mean_promise_units": hours / hours_per_unit,
-        }
+        TradeoffPoint(
+            policy=policy,
+            target_late_rate=None,
+            late_rate=rate,
+            mean_promise_hours=hours,
+            median_promise_hours=None,
+            mean_promise_units=hours / hours_per_unit,
+            n_quotes=0,
+        )
         for rate, hours in rates_and_hours
     ]
 
@@ -110,16 +130,16 @@ def test_every_scorecard_target_has_a_band() -> None:
 )
 def test_the_band_verdict_includes_its_edges(target: float, n_late: int, within: bool) -> None:
     entry = target_entry(late_share(n_late, 1000), target, [])
-    assert entry["late_rate"] == pytest.approx(n_late / 1000)
-    assert entry["within_band"] is within
-    assert entry["deviation"] == pytest.approx(n_late / 1000 - target)
+    assert entry.late_rate == pytest.approx(n_late / 1000)
+    assert entry.within_band is within
+    assert entry.deviation == pytest.approx(n_late / 1000 - target)
 
 
 def test_no_known_outcome_has_no_verdict() -> None:
     assert is_within_band(None, 0.05) is None
     entry = target_entry(None, 0.10, [])
-    assert entry["late_rate"] is None and entry["within_band"] is None
-    assert entry["by_fold"] == [] and entry["n_quotes"] == 0
+    assert entry.late_rate is None and entry.within_band is None
+    assert entry.by_fold == () and entry.n_quotes == 0
 
 
 def test_late_rates_per_fold_and_segment_come_with_their_counts() -> None:
@@ -129,20 +149,17 @@ def test_late_rates_per_fold_and_segment_come_with_their_counts() -> None:
     folds = [0] * 100 + [1] * 100
     segments = ["A"] * 50 + ["B"] * 150
     entry = target_entry(scored(late, 48.0, folds=folds, segments=segments), 0.05, [])
-    assert entry["late_rate"] == pytest.approx(0.07) and entry["within_band"] is False
-    assert (entry["n_quotes"], entry["n_late"]) == (200, 14)
-    assert entry["by_fold"] == [
-        {"fold": 0, "late_rate": 0.05, "n_quotes": 100, "n_late": 5, "within_band": True},
-        {"fold": 1, "late_rate": 0.09, "n_quotes": 100, "n_late": 9, "within_band": False},
-    ]
-    assert entry["by_segment"]["A"] == {
-        "late_rate": 0.1,
-        "n_quotes": 50,
-        "n_late": 5,
-        "within_band": False,
-    }
-    assert entry["by_segment"]["B"]["n_late"] == 9
-    assert entry["by_segment"]["B"]["late_rate"] == pytest.approx(9 / 150)
+    assert entry.late_rate == pytest.approx(0.07) and entry.within_band is False
+    assert (entry.n_quotes, entry.n_late) == (200, 14)
+    assert entry.by_fold == (
+        FoldLateCounts(fold=0, counts=LateCounts(0.05, n_quotes=100, n_late=5, within_band=True)),
+        FoldLateCounts(fold=1, counts=LateCounts(0.09, n_quotes=100, n_late=9, within_band=False)),
+    )
+    assert entry.by_segment["A"] == LateCounts(
+        late_rate=0.1, n_quotes=50, n_late=5, within_band=False
+    )
+    assert entry.by_segment["B"].n_late == 9
+    assert entry.by_segment["B"].late_rate == pytest.approx(9 / 150)
 
 
 # --------------------------------------------------------------------------- ratios
@@ -152,15 +169,15 @@ def test_the_ratio_to_the_flat_rule_is_read_at_the_same_late_rate() -> None:
     # 5% late at 72 h; the flat rule needs 100 h at 0% and 60 h at 10%: 80 h at 5%.
     flat = curve(FLAT, [(0.0, 100.0), (0.10, 60.0)])
     entry = target_entry(late_share(10, 200, promise_hours=72.0), 0.05, flat)
-    assert entry["mean_promise_hours"] == pytest.approx(72.0)
-    assert entry["mean_promise_units"] == pytest.approx(3.0)
-    assert entry["flat_mean_promise_hours"] == pytest.approx(80.0)
-    assert entry["flat_mean_promise_units"] == pytest.approx(80.0 / 24)
-    assert entry["ratio_to_flat"] == pytest.approx(0.9)
+    assert entry.mean_promise_hours == pytest.approx(72.0)
+    assert entry.mean_promise_units == pytest.approx(3.0)
+    assert entry.flat_mean_promise_hours == pytest.approx(80.0)
+    assert entry.flat_mean_promise_units == pytest.approx(80.0 / 24)
+    assert entry.ratio_to_flat == pytest.approx(0.9)
     # A late rate off the flat curve has no ratio.
     off = target_entry(late_share(30, 200, promise_hours=72.0), 0.10, flat)
-    assert off["late_rate"] == pytest.approx(0.15)
-    assert off["flat_mean_promise_hours"] is None and off["ratio_to_flat"] is None
+    assert off.late_rate == pytest.approx(0.15)
+    assert off.flat_mean_promise_hours is None and off.ratio_to_flat is None
 
 
 def test_each_family_is_read_at_the_company_late_rate_against_the_company_promise() -> None:
@@ -173,40 +190,62 @@ def test_each_family_is_read_at_the_company_late_rate_against_the_company_promis
         *curve(FLAT, [(0.10, 70.0), (0.30, 50.0)]),
     ]
     entry = company_entry(company, ["conformal", "adaptive"], points)
-    assert entry["late_rate"] == pytest.approx(0.2)
-    assert entry["mean_promise_hours"] == pytest.approx(50.0)
-    at = entry["at_company_late_rate"]
-    assert at["conformal"]["mean_promise_hours"] == pytest.approx(40.0)
-    assert at["conformal"]["mean_promise_units"] == pytest.approx(40.0 / 24)
-    assert at["conformal"]["ratio"] == pytest.approx(0.8)
-    assert at["adaptive"] == {"mean_promise_hours": None, "mean_promise_units": None, "ratio": None}
-    assert at[FLAT]["ratio"] == pytest.approx(1.2)
+    assert entry.late_rate == pytest.approx(0.2)
+    assert entry.mean_promise_hours == pytest.approx(50.0)
+    at = entry.at_company_late_rate
+    assert at["conformal"].mean_promise_hours == pytest.approx(40.0)
+    assert at["conformal"].mean_promise_units == pytest.approx(40.0 / 24)
+    assert at["conformal"].ratio == pytest.approx(0.8)
+    assert at["adaptive"] == FamilyAtRate(
+        mean_promise_hours=None, mean_promise_units=None, ratio=None
+    )
+    assert at[FLAT].ratio == pytest.approx(1.2)
     # No trade-off points at all (no sweep): nothing to read.
     bare = company_entry(company, ["conformal"], [])
-    assert bare["at_company_late_rate"]["conformal"]["ratio"] is None
+    assert bare.at_company_late_rate["conformal"].ratio is None
 
 
 # --------------------------------------------------------------------------- the recommendation
 
 
-def entries(*late_rates_and_ratios: tuple[float | None, float | None]) -> list[dict[str, Any]]:
+def entries(*late_rates_and_ratios: tuple[float | None, float | None]) -> list[TargetEntry]:
     """A policy's scorecard entries at 5% and 10%: (late rate, ratio to flat) each."""
     result = []
     for target, (late_rate, flat_ratio) in zip(
         SCORECARD_TARGETS, late_rates_and_ratios, strict=True
     ):
         result.append(
-            {
-                "target_late_rate": target,
-                "tolerance": BAND_TOLERANCES[target],
-                "late_rate": late_rate,
-                "deviation": None if late_rate is None else late_rate - target,
-                "within_band": is_within_band(late_rate, target),
-                "ratio_to_flat": flat_ratio,
-                "by_fold": [],
-            }
+            TargetEntry(
+                target_late_rate=target,
+                tolerance=BAND_TOLERANCES[target],
+                late_rate=late_rate,
+                deviation=None if late_rate is None else late_rate - target,
+                within_band=is_within_band(late_rate, target),
+                n_quotes=0,
+                n_late=0,
+                mean_promise_hours=None,
+                flat_mean_promise_hours=None,
+                mean_promise_units=None,
+                flat_mean_promise_units=None,
+                ratio_to_flat=flat_ratio,
+                by_fold=(),
+                by_segment={},
+            )
         )
     return result
+
+
+def company_ratios(**ratios: float | None) -> CompanyCard:
+    """A business promise of which only each family's ratio at its late rate is known."""
+    return CompanyCard(
+        late_rate=None,
+        n_quotes=0,
+        mean_promise_hours=None,
+        mean_promise_units=None,
+        at_company_late_rate={
+            family: FamilyAtRate(None, None, ratio) for family, ratio in ratios.items()
+        },
+    )
 
 
 def test_the_shortest_policy_within_the_band_at_both_targets_is_recommended() -> None:
@@ -216,10 +255,10 @@ def test_the_shortest_policy_within_the_band_at_both_targets_is_recommended() ->
         "fixed": entries((0.080, 0.50), (0.110, 0.50)),  # shortest of all, but 8% at 5%
     }
     chosen = recommend(policies, None)
-    assert chosen["policy"] == "adaptive" and chosen["within_band"] is True
-    assert chosen["basis"] == "flat" and chosen["ratio"] == pytest.approx(0.82)
-    assert "adaptive: the shortest promises of the 2 within the band" in chosen["reason"]
-    assert "0.82x one flat duration" in chosen["reason"]
+    assert chosen.policy == "adaptive" and chosen.within_band is True
+    assert chosen.basis == "flat" and chosen.ratio == pytest.approx(0.82)
+    assert "adaptive: the shortest promises of the 2 within the band" in chosen.reason
+    assert "0.82x one flat duration" in chosen.reason
 
 
 def test_with_a_company_promise_the_ratio_to_it_decides() -> None:
@@ -227,32 +266,31 @@ def test_with_a_company_promise_the_ratio_to_it_decides() -> None:
         "conformal": entries((0.055, 0.90), (0.105, 0.80)),
         "adaptive": entries((0.050, 0.80), (0.100, 0.84)),
     }
-    company = {
-        "at_company_late_rate": {
-            "conformal": {"ratio": 0.88},
-            "adaptive": {"ratio": 0.93},
-            FLAT: {"ratio": 1.1},
-        }
-    }
+    company = company_ratios(conformal=0.88, adaptive=0.93, **{FLAT: 1.1})
     chosen = recommend(policies, company)
-    assert (chosen["policy"], chosen["basis"]) == ("conformal", "company")
-    assert chosen["ratio"] == pytest.approx(0.88)
-    assert "0.88x your own promise at your late rate" in chosen["reason"]
+    assert (chosen.policy, chosen.basis) == ("conformal", "company")
+    assert chosen.ratio == pytest.approx(0.88)
+    assert "0.88x your own promise at your late rate" in chosen.reason
     # A family off the curve at the company's rate ranks after those on it.
-    company["at_company_late_rate"]["conformal"] = {"ratio": None}
-    assert recommend(policies, company)["policy"] == "adaptive"
+    off_curve = company_ratios(conformal=None, adaptive=0.93, **{FLAT: 1.1})
+    assert recommend(policies, off_curve).policy == "adaptive"
 
 
 def test_a_policy_breaking_far_more_promises_at_one_busy_segment_is_not_recommended() -> None:
-    def with_segment(
-        rows: list[dict[str, Any]], rate: float, n_quotes: int
-    ) -> list[dict[str, Any]]:
-        for row in rows:
-            row["by_segment"] = {
-                "LDS": {"late_rate": row["target_late_rate"], "n_quotes": 5000},
-                "MAN": {"late_rate": rate + row["target_late_rate"] - 0.05, "n_quotes": n_quotes},
-            }
-        return rows
+    def with_segment(rows: list[TargetEntry], rate: float, n_quotes: int) -> list[TargetEntry]:
+        def late(late_rate: float, n: int) -> LateCounts:
+            return LateCounts(late_rate=late_rate, n_quotes=n, n_late=0, within_band=None)
+
+        return [
+            dataclasses.replace(
+                row,
+                by_segment={
+                    "LDS": late(row.target_late_rate, 5000),
+                    "MAN": late(rate + row.target_late_rate - 0.05, n_quotes),
+                },
+            )
+            for row in rows
+        ]
 
     shorter = entries((0.055, 0.80), (0.105, 0.78))
     longer = entries((0.050, 0.85), (0.100, 0.84))
@@ -263,11 +301,11 @@ def test_a_policy_breaking_far_more_promises_at_one_busy_segment_is_not_recommen
     }
     assert not segments_hold(policies["conformal"]) and segments_hold(policies["adaptive"])
     chosen = recommend(policies, None)
-    assert chosen["policy"] == "adaptive"
-    assert "the only one of 2 within the band at every target, its segments too" in chosen["reason"]
+    assert chosen.policy == "adaptive"
+    assert "the only one of 2 within the band at every target, its segments too" in chosen.reason
     # ... but a segment with few quotes is too noisy to judge by, and 7.9% is within twice.
     few = {"conformal": with_segment(entries((0.055, 0.80), (0.105, 0.78)), 0.10, 900)}
-    assert recommend({**few, "adaptive": policies["adaptive"]}, None)["policy"] == "conformal"
+    assert recommend({**few, "adaptive": policies["adaptive"]}, None).policy == "conformal"
     assert segments_hold(with_segment(entries((0.055, 0.8), (0.105, 0.8)), 0.079, 4906))
 
 
@@ -278,9 +316,9 @@ def test_when_none_is_within_the_band_the_nearest_is_recommended_and_says_so() -
         "quantile": entries((None, None), (0.10, 0.70)),  # unknown at 5%: never nearest
     }
     chosen = recommend(policies, None)
-    assert chosen["policy"] == "conformal" and chosen["within_band"] is False
-    assert chosen["reason"].startswith("No policy kept within the band at every target")
-    assert "2.1 points off the 5.0% target" in chosen["reason"]
+    assert chosen.policy == "conformal" and chosen.within_band is False
+    assert chosen.reason.startswith("No policy kept within the band at every target")
+    assert "2.1 points off the 5.0% target" in chosen.reason
 
 
 # --------------------------------------------------------------------------- warnings
@@ -294,9 +332,9 @@ def test_small_segments_are_named_with_the_folds_they_fell_back_in() -> None:
     ]
     counts = fallback_counts(per_fold)
     assert counts == {
-        "LDS": {"n_folds": 1, "served_by": ["LDS / lens"]},
-        "MAN": {"n_folds": 3, "served_by": ["all orders"]},
-        "NCL": {"n_folds": 2, "served_by": ["all orders"]},
+        "LDS": FallbackCount(n_folds=1, served_by=("LDS / lens",)),
+        "MAN": FallbackCount(n_folds=3, served_by=("all orders",)),
+        "NCL": FallbackCount(n_folds=2, served_by=("all orders",)),
     }
     assert fallback_warning(counts, 3) == (
         "Too few calibration orders for a buffer mostly their own: MAN in every fold (borrowing "
@@ -330,14 +368,14 @@ def test_a_missed_target_and_the_small_segments_are_warned_of() -> None:
         [],
         [{"MAN": "all orders"}, {}],
     )
-    assert card["warnings"] == [
+    assert list(card.warnings) == [
         "Too few calibration orders for a buffer mostly their own: MAN in 1 of 2 folds (borrowing "
         "from "
         "all orders).",
         "conformal missed the 10.0% target: 15.0% late, outside 8.0% to 12.0% (off in 1 of 1 "
         "folds).",
     ]
-    assert card["recommendation"]["within_band"] is False
+    assert card.recommendation.within_band is False
 
 
 def test_segments_outside_the_band_are_warned_of_by_name() -> None:
@@ -368,19 +406,20 @@ def test_the_sentence_compares_with_the_business_at_its_own_late_rate() -> None:
         points,
         [{}],
     )
-    assert card["company"]["at_company_late_rate"]["conformal"]["mean_promise_units"] == (
+    assert card.company is not None
+    assert card.company.at_company_late_rate["conformal"].mean_promise_units == (
         pytest.approx(25.0 - 0.037 / 0.10 * (25.0 - 19.23))
     )
-    assert card["sentence"] == (
+    assert card.sentence == (
         "At your own 13.7% late rate the engine (conformal) needs 22.9 days against your 24.6."
     )
-    assert card["recommendation"]["policy"] == "conformal"
+    assert card.recommendation.policy == "conformal"
     # Longer than the business's: it says the engine does not beat it.
     slower = curve("conformal", [(0.10, 30.0 * 24), (0.20, 26.0 * 24)])
     card = build_scorecard(
         "day", 0.05, {"conformal": {0.05: late_share(50, 1000)}}, company, slower, [{}]
     )
-    assert card["sentence"].endswith(
+    assert card.sentence.endswith(
         "needs 28.5 days against your 24.6: it does not beat your promise at equal lateness."
     )
 
@@ -394,12 +433,12 @@ def test_without_a_company_promise_the_sentence_compares_with_the_flat_rule() ->
         "minute", 0.05, {"conformal": {0.05: at_five, 0.10: at_ten}}, None, flat, [{}]
     )
     flat_at_five = 100.0 - 0.5 * (100.0 - 63.2)  # 81.6 minutes
-    assert card["policies"]["conformal"][0]["ratio_to_flat"] == pytest.approx(80.8 / flat_at_five)
-    assert card["sentence"] == (
+    assert card.policies["conformal"][0].ratio_to_flat == pytest.approx(80.8 / flat_at_five)
+    assert card.sentence == (
         "At a 5.0% target the engine's promises (conformal) average 80.8 minutes, 0.99x one flat "
         "duration for everyone at the same late rate."
     )
-    assert card["company"] is None
+    assert card.company is None
 
 
 def test_runs_at_targets_take_the_sweep_levels_or_the_run_itself() -> None:
@@ -419,19 +458,15 @@ def test_the_compact_form_keeps_one_policy_s_rates_ratios_sentence_and_warnings(
         [{"MAN": "all orders"}],
     )
     compact = compact_scorecard(card, "conformal")
-    json.dumps(compact, allow_nan=False)
-    five, ten = compact["targets"]
-    assert {k: five[k] for k in ("target_late_rate", "late_rate", "within_band")} == {
-        "target_late_rate": 0.05,
-        "late_rate": 0.05,
-        "within_band": True,
-    }
-    assert (ten["target_late_rate"], ten["late_rate"], ten["within_band"]) == (0.10, 0.10, True)
+    json.dumps(to_json(compact), allow_nan=False)
+    five, ten = compact.targets
+    assert (five.target_late_rate, five.late_rate, five.within_band) == (0.05, 0.05, True)
+    assert (ten.target_late_rate, ten.late_rate, ten.within_band) == (0.10, 0.10, True)
     # 72 h against the flat rule's 90 h at 5%, 64 h against its 80 h at 10%.
-    assert (five["ratio_to_flat"], ten["ratio_to_flat"]) == (pytest.approx(0.8), pytest.approx(0.8))
-    assert compact["company_ratio"] is None and compact["recommended"] == "conformal"
-    assert compact["sentence"] == card["sentence"]
-    assert compact["warnings"] == [
+    assert (five.ratio_to_flat, ten.ratio_to_flat) == (pytest.approx(0.8), pytest.approx(0.8))
+    assert compact.company_ratio is None and compact.recommended == "conformal"
+    assert compact.sentence == card.sentence
+    assert list(compact.warnings) == [
         "Too few calibration orders for a buffer mostly their own: MAN in every fold (borrowing "
         "from all orders)."
     ]
@@ -498,5 +533,14 @@ def test_a_real_backtest_opens_with_the_scorecard_in_json_html_and_the_terminal(
     printed = " ".join(result.stdout.split())
     for text in (card["sentence"], card["recommendation"]["reason"], *card["warnings"]):
         assert " ".join(text.split()) in printed
-    card["warnings"].append("segment <b>x</b> & co")  # segment names come from the data
-    assert "segment &lt;b&gt;x&lt;/b&gt; &amp; co" in render_html(report)
+    # Segment names come from the data: a warning naming one is escaped on the page.
+    spec = load_spec(small_sample_spec)
+    table = load_orders(spec)
+    typed = run_backtest(
+        spec, table, build_calendar(spec, table, TODAY), ["conformal"], 2, tradeoff=False
+    )
+    warnings = (*typed.scorecard.warnings, "segment <b>x</b> & co")
+    hostile = dataclasses.replace(
+        typed, scorecard=dataclasses.replace(typed.scorecard, warnings=warnings)
+    )
+    assert "segment &lt;b&gt;x&lt;/b&gt; &amp; co" in render_html(hostile)

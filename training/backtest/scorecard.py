@@ -1,20 +1,22 @@
 """The scorecard that opens every back-test report: does the engine hold its targets, and does it
 beat the business (or one flat duration for everyone) at equal lateness?
 
-`build_scorecard` answers with plain, JSON-safe types from scored quotes and trade-off points:
+`build_scorecard` answers with a `Scorecard` (training.backtest.report_data) from scored quotes
+and trade-off points:
 
 ```
-scorecard
-├── targets          [{target_late_rate, tolerance}]            the bands (`BAND_TOLERANCES`)
-├── policies         name -> [entry per target]: late rate, within the band, per fold and per
+Scorecard
+├── targets          Band per target: the target and its tolerance (`BAND_TOLERANCES`)
+├── policies         name -> TargetEntry per target: late rate, within the band, per fold and per
 │                    segment late rates with counts, mean promise (hours, units), the flat rule's
 │                    mean promise at the same late rate and the ratio of the two
-├── company          the business's late rate and mean promise, and per policy family the mean
-│                    promise at that late rate off the trade-off curve, over the business's (None)
-├── recommendation   {policy, within_band, ratio, basis, reason}
+├── company          CompanyCard: the business's late rate and mean promise, and per policy
+│                    family the mean promise at that late rate off the trade-off curve, over the
+│                    business's (None without a business promise)
+├── recommendation   Recommendation: policy, within_band, ratio, basis, reason
 ├── sentence         one plain sentence in the spec's units
-├── fallbacks        segment -> {n_folds, served_by}: too small for a buffer of its own
-└── warnings         [text]: small segments, targets missed, and the recommended policy's
+├── fallbacks        segment -> FallbackCount: too small for a buffer of its own
+└── warnings         texts: small segments, targets missed, and the recommended policy's
                      segments outside a band
 ```
 
@@ -27,13 +29,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from models.policies import GLOBAL_SEGMENT, SEGMENT_SEPARATOR
-from training.backtest import FLAT, SCORECARD_TARGETS, Scored, curve_at, figures
+from models.units import Unit
+from training.backtest.report_data import (
+    FLAT,
+    Band,
+    CompactScorecard,
+    CompactTarget,
+    CompanyCard,
+    FallbackCount,
+    FamilyAtRate,
+    FoldLateCounts,
+    LateCounts,
+    Recommendation,
+    Scorecard,
+    TargetEntry,
+    TradeoffPoint,
+)
+from training.backtest.scoring import Scored, figures
+from training.backtest.tradeoff import curve_lengths
+from training.backtest.walk import SCORECARD_TARGETS
 
 BoolArray = NDArray[np.bool_]
 
@@ -93,69 +112,69 @@ def runs_at_targets(
     target_late_rate: float,
     targets: Sequence[float] = SCORECARD_TARGETS,
 ) -> dict[str, dict[float, Scored]]:
-    """Per policy run, its quotes at each scorecard target: the trade-off level of that name and
-    target, or the run itself when the report's target is that target (absent: left out)."""
+    """Per policy run, its quotes at each scorecard target: the sweep of that name and target,
+    or the run itself when the report's target is that target (absent: left out)."""
     result: dict[str, dict[float, Scored]] = {}
     for name, own in policies.items():
         at: dict[float, Scored] = {}
         for target in targets:
-            level = next(
+            at_target = next(
                 (s for (n, t), s in swept.items() if n == name and math.isclose(t, target)), None
             )
-            if level is None and math.isclose(target, target_late_rate):
-                level = own
-            if level is not None:
-                at[target] = level
+            if at_target is None and math.isclose(target, target_late_rate):
+                at_target = own
+            if at_target is not None:
+                at[target] = at_target
         result[name] = at
     return result
 
 
 def target_entry(
-    scored: Scored | None, target: float, points: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
+    scored: Scored | None, target: float, points: Sequence[TradeoffPoint]
+) -> TargetEntry:
     """One policy at one scorecard target: late rate and band verdict overall, per fold and per
     segment (with counts), mean promise (hours, spec units) against the flat rule's at the same
     late rate (`points`: trade-off points with the flat rule's), and their ratio.
 
-    `scored` None (the level was not run): every figure None."""
-    tolerance = band_tolerance(target)
-    entry: dict[str, Any] = {"target_late_rate": target, "tolerance": tolerance}
-    own = figures(scored) if scored is not None else {}
-    late_rate = own.get("late_rate")
-    entry.update(
+    `scored` None (the target was not run): every figure None."""
+    own = None if scored is None else figures(scored)
+    late_rate = None if own is None else own.late_rate
+    mean_hours = None if own is None else own.mean_promise_hours
+    flat_hours, flat_units = curve_lengths(points, FLAT, late_rate)
+    return TargetEntry(
+        target_late_rate=target,
+        tolerance=band_tolerance(target),
         late_rate=late_rate,
         deviation=None if late_rate is None else late_rate - target,
         within_band=is_within_band(late_rate, target),
-        n_quotes=own.get("n_quotes", 0),
-        n_late=own.get("n_late", 0),
+        n_quotes=0 if own is None else own.n_quotes,
+        n_late=0 if own is None else own.n_late,
+        mean_promise_hours=mean_hours,
+        flat_mean_promise_hours=flat_hours,
+        mean_promise_units=None if own is None else own.mean_promise_units,
+        flat_mean_promise_units=flat_units,
+        ratio_to_flat=ratio(mean_hours, flat_hours),
+        by_fold=() if scored is None else _by_fold(scored, target),
+        by_segment={} if scored is None else _by_segment(scored, target),
     )
-    for scale in ("hours", "units"):
-        entry[f"mean_promise_{scale}"] = own.get(f"mean_promise_{scale}")
-        entry[f"flat_mean_promise_{scale}"] = curve_at(
-            points, FLAT, late_rate, f"mean_promise_{scale}"
-        )
-    entry["ratio_to_flat"] = ratio(entry["mean_promise_hours"], entry["flat_mean_promise_hours"])
-    entry["by_fold"] = [] if scored is None else _by_fold(scored, target)
-    entry["by_segment"] = {} if scored is None else _by_segment(scored, target)
-    return entry
 
 
-def _late_counts(scored: Scored, mask: BoolArray, target: float) -> dict[str, Any]:
+def _late_counts(scored: Scored, mask: BoolArray, target: float) -> LateCounts:
     own = figures(scored, mask)
-    return {
-        "late_rate": own["late_rate"],
-        "n_quotes": own["n_quotes"],
-        "n_late": own["n_late"],
-        "within_band": is_within_band(own["late_rate"], target),
-    }
+    return LateCounts(
+        late_rate=own.late_rate,
+        n_quotes=own.n_quotes,
+        n_late=own.n_late,
+        within_band=is_within_band(own.late_rate, target),
+    )
 
 
-def _by_fold(scored: Scored, target: float) -> list[dict[str, Any]]:
+def _by_fold(scored: Scored, target: float) -> tuple[FoldLateCounts, ...]:
     folds = sorted({int(k) for k in scored.fold.tolist()})
-    return [{"fold": k, **_late_counts(scored, scored.fold == k, target)} for k in folds]
+    return tuple(FoldLateCounts(k, _late_counts(scored, scored.fold == k, target)) for k in folds)
 
 
-def _by_segment(scored: Scored, target: float) -> dict[str, dict[str, Any]]:
+def _by_segment(scored: Scored, target: float) -> dict[str, LateCounts]:
     segments = sorted({str(s) for s in scored.segment.tolist() if s != ""})
     return {seg: _late_counts(scored, scored.segment == seg, target) for seg in segments}
 
@@ -164,63 +183,58 @@ def _by_segment(scored: Scored, target: float) -> dict[str, dict[str, Any]]:
 
 
 def company_entry(
-    company: Scored, families: Sequence[str], points: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
+    company: Scored, families: Sequence[str], points: Sequence[TradeoffPoint]
+) -> CompanyCard:
     """The business's own promise: late rate and mean promise, and for each policy family (and
     the flat rule) the mean promise at that late rate off its trade-off curve (None off the
     curve) and its ratio to the business's."""
     own = figures(company)
-    late_rate = own["late_rate"]
-    mine_hours = own["mean_promise_hours"]
-    at_rate: dict[str, dict[str, Any]] = {}
+    at_rate: dict[str, FamilyAtRate] = {}
     for family in [*families, FLAT]:
-        hours = curve_at(points, family, late_rate, "mean_promise_hours")
-        at_rate[family] = {
-            "mean_promise_hours": hours,
-            "mean_promise_units": curve_at(points, family, late_rate, "mean_promise_units"),
-            "ratio": ratio(hours, mine_hours),
-        }
-    return {
-        "late_rate": late_rate,
-        "n_quotes": own["n_quotes"],
-        "mean_promise_hours": mine_hours,
-        "mean_promise_units": own["mean_promise_units"],
-        "at_company_late_rate": at_rate,
-    }
+        hours, units = curve_lengths(points, family, own.late_rate)
+        at_rate[family] = FamilyAtRate(hours, units, ratio(hours, own.mean_promise_hours))
+    return CompanyCard(
+        late_rate=own.late_rate,
+        n_quotes=own.n_quotes,
+        mean_promise_hours=own.mean_promise_hours,
+        mean_promise_units=own.mean_promise_units,
+        at_company_late_rate=at_rate,
+    )
 
 
 # --------------------------------------------------------------------------- the verdicts
 
 
-def mean_ratio_to_flat(entries: Sequence[Mapping[str, Any]]) -> float | None:
+def mean_ratio_to_flat(entries: Sequence[TargetEntry]) -> float | None:
     """The mean over targets of a policy's ratio to the flat rule (None: none known)."""
-    known = [e["ratio_to_flat"] for e in entries if e["ratio_to_flat"] is not None]
+    known = [e.ratio_to_flat for e in entries if e.ratio_to_flat is not None]
     return None if not known else float(np.mean(known))
 
 
-def worst_deviation(entries: Sequence[Mapping[str, Any]]) -> float:
+def worst_deviation(entries: Sequence[TargetEntry]) -> float:
     """The largest distance (a share) of a policy's late rate from a target (inf: unknown)."""
     if not entries:
         return math.inf
-    return max(math.inf if e["deviation"] is None else abs(e["deviation"]) for e in entries)
+    return max(math.inf if e.deviation is None else abs(e.deviation) for e in entries)
 
 
-def segments_hold(entries: Sequence[Mapping[str, Any]]) -> bool:
+def segments_hold(entries: Sequence[TargetEntry]) -> bool:
     """Whether every well-observed segment lies within `SEGMENT_BAND_FACTOR` times the band."""
     for e in entries:
-        target, allowed = e["target_late_rate"], SEGMENT_BAND_FACTOR * e["tolerance"]
-        for segment in e.get("by_segment", {}).values():
-            rate = segment.get("late_rate")
-            observed = segment.get("n_quotes", 0) >= SEGMENT_EVIDENCE_QUOTES and rate is not None
-            if observed and abs(rate - target) > allowed + BAND_EPSILON:
+        allowed = SEGMENT_BAND_FACTOR * e.tolerance
+        for segment in e.by_segment.values():
+            rate = segment.late_rate
+            if rate is None or segment.n_quotes < SEGMENT_EVIDENCE_QUOTES:
+                continue  # too few quotes to judge by
+            if abs(rate - e.target_late_rate) > allowed + BAND_EPSILON:
                 return False
     return True
 
 
 def recommend(
-    policies: Mapping[str, Sequence[Mapping[str, Any]]], company: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """The policy to use on this data: `{policy, within_band, ratio, basis, reason}`.
+    policies: Mapping[str, Sequence[TargetEntry]], company: CompanyCard | None
+) -> Recommendation:
+    """The policy to use on this data.
 
     Among the policies within the band at every scorecard target (and whose well-observed
     segments are within twice it, `segments_hold`), the one with the shortest
@@ -230,13 +244,13 @@ def recommend(
     everywhere, the one whose worst distance from a target is smallest, and `within_band` is
     False."""
     if not policies:
-        return {"policy": None, "within_band": False, "ratio": None, "basis": None, "reason": ""}
-    at_company = {} if company is None else company["at_company_late_rate"]
+        return Recommendation(None, False, None, None, "")
+    at_company = {} if company is None else company.at_company_late_rate
 
     def shortness(name: str) -> tuple[str | None, float | None]:
-        mine = at_company.get(name, {}).get("ratio")
-        if mine is not None:
-            return "company", mine
+        at_rate = at_company.get(name)
+        if at_rate is not None and at_rate.ratio is not None:
+            return "company", at_rate.ratio
         flat = mean_ratio_to_flat(policies[name])
         return (None, None) if flat is None else ("flat", flat)
 
@@ -248,60 +262,54 @@ def recommend(
     held = [
         name
         for name, entries in policies.items()
-        if entries and all(e["within_band"] for e in entries) and segments_hold(entries)
+        if entries and all(e.within_band for e in entries) and segments_hold(entries)
     ]
     if held:
         best = min(held, key=rank)
         basis, value = shortness(best)
-        against = {
-            "company": f"{value or 0.0:.2f}x your own promise at your late rate",
-            "flat": f"{value or 0.0:.2f}x one flat duration for everyone",
-        }.get(basis or "", "nothing to compare its length with")
-        if len(policies) == 1:
-            which = "within the band"
-        elif len(held) == 1:
-            which = f"the only one of {len(policies)} within the band"
-        else:
-            which = f"the shortest promises of the {len(held)} within the band"
-        reason = f"{best}: {which} at every target, its segments too ({against})."
-        return {
-            "policy": best,
-            "within_band": True,
-            "ratio": value,
-            "basis": basis,
-            "reason": reason,
-        }
+        return Recommendation(
+            best, True, value, basis, _held_reason(best, policies, held, basis, value)
+        )
     nearest = min(policies, key=lambda name: worst_deviation(policies[name]))
     worst = worst_deviation(policies[nearest])
     if math.isinf(worst):
         reason = "No policy had a known outcome at every target: nothing to recommend."
-        return {
-            "policy": None,
-            "within_band": False,
-            "ratio": None,
-            "basis": None,
-            "reason": reason,
-        }
-    entry = max(policies[nearest], key=lambda e: abs(e["deviation"]))
+        return Recommendation(None, False, None, None, reason)
+    # Every deviation is known here: the worst is finite.
+    entry = max(policies[nearest], key=lambda e: abs(e.deviation or 0.0))
     basis, value = shortness(nearest)
     reason = (
         f"No policy kept within the band at every target; {nearest} came nearest "
-        f"(at worst {100 * worst:.1f} points off the {entry['target_late_rate']:.1%} target)."
+        f"(at worst {100 * worst:.1f} points off the {entry.target_late_rate:.1%} target)."
     )
-    return {
-        "policy": nearest,
-        "within_band": False,
-        "ratio": value,
-        "basis": basis,
-        "reason": reason,
-    }
+    return Recommendation(nearest, False, value, basis, reason)
+
+
+def _held_reason(
+    best: str,
+    policies: Mapping[str, Sequence[TargetEntry]],
+    held: Sequence[str],
+    basis: str | None,
+    value: float | None,
+) -> str:
+    against = {
+        "company": f"{value or 0.0:.2f}x your own promise at your late rate",
+        "flat": f"{value or 0.0:.2f}x one flat duration for everyone",
+    }.get(basis or "", "nothing to compare its length with")
+    if len(policies) == 1:
+        which = "within the band"
+    elif len(held) == 1:
+        which = f"the only one of {len(policies)} within the band"
+    else:
+        which = f"the shortest promises of the {len(held)} within the band"
+    return f"{best}: {which} at every target, its segments too ({against})."
 
 
 def verdict_sentence(
     unit: str,
     policy: str | None,
-    entries: Sequence[Mapping[str, Any]],
-    company: Mapping[str, Any] | None,
+    entries: Sequence[TargetEntry],
+    company: CompanyCard | None,
     report_target: float,
 ) -> str:
     """Whether the engine beats the business at equal lateness, in the spec's units (one
@@ -309,22 +317,18 @@ def verdict_sentence(
     curve reaches it (the recommended `policy` first, else the shortest), else `policy` against
     the flat rule at the scorecard target nearest the report's."""
     words = UNIT_WORDS.get(unit, unit)
-    if company is not None and company["late_rate"] is not None:
+    if company is not None and company.late_rate is not None:
         reached = {
-            name: e
-            for name, e in company["at_company_late_rate"].items()
-            if name != FLAT and e["mean_promise_units"] is not None
+            name: e.mean_promise_units
+            for name, e in company.at_company_late_rate.items()
+            if name != FLAT and e.mean_promise_units is not None
         }
-        if reached:
-            name = (
-                policy
-                if policy in reached
-                else min(reached, key=lambda n: reached[n]["mean_promise_units"])
-            )
-            engine = reached[name]["mean_promise_units"]
-            theirs = company["mean_promise_units"]
+        theirs = company.mean_promise_units
+        if reached and theirs is not None:
+            name = policy if policy in reached else min(reached, key=lambda n: reached[n])
+            engine = reached[name]
             sentence = (
-                f"At your own {company['late_rate']:.1%} late rate the engine ({name}) needs "
+                f"At your own {company.late_rate:.1%} late rate the engine ({name}) needs "
                 f"{engine:.1f} {words} against your {theirs:.1f}."
             )
             if round(engine, 1) >= round(theirs, 1):
@@ -332,22 +336,22 @@ def verdict_sentence(
             return sentence
     if policy is None or not entries:
         return "No policy was scored: the engine cannot be compared."
-    entry = min(entries, key=lambda e: abs(e["target_late_rate"] - report_target))
-    head = f"At a {entry['target_late_rate']:.1%} target"
-    if entry["mean_promise_units"] is None:
+    entry = min(entries, key=lambda e: abs(e.target_late_rate - report_target))
+    head = f"At a {entry.target_late_rate:.1%} target"
+    if entry.mean_promise_units is None or entry.late_rate is None:
         return f"{head} the engine ({policy}) had no known outcome to compare."
-    mean = f"the engine's promises ({policy}) average {entry['mean_promise_units']:.1f} {words}"
-    if entry["ratio_to_flat"] is None:
+    mean = f"the engine's promises ({policy}) average {entry.mean_promise_units:.1f} {words}"
+    if entry.ratio_to_flat is None:
         text = (
             f"{head} {mean}; one flat duration for everyone does not reach its "
-            f"{entry['late_rate']:.1%} late rate on the trade-off curve."
+            f"{entry.late_rate:.1%} late rate on the trade-off curve."
         )
     else:
         text = (
-            f"{head} {mean}, {entry['ratio_to_flat']:.2f}x one flat duration for everyone at the "
+            f"{head} {mean}, {entry.ratio_to_flat:.2f}x one flat duration for everyone at the "
             f"same late rate."
         )
-    if company is not None and company["late_rate"] is not None:
+    if company is not None and company.late_rate is not None:
         text += " Your own promise's late rate lies off every policy's trade-off curve."
     return text
 
@@ -355,17 +359,18 @@ def verdict_sentence(
 # --------------------------------------------------------------------------- warnings
 
 
-def fallback_counts(fallbacks_by_fold: Sequence[Mapping[str, str]]) -> dict[str, dict[str, Any]]:
+def fallback_counts(fallbacks_by_fold: Sequence[Mapping[str, str]]) -> dict[str, FallbackCount]:
     """Segment -> in how many folds it was too small for a buffer of its own, and the parent
     keys that served it (`fallbacks_by_fold`: per fold, segment -> serving key)."""
-    counts: dict[str, dict[str, Any]] = {}
+    folds: dict[str, int] = {}
+    parents: dict[str, list[str]] = {}
     for fallbacks in fallbacks_by_fold:
         for segment, parent in fallbacks.items():
-            entry = counts.setdefault(segment, {"n_folds": 0, "served_by": []})
-            entry["n_folds"] += 1
-            if parent not in entry["served_by"]:
-                entry["served_by"].append(parent)
-    return {seg: counts[seg] for seg in sorted(counts)}
+            folds[segment] = folds.get(segment, 0) + 1
+            served_by = parents.setdefault(segment, [])
+            if parent not in served_by:
+                served_by.append(parent)
+    return {seg: FallbackCount(folds[seg], tuple(parents[seg])) for seg in sorted(folds)}
 
 
 def segment_label(key: str, columns: Sequence[str]) -> str:
@@ -386,7 +391,7 @@ def segments_label(keys: Sequence[str], columns: Sequence[str]) -> str:
 
 
 def fallback_warning(
-    counts: Mapping[str, Mapping[str, Any]], n_folds: int, columns: Sequence[str] = ()
+    counts: Mapping[str, FallbackCount], n_folds: int, columns: Sequence[str] = ()
 ) -> str | None:
     """One warning naming the segments whose buffer was mostly their parent's (by the spec's
     segment `columns`) and in how many of the `n_folds` folds, segments alike grouped
@@ -395,8 +400,8 @@ def fallback_warning(
         return None
     groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
     for segment, c in counts.items():
-        parents = tuple(segment_label(parent, columns) for parent in c["served_by"])
-        groups.setdefault((int(c["n_folds"]), parents), []).append(segment)
+        parents = tuple(segment_label(parent, columns) for parent in c.served_by)
+        groups.setdefault((c.n_folds, parents), []).append(segment)
     parts = []
     for (n, parents), segments in sorted(groups.items(), key=lambda g: (-g[0][0], g[0][1])):
         folds = "every fold" if n == n_folds else f"{n} of {n_folds} folds"
@@ -405,38 +410,37 @@ def fallback_warning(
     return "Too few calibration orders for a buffer mostly their own: " + "; ".join(parts) + "."
 
 
-def missed_warnings(policies: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+def missed_warnings(policies: Mapping[str, Sequence[TargetEntry]]) -> list[str]:
     """One warning per policy and target whose late rate fell outside the band (or is unknown)."""
     warnings = []
     for name, entries in policies.items():
         for e in entries:
-            target, tolerance = e["target_late_rate"], e["tolerance"]
-            if e["within_band"] is None:
+            target, tolerance = e.target_late_rate, e.tolerance
+            if e.within_band is None or e.late_rate is None:
                 warnings.append(f"{name} at the {target:.1%} target: no known outcome.")
-            elif not e["within_band"]:
-                missed = sum(1 for fold in e["by_fold"] if fold["within_band"] is False)
+            elif not e.within_band:
+                missed = sum(1 for fold in e.by_fold if fold.counts.within_band is False)
                 warnings.append(
-                    f"{name} missed the {target:.1%} target: {e['late_rate']:.1%} late, outside "
+                    f"{name} missed the {target:.1%} target: {e.late_rate:.1%} late, outside "
                     f"{target - tolerance:.1%} to {target + tolerance:.1%}"
-                    f" (off in {missed} of {len(e['by_fold'])} folds)."
+                    f" (off in {missed} of {len(e.by_fold)} folds)."
                 )
     return warnings
 
 
 def segment_warnings(
-    name: str, entries: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()
+    name: str, entries: Sequence[TargetEntry], columns: Sequence[str] = ()
 ) -> list[str]:
     """For one policy (the recommended one), per target, the segments whose late rate fell
     outside the band: "conformal at the 5.0% target: store_id MAN 10.0% late (of 3,712), outside
     3.5% to 6.5%"."""
     warnings = []
     for e in entries:
-        target, tolerance = e["target_late_rate"], e["tolerance"]
+        target, tolerance = e.target_late_rate, e.tolerance
         off = [
-            f"{segment_label(segment, columns)} {seg['late_rate']:.1%} late "
-            f"(of {seg['n_quotes']:,})"
-            for segment, seg in e["by_segment"].items()
-            if seg["within_band"] is False
+            f"{segment_label(segment, columns)} {seg.late_rate:.1%} late (of {seg.n_quotes:,})"
+            for segment, seg in e.by_segment.items()
+            if seg.within_band is False and seg.late_rate is not None
         ]
         if off:
             warnings.append(
@@ -450,73 +454,64 @@ def segment_warnings(
 
 
 def build_scorecard(
-    unit: str,
+    unit: Unit,
     target_late_rate: float,
     runs: Mapping[str, Mapping[float, Scored]],
     company: Scored | None,
-    points: Sequence[Mapping[str, Any]],
+    points: Sequence[TradeoffPoint],
     fallbacks_by_fold: Sequence[Mapping[str, str]],
     segment_columns: Sequence[str] = (),
     targets: Sequence[float] = SCORECARD_TARGETS,
-) -> dict[str, Any]:
+) -> Scorecard:
     """The scorecard (see the module docstring) of policy runs at each scorecard target
     (`runs_at_targets`), the business's scored promise (or None), the trade-off points (policy
     families and the flat rule), each fold's segment fallbacks and the columns that segment
     keys are made of (the spec's `[quote] segments`, for the warnings)."""
     policies = {
-        name: [target_entry(at.get(target), target, points) for target in targets]
+        name: tuple(target_entry(at.get(target), target, points) for target in targets)
         for name, at in runs.items()
     }
-    families = list(dict.fromkeys([*runs, *(str(p["policy"]) for p in points)]))
+    families = list(dict.fromkeys([*runs, *(p.policy for p in points)]))
     business = (
         None
         if company is None
         else company_entry(company, [f for f in families if f != FLAT], points)
     )
     recommendation = recommend(policies, business)
-    chosen = recommendation["policy"]
+    chosen = recommendation.policy
     counts = fallback_counts(fallbacks_by_fold)
     small = fallback_warning(counts, len(fallbacks_by_fold), segment_columns)
     warnings = [] if small is None else [small]
     warnings += missed_warnings(policies)
     if chosen is not None:
         warnings += segment_warnings(chosen, policies[chosen], segment_columns)
-    return {
-        "targets": [{"target_late_rate": t, "tolerance": band_tolerance(t)} for t in targets],
-        "unit": unit,
-        "policies": policies,
-        "company": business,
-        "recommendation": recommendation,
-        "sentence": verdict_sentence(
-            unit, chosen, policies.get(chosen, []) if chosen else [], business, target_late_rate
-        ),
-        "fallbacks": counts,
-        "warnings": warnings,
-    }
+    chosen_entries = policies.get(chosen, ()) if chosen else ()
+    return Scorecard(
+        targets=tuple(Band(t, band_tolerance(t)) for t in targets),
+        unit=unit,
+        policies=policies,
+        company=business,
+        recommendation=recommendation,
+        sentence=verdict_sentence(unit, chosen, chosen_entries, business, target_late_rate),
+        fallbacks=counts,
+        warnings=tuple(warnings),
+    )
 
 
-def compact_scorecard(scorecard: Mapping[str, Any], policy: str) -> dict[str, Any]:
+def compact_scorecard(scorecard: Scorecard, policy: str) -> CompactScorecard:
     """What a bundle's manifest keeps of the scorecard for `policy`: its late rate, band verdict
     and ratio to the flat rule at each target, its ratio to the business's promise at the
     business's late rate (None without one), the recommendation, the sentence, the warnings."""
-    company = scorecard["company"]
-    return {
-        "policy": policy,
-        "targets": [
-            {
-                "target_late_rate": e["target_late_rate"],
-                "late_rate": e["late_rate"],
-                "within_band": e["within_band"],
-                "ratio_to_flat": e["ratio_to_flat"],
-            }
-            for e in scorecard["policies"].get(policy, [])
-        ],
-        "company_ratio": (
-            None
-            if company is None
-            else company["at_company_late_rate"].get(policy, {}).get("ratio")
+    company = scorecard.company
+    at_rate = None if company is None else company.at_company_late_rate.get(policy)
+    return CompactScorecard(
+        policy=policy,
+        targets=tuple(
+            CompactTarget(e.target_late_rate, e.late_rate, e.within_band, e.ratio_to_flat)
+            for e in scorecard.policies.get(policy, ())
         ),
-        "recommended": scorecard["recommendation"]["policy"],
-        "sentence": scorecard["sentence"],
-        "warnings": list(scorecard["warnings"]),
-    }
+        company_ratio=None if at_rate is None else at_rate.ratio,
+        recommended=scorecard.recommendation.policy,
+        sentence=scorecard.sentence,
+        warnings=scorecard.warnings,
+    )

@@ -1,0 +1,213 @@
+"""Orders at risk: the call list a monitor would have kept, replayed over a back-test's quotes.
+
+Each quoted order is watched by the risk model fitted at its fold's cut-off (`models.risk`) and
+is flagged at a threshold when its risk of missing the promise reaches it while the order is
+still open, at least one unit before the deadline (a warning that comes later is too late to act
+on). Per policy and threshold the report gives the share of late orders warned of (recall), the
+share of warnings about orders that came in time (false alarms), the median warning, and how
+often an honest revision at the warning would itself have been broken (near the target if the
+risk model is honest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.calendar import BusinessCalendar
+from models.quoting import segment_labels
+from models.risk import RiskModel, flag_elapsed_hours, revised_hours
+from models.units import HOURS_PER_UNIT, Unit
+from training.backtest.replay import FloatArray, QuoteRecord, concat
+from training.backtest.report_data import COMPANY, AtRiskEntry
+from training.backtest.scoring import median, share
+from training.backtest.walk import WalkForward
+from training.data import OrderTable
+from training.spec import Spec
+
+# Risk thresholds at which the call list of orders at risk is replayed.
+AT_RISK_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
+# Risks and warning times are ratios and differences of floats: within these they tie.
+RISK_TOLERANCE = 1e-9
+WARNING_TOLERANCE_HOURS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedOrders:
+    """Quoted orders as a monitor would have watched them (aligned arrays, epoch seconds)."""
+
+    keys: list[str]  # each order's segment key in the risk model (`RiskModel.resolve_keys`)
+    clock_start_s: FloatArray
+    expected_hours: FloatArray  # the model's expectation from the clock start (NaN: none)
+    deadline_s: FloatArray  # NaN: no promise given
+    fulfilled_s: FloatArray  # NaN: still open at the extraction
+
+
+@dataclass(frozen=True, slots=True)
+class AtRiskCounts:
+    """The call list at one risk threshold, replayed over orders with a known outcome.
+
+    Counts add up over folds (`pool_at_risk`); `warning_hours` holds, for each flagged late
+    order, how long before its deadline the flag came."""
+
+    threshold: float
+    n_quotes: int  # orders watched: quoted, with a known outcome
+    late: int
+    flagged: int
+    flagged_late: int
+    n_revised: int  # flagged orders whose revised promise has a known outcome
+    revised_late: int  # of those, revised promises broken too
+    warning_hours: FloatArray
+
+
+def replay_at_risk(
+    orders: WatchedOrders,
+    risk: RiskModel,
+    calendar: BusinessCalendar,
+    unit: Unit,
+    target_late_rate: float,
+    as_of_s: float,
+    threshold: float,
+) -> AtRiskCounts:
+    """Which orders a monitor alerting at `threshold` would have flagged in time, and whether an
+    honest revision at the flag would have held.
+
+    Only orders scored as the back-test scores them count (fulfilled by `as_of_s`, or open with
+    the deadline passed). An order is flagged when its risk reaches the threshold (within
+    `RISK_TOLERANCE`: a risk computed as exactly the threshold reaches it) while it is still open
+    (fulfilled after that moment, or never), at least one unit before its deadline: a call in
+    the last unit comes too late to change anything for the customer. Risk only grows while an
+    order is open, so the first moment it reaches the threshold decides (`flag_elapsed_hours`).
+
+    The revision promises `revised_hours` at the flag, rounded to the unit and moved off closed
+    days as a quote is; it is scored like any promise (unknown while open before its deadline).
+    """
+    has_quote = np.isfinite(orders.deadline_s) & np.isfinite(orders.expected_hours)
+    is_done = ~np.isnan(orders.fulfilled_s)
+    index = np.flatnonzero(has_quote & (is_done | (orders.deadline_s < as_of_s)))
+    keys = [orders.keys[i] for i in index.tolist()]
+    start = orders.clock_start_s[index]
+    expected = orders.expected_hours[index]
+    deadline = orders.deadline_s[index]
+    fulfilled = orders.fulfilled_s[index]
+    late = ~(fulfilled <= deadline)  # NaN (open past the deadline): late
+    deadline_hours = (deadline - start) / 3600.0
+    flag_hours = flag_elapsed_hours(
+        risk, keys, expected, deadline_hours, threshold - RISK_TOLERANCE
+    )
+    warning_hours = deadline_hours - flag_hours
+    open_at_flag = ~(fulfilled <= start + flag_hours * 3600.0)
+    in_time = warning_hours >= HOURS_PER_UNIT[unit] - WARNING_TOLERANCE_HOURS
+    flagged = open_at_flag & in_time
+    chosen = np.flatnonzero(flagged)
+    n_revised = revised_late = 0
+    if chosen.size:
+        total_hours = revised_hours(
+            risk,
+            [keys[i] for i in chosen.tolist()],
+            expected[chosen],
+            flag_hours[chosen],
+            target_late_rate,
+        )
+        revised, _ = calendar.deadlines(start[chosen] + total_hours * 3600.0, unit)
+        done = fulfilled[chosen]
+        revised_known = ~np.isnan(done) | (revised < as_of_s)
+        n_revised = int(revised_known.sum())
+        revised_late = int((revised_known & ~(done <= revised)).sum())
+    return AtRiskCounts(
+        threshold=threshold,
+        n_quotes=int(index.size),
+        late=int(late.sum()),
+        flagged=int(flagged.sum()),
+        flagged_late=int((flagged & late).sum()),
+        n_revised=n_revised,
+        revised_late=revised_late,
+        warning_hours=warning_hours[flagged & late],
+    )
+
+
+def pool_at_risk(parts: Sequence[AtRiskCounts], threshold: float) -> AtRiskCounts:
+    """Counts of several folds at one threshold, added up (none: all zero)."""
+    return AtRiskCounts(
+        threshold=threshold,
+        n_quotes=sum(p.n_quotes for p in parts),
+        late=sum(p.late for p in parts),
+        flagged=sum(p.flagged for p in parts),
+        flagged_late=sum(p.flagged_late for p in parts),
+        n_revised=sum(p.n_revised for p in parts),
+        revised_late=sum(p.revised_late for p in parts),
+        warning_hours=concat([p.warning_hours for p in parts], np.float64),
+    )
+
+
+def at_risk_entry(counts: AtRiskCounts) -> AtRiskEntry:
+    """The report's entry for one threshold: shares (None when nothing to share) and counts."""
+    return AtRiskEntry(
+        threshold=counts.threshold,
+        recall=share(counts.flagged_late, counts.late),
+        false_alarm_share=share(counts.flagged - counts.flagged_late, counts.flagged),
+        median_warning_hours=median(counts.warning_hours),
+        flagged=counts.flagged,
+        late=counts.late,
+        flagged_late=counts.flagged_late,
+        revised_late_rate=share(counts.revised_late, counts.n_revised),
+        n_quotes=counts.n_quotes,
+        n_revised=counts.n_revised,
+    )
+
+
+def call_lists(
+    spec: Spec, table: OrderTable, calendar: BusinessCalendar, run: WalkForward
+) -> dict[str, tuple[AtRiskEntry, ...]]:
+    """Replay the call list for every policy, and for the company's promise watched by the same
+    fold's risk model and model expectation; folds without a risk model are left out."""
+    sources: dict[str, list[QuoteRecord]] = dict(run.policies)
+    if run.company is not None:
+        sources[COMPANY] = [
+            dataclasses.replace(own, expected_hours=ours.expected_hours)
+            for own, ours in zip(run.company, run.reference, strict=True)
+        ]
+    segments = tuple(spec.quote.segments)
+    parts: dict[str, list[list[AtRiskCounts]]] = {name: [] for name in sources}
+    for k, risk in enumerate(run.risk_models):
+        if risk is None:
+            continue
+        reference = run.reference[k]  # every record of a fold quotes the same orders
+        rows = reference.rows
+        labels = segment_labels({n: table.columns[n][rows] for n in segments}, segments, rows.size)
+        keys = risk.resolve_keys(labels)
+        for name, records in sources.items():
+            record = records[k]
+            if not np.array_equal(record.rows, rows):
+                raise AssertionError(f"{name} quoted other orders than the reference in fold {k}")
+            orders = WatchedOrders(
+                keys=keys,
+                clock_start_s=reference.clock_start_s,
+                expected_hours=record.expected_hours,
+                deadline_s=record.deadline_s,
+                fulfilled_s=table.fulfilled_at_s[rows],
+            )
+            parts[name].append(
+                [
+                    replay_at_risk(
+                        orders,
+                        risk,
+                        calendar,
+                        spec.quote.unit,
+                        run.target_late_rate,
+                        run.plan.as_of_s,
+                        threshold,
+                    )
+                    for threshold in AT_RISK_THRESHOLDS
+                ]
+            )
+    return {
+        name: tuple(
+            at_risk_entry(pool_at_risk([fold[i] for fold in folds], threshold))
+            for i, threshold in enumerate(AT_RISK_THRESHOLDS)
+        )
+        for name, folds in parts.items()
+    }
