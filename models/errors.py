@@ -5,12 +5,13 @@ PromiseError
 ├── SpecError    bad spec or data: names the file, row and column
 ├── InputError   unknown category, out of range, naive time
 ├── NotFound     unknown quote id or model version
-└── BundleError  hash mismatch, missing manifest, incompatible library
+├── BundleError  hash mismatch, missing manifest, incompatible library
+└── NoRiskModel  an engine trained before open-order risks were kept: retrain it
 ```
 
-The service maps `NotFound` to 404 and the rest to 422 (`BundleError` at start-up makes
-the service not ready); the command line prints one red line and exits 1. Anything that
-is not a `PromiseError` is a bug and propagates.
+The service maps `NotFound` to 404, `NoRiskModel` to 409 and the rest to 422 (`BundleError`
+at start-up makes the service not ready); the command line prints one red line and exits 1.
+Anything that is not a `PromiseError` is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -38,3 +39,7 @@ class NotFound(PromiseError):
 
 class BundleError(PromiseError):
     """A model bundle cannot be trusted or loaded."""
+
+
+class NoRiskModel(PromiseError):
+    """The engine was trained before risk distributions were kept: retrain to use them."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from models.errors import PromiseError
+from models.errors import NoRiskModel
 from models.quoting import Promise, QuoteEngine, promise_from_hours
 from models.risk import outlook, probability_late
 
@@ -44,10 +44,6 @@ class OrderRisk:
     @property
     def needs_revision(self) -> bool:
         return self.suggested is not None
-
-
-class NoRiskModel(PromiseError):
-    """The engine was trained before risk distributions were kept: retrain to use them."""
 
 
 def assess(engine: QuoteEngine, promise: OpenPromise, now_s: float) -> OrderRisk:
