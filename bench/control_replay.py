@@ -20,17 +20,15 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
 from threadpoolctl import threadpool_limits
 
 from models.policies import AdaptivePolicy
+from models.quoting import Promise
 from models.registry import Registry
 from service.control import (
     ADAPTIVE,
@@ -40,7 +38,8 @@ from service.control import (
     widest_window_hours,
 )
 from service.ledger import Ledger
-from service.tables import outcomes, quote_requests, quotes
+from tests.service.conftest import fresh_schema
+from tests.service.made_up import promise_due, store_promises
 from training.pipeline import train_bundle
 from training.sample_data import write_sample_data
 
@@ -70,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         reads, folds = [], []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            decided = ledger.decided_promises(ADAPTIVE, engine.segments, now, limit)
-            in_progress = ledger.promises_in_progress(
+            decided = ledger.stats.decided_promises(ADAPTIVE, engine.segments, now, limit)
+            in_progress = ledger.stats.promises_in_progress(
                 ADAPTIVE,
                 engine.segments,
                 now,
@@ -103,17 +102,8 @@ def _fresh_ledger(database_url: str | None, folder: str) -> Iterator[str]:
     if database_url is None:
         yield f"sqlite:///{Path(folder) / 'ledger.db'}"
         return
-    schema = f"promise_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(database_url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(database_url) as url:
+        yield url
 
 
 def _adaptive_engine(work: Path) -> Any:
@@ -128,81 +118,28 @@ def _adaptive_engine(work: Path) -> Any:
 
 
 def _fill(ledger: Ledger, n: int, per_day: float, now: dt.datetime) -> None:
-    """`n` adaptive quotes given at `per_day` until now, with their outcomes."""
+    """`n` adaptive quotes given at `per_day` until now, with their outcomes (all recorded by
+    now, as the replay at now reads them)."""
     rng = random.Random(7)
     span = dt.timedelta(days=n / per_day)
-    rows: list[dict[str, Any]] = []
-    done: list[dict[str, Any]] = []
-    with ledger.engine.begin() as conn:
-        request_id = conn.execute(
-            insert(quote_requests).values(
-                client_id="bench", request_sha256="0" * 64, kind="batch", created_at=now - span
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        for i in range(n):
-            given = now - span + span * (i / n)
-            expected = rng.uniform(48.0, 200.0)
-            deadline = given + dt.timedelta(hours=expected + rng.uniform(24.0, 150.0))
-            rows.append(_quote_row(f"Q-BENCH-{i:08d}", request_id, i, given, expected, deadline))
-            fate = rng.random()
-            took = dt.timedelta(hours=expected * rng.uniform(0.7, 1.3))
-            ready = given + (took if fate < 0.9 else (deadline - given) + took)
-            if fate < 0.97 and ready <= now:
-                done.append(
-                    {
-                        "quote_id": rows[-1]["id"],
-                        "fulfilled_at": ready,
-                        "was_late": ready > deadline,
-                        "recorded_at": ready,
-                        "source": "bench",
-                    }
-                )
-        for start in range(0, len(rows), 5000):
-            conn.execute(insert(quotes), rows[start : start + 5000])
-        for start in range(0, len(done), 5000):
-            conn.execute(insert(outcomes), done[start : start + 5000])
-
-
-def _quote_row(
-    quote_id: str,
-    request_id: int,
-    position: int,
-    given: dt.datetime,
-    expected_hours: float,
-    deadline: dt.datetime,
-) -> dict[str, Any]:
-    store = STORES[position % len(STORES)]
-    return {
-        "id": quote_id,
-        "request_id": request_id,
-        "position": position,
-        "created_at": given,
-        "model_version": "bench",
-        "reference": None,
-        "features": {"store_id": store, "lens_type": "single_vision", "coating": "none"},
-        "warnings": [],
-        "ordered_at": given,
-        "clock_start": given,
-        "expected_completion": given + dt.timedelta(hours=expected_hours),
-        "deadline_at": deadline,
-        "promise_local": deadline.isoformat(),
-        "time_zone": "Europe/London",
-        "unit": "day",
-        "expected_hours": expected_hours,
-        "buffer_hours": 100.0,
-        "promise_units": 8.0,
-        "policy": ADAPTIVE,
-        "target_late_rate": 0.05,
-        "level": 0.95,
-        "segment": store,
-        "closed_days_skipped": 0,
-        "exceeds_max_promise": False,
-        "explanation": "bench",
-        "adaptive_step": None,
-        "revision_of": None,
-        "revision": 0,
-        "model_expected_hours": None,
-    }
+    promises: list[Promise] = []
+    ready_at: list[dt.datetime | None] = []
+    for i in range(n):
+        given = now - span + span * (i / n)
+        expected = rng.uniform(48.0, 200.0)
+        deadline = given + dt.timedelta(hours=expected + rng.uniform(24.0, 150.0))
+        store = STORES[i % len(STORES)]
+        promises.append(promise_due(given, expected, deadline, policy=ADAPTIVE, segment=store))
+        fate = rng.random()
+        took = dt.timedelta(hours=expected * rng.uniform(0.7, 1.3))
+        ready = given + (took if fate < 0.9 else (deadline - given) + took)
+        ready_at.append(ready if fate < 0.97 and ready <= now else None)
+    features = [
+        {"store_id": p.segment, "lens_type": "single_vision", "coating": "none"} for p in promises
+    ]
+    quotes = store_promises(ledger, promises, features)
+    done = [(q.quote_id, at) for q, at in zip(quotes, ready_at, strict=True) if at is not None]
+    ledger.outcomes.record_many(done, now, "bench")
 
 
 if __name__ == "__main__":

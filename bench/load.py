@@ -40,6 +40,19 @@ class LoadResult:
         return float(np.percentile(np.array(self.latencies_s), q) * 1000.0)
 
 
+@dataclass(frozen=True)
+class LoadPlan:
+    """`bodies` (cycled) to POST to http://127.0.0.1:`port``path` from `clients` connections,
+    until `max_requests` are answered or `max_seconds` have passed."""
+
+    port: int
+    path: str
+    bodies: Sequence[bytes]
+    clients: int
+    max_requests: int
+    max_seconds: float
+
+
 def run_load(
     port: int,
     path: str,
@@ -49,37 +62,31 @@ def run_load(
     max_seconds: float,
 ) -> LoadResult:
     """POST `bodies` (cycled) to http://127.0.0.1:`port``path` from `clients` connections."""
-    return asyncio.run(_run(port, path, bodies, clients, max_requests, max_seconds))
+    return asyncio.run(_run(LoadPlan(port, path, bodies, clients, max_requests, max_seconds)))
 
 
-async def _run(
-    port: int,
-    path: str,
-    bodies: Sequence[bytes],
-    clients: int,
-    max_requests: int,
-    max_seconds: float,
-) -> LoadResult:
+async def _run(plan: LoadPlan) -> LoadResult:
+    port = plan.port
     requests = [
         (
-            f"POST {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
+            f"POST {plan.path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode("ascii")
         + body
-        for body in bodies
+        for body in plan.bodies
     ]
     numbers = itertools.count()
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     start = time.perf_counter()
-    deadline = start + max_seconds
+    deadline = start + plan.max_seconds
 
     async def client() -> None:
         reader, writer = await asyncio.open_connection(LOOPBACK, port)
         try:
             while True:
                 i = next(numbers)
-                if i >= max_requests or time.perf_counter() >= deadline:
+                if i >= plan.max_requests or time.perf_counter() >= deadline:
                     return
                 sent = time.perf_counter()
                 writer.write(requests[i % len(requests)])
@@ -93,7 +100,7 @@ async def _run(
         finally:
             writer.close()
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(plan.clients)))
     return LoadResult(dict(statuses), time.perf_counter() - start, latencies)
 
 

@@ -10,28 +10,24 @@ from fastapi import APIRouter, Path, Query, Response
 from models.errors import InputError
 from service.deps import (
     AdminCaller,
-    BundleDep,
-    ControlDep,
     DeskDep,
     HolderDep,
     IdempotencyKey,
     LedgerDep,
-    MetricsDep,
-    NowDep,
     QuoteCaller,
+    QuoteDeskDep,
     ReadCaller,
     SettingsDep,
 )
-from service.performance import live_performance
-from service.quotes import record_outcome
-from service.risk import AtRiskQuery, at_risk, quote_risk, revise
+from service.errors import ErrorBody
+from service.ledger.records import Recorded
+from service.risk import AtRiskQuery
 from service.schemas import (
     AtRiskResponse,
     BatchQuoteRequest,
     BatchQuoteResponse,
     ContactRequest,
     ContactView,
-    ErrorBody,
     ModelResponse,
     OutcomeRequest,
     OutcomeResponse,
@@ -63,6 +59,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
 
 
+def _first_quote(recorded: Recorded, response: Response) -> QuoteResponse:
+    """The first quote of a single-order answer, with the header telling a retry's replay."""
+    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
+    return QuoteResponse.model_validate(recorded.quotes[0])
+
+
 router = APIRouter(prefix="/v1")
 
 QuoteId = Annotated[str, Path(description="The id a quote was given, e.g. Q-7K3M-9XRT-2HDP.")]
@@ -77,17 +79,14 @@ QuoteId = Annotated[str, Path(description="The id a quote was given, e.g. Q-7K3M
 def create_quote(
     body: QuoteRequest,
     caller: QuoteCaller,
-    desk: DeskDep,
+    desk: QuoteDeskDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> QuoteResponse:
     """Quote one order. The quote is stored before it is answered; a retry with the same
     `Idempotency-Key` gets the same quote back (header `Idempotent-Replayed: true`)."""
-    recorded = desk.issue(
-        [body], "single", caller.client_id, idempotency_key, body.model_dump(mode="json")
-    )
-    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
-    return QuoteResponse.from_stored(recorded.quotes[0])
+    recorded = desk.issue([body], "single", caller.client_id, idempotency_key)
+    return _first_quote(recorded, response)
 
 
 @router.post(
@@ -99,17 +98,15 @@ def create_quote(
 def create_quotes(
     body: BatchQuoteRequest,
     caller: QuoteCaller,
-    desk: DeskDep,
+    desk: QuoteDeskDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchQuoteResponse:
     """Quote many orders in one call (at most `PROMISE_MAX_BATCH`): all are quoted and stored,
     or none when any is invalid (each bad field named, e.g. `orders[3].order.lens_type`)."""
-    recorded = desk.issue(
-        body.orders, "batch", caller.client_id, idempotency_key, body.model_dump(mode="json")
-    )
+    recorded = desk.issue(body.orders, "batch", caller.client_id, idempotency_key)
     response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
-    return BatchQuoteResponse(quotes=[QuoteResponse.from_stored(q) for q in recorded.quotes])
+    return BatchQuoteResponse(quotes=[QuoteResponse.model_validate(q) for q in recorded.quotes])
 
 
 # Any id is looked up (a malformed one is simply not found), so FastAPI's automatic 422 is
@@ -122,7 +119,7 @@ def create_quotes(
 )
 def get_quote(quote_id: QuoteId, caller: QuoteCaller, ledger: LedgerDep) -> QuoteResponse:
     """The quote as it was given, with its outcome once recorded."""
-    return QuoteResponse.from_stored(ledger.get_quote(quote_id))
+    return QuoteResponse.model_validate(ledger.quotes.get(quote_id))
 
 
 @router.post(
@@ -138,21 +135,18 @@ def create_outcome(
     quote_id: QuoteId,
     body: OutcomeRequest,
     caller: QuoteCaller,
-    ledger: LedgerDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    now: NowDep,
+    desk: DeskDep,
     response: Response,
 ) -> OutcomeResponse:
     """Record when the order was really fulfilled, once: 201 when new, 200 when the same
     outcome was recorded before, 409 when a different one was."""
-    result, created = record_outcome(ledger, settings, metrics, quote_id, body.fulfilled_at, now)
+    result, created = desk.record_outcome(quote_id, body.fulfilled_at)
     response.status_code = 201 if created else 200
     assert result.outcome is not None and result.deadline_at is not None
     return OutcomeResponse(
         quote_id=quote_id,
         deadline_at=result.deadline_at,
-        outcome=OutcomeView.from_stored(result.outcome),
+        outcome=OutcomeView.model_validate(result.outcome),
     )
 
 
@@ -162,22 +156,18 @@ def create_outcome(
     responses=_errors(401, 403, 404, 409, 503),
     openapi_extra={NEVER_422: True},
 )
-def get_risk(
-    quote_id: QuoteId, caller: QuoteCaller, ledger: LedgerDep, serving: BundleDep, now: NowDep
-) -> RiskResponse:
+def get_risk(quote_id: QuoteId, caller: QuoteCaller, desk: QuoteDeskDep) -> RiskResponse:
     """How likely the quote's promise is to break given the order is still open now, when it
     will most likely be ready, and the promise that keeps the target late rate from here.
     A fulfilled order's answer is known (probability 0 or 1)."""
-    return quote_risk(ledger, serving, quote_id, now)
+    return desk.risk(quote_id)
 
 
 @router.get("/at-risk", tags=["at risk"], responses=_errors(401, 403, 409, 422, 503))
 def get_at_risk(
     caller: QuoteCaller,
-    ledger: LedgerDep,
-    serving: BundleDep,
+    desk: QuoteDeskDep,
     settings: SettingsDep,
-    now: NowDep,
     min_probability: Annotated[
         float | None,
         Query(
@@ -213,7 +203,7 @@ def get_at_risk(
         store=store,
         limit=limit,
     )
-    return at_risk(ledger, serving, settings, query, now)
+    return desk.at_risk(query)
 
 
 @router.post(
@@ -225,10 +215,7 @@ def get_at_risk(
 def revise_quote(
     quote_id: QuoteId,
     caller: QuoteCaller,
-    ledger: LedgerDep,
-    serving: BundleDep,
-    metrics: MetricsDep,
-    now: NowDep,
+    desk: QuoteDeskDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> QuoteResponse:
@@ -236,9 +223,8 @@ def revise_quote(
     late rate: stored as a revision linked to the original (never overwriting it). 409 when
     the order is fulfilled, was revised meanwhile, or its promise still keeps the target
     (`no_revision_needed`)."""
-    recorded = revise(ledger, serving, metrics, quote_id, caller.client_id, idempotency_key, now)
-    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
-    return QuoteResponse.from_stored(recorded.quotes[0])
+    recorded = desk.revise(quote_id, caller.client_id, idempotency_key)
+    return _first_quote(recorded, response)
 
 
 @router.post(
@@ -250,31 +236,20 @@ def revise_quote(
 def create_contact(
     quote_id: QuoteId,
     caller: QuoteCaller,
-    ledger: LedgerDep,
-    metrics: MetricsDep,
-    now: NowDep,
+    desk: DeskDep,
     body: ContactRequest | None = None,
 ) -> ContactView:
     """Record that the customer was contacted about this order (who: the caller's key)."""
-    contact = ledger.record_contact(quote_id, caller.client_id, body.note if body else None, now)
-    metrics.contacts.inc()
-    return ContactView(
-        quote_id=contact.quote_id,
-        contacted_by=contact.contacted_by,
-        contacted_at=contact.contacted_at,
-        note=contact.note,
-    )
+    contact = desk.record_contact(quote_id, caller.client_id, body.note if body else None)
+    return ContactView.model_validate(contact)
 
 
 # Every role may read performance and the model: no 403 to document.
 @router.get("/performance", tags=["performance"], responses=_errors(401, 422, 503))
 def get_performance(
     caller: ReadCaller,
-    ledger: LedgerDep,
+    desk: DeskDep,
     holder: HolderDep,
-    control: ControlDep,
-    settings: SettingsDep,
-    now: NowDep,
     since: Annotated[
         UtcDatetime | None,
         Query(description="Quotes given at or after this time (ISO 8601 with a zone)."),
@@ -292,10 +267,7 @@ def get_performance(
     beside each segment of adaptive promises, where the served adaptive buffer stands now."""
     if since is not None and until is not None and since >= until:
         raise InputError("since must be before until", field="since")
-    serving = holder.current()
-    target = serving.bundle.engine.target_late_rate if serving else None
-    adaptive = control.view(serving, now)
-    return live_performance(ledger, settings, since, until, target, now, adaptive)
+    return desk.performance(holder.current(), since, until)
 
 
 @router.get("/model", tags=["model"], responses=_errors(401, 503))

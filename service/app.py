@@ -26,7 +26,7 @@ from service import api, ops, web
 from service.auth import KeyRing, LoopbackOnly
 from service.bundles import BundleHolder
 from service.control import ControlCache
-from service.handlers import install_error_handlers
+from service.errors import install_error_handlers
 from service.ledger import Ledger
 from service.limits import BodyLimit
 from service.metrics import Metrics, RequestMetrics
@@ -46,11 +46,7 @@ Send `Authorization: Bearer KEY` (or `X-API-Key: KEY`). Errors are JSON:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The FastAPI app for `settings` (default: read from PROMISE_* environment variables)."""
     settings = settings or Settings()
-    ledger = Ledger.connect(
-        settings.database_url,
-        settings.sqlite_busy_timeout_ms,
-        settings.database_connect_timeout_seconds,
-    )
+    ledger = Ledger.from_settings(settings)
     try:
         ledger.migrate()
     except SQLAlchemyError as err:

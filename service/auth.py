@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
@@ -29,7 +28,7 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import AccessDenied
+from service.errors import AccessDenied, send_error
 from service.settings import ApiKey, HashedKey, Role, Settings
 
 OPEN_CLIENT = "open"
@@ -157,22 +156,4 @@ async def _refuse(send: Send) -> None:
         "this service runs without API keys and answers loopback clients only; "
         "set PROMISE_API_KEYS, PROMISE_STAFF_KEY and PROMISE_ADMIN_KEY"
     )
-    body = json.dumps(
-        {
-            "error": "forbidden",
-            "message": message,
-            "field": None,
-            "errors": [{"field": None, "message": message}],
-        }
-    ).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 403,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode("ascii")),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 403, "forbidden", message)

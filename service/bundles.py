@@ -113,7 +113,7 @@ class BundleHolder:
         return Reloaded(previous_version=old, serving=serving)
 
     def _announce(self, serving: Serving) -> None:
-        self._generation = self.ledger.announce_model(serving.version, _now()).generation
+        self._generation = self.ledger.served_model.announce(serving.version, _now()).generation
         self._checked_at = time.monotonic()
         self._is_announced = True
 
@@ -128,7 +128,7 @@ class BundleHolder:
             if now - self._checked_at < self.check_seconds:
                 return
             self._checked_at = now
-            wanted = self.ledger.served_model()
+            wanted = self.ledger.served_model.get()
             if wanted is None or wanted.generation == self._generation:
                 return
             self._generation = wanted.generation

@@ -40,13 +40,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
 from models.control import ControlState, learn, with_nowcast
 from models.policies import AdaptivePolicy
 from models.quoting import QuoteEngine
 from service.bundles import Serving
-from service.ledger import DecidedPromises, Ledger, OrdersInProgress
+from service.ledger import Ledger
+from service.ledger.stats import DecidedPromises, OrdersInProgress
 
 ADAPTIVE = "adaptive"
 # The replay learns the newest promises of this many memories of the longest-remembering
@@ -99,10 +98,10 @@ def control_state(engine: QuoteEngine, ledger: Ledger, now_utc: dt.datetime) -> 
     if not isinstance(policy, AdaptivePolicy):
         return None
     segments = engine.segments
-    decided = ledger.decided_promises(ADAPTIVE, segments, now_utc, learning_limit(policy))
+    decided = ledger.stats.decided_promises(ADAPTIVE, segments, now_utc, learning_limit(policy))
     if policy.cfg.use_nowcast:
         widest = dt.timedelta(hours=widest_window_hours(policy))
-        in_progress = ledger.promises_in_progress(
+        in_progress = ledger.stats.promises_in_progress(
             ADAPTIVE,
             segments,
             now_utc,
@@ -110,7 +109,7 @@ def control_state(engine: QuoteEngine, ledger: Ledger, now_utc: dt.datetime) -> 
             fulfilled_since=now_utc - widest,
         )
     else:
-        in_progress = _nothing_in_progress()
+        in_progress = OrdersInProgress.none()
     return replay(policy, engine.target_late_rate, decided, in_progress, now_utc.timestamp())
 
 
@@ -201,8 +200,3 @@ def adaptive_view(engine: QuoteEngine, state: ControlState | None) -> AdaptiveVi
         learnt = 0 if state is None else state.counts.get(key, 0)
         segments[key] = SegmentAdaptive(offset=offset, level=level, learnt=learnt)
     return AdaptiveView(scale="relative" if policy.cfg.relative else "hours", segments=segments)
-
-
-def _nothing_in_progress() -> OrdersInProgress:
-    empty = np.empty(0, dtype=np.float64)
-    return OrdersInProgress(empty, empty, empty, [])

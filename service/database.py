@@ -85,6 +85,15 @@ def _set_up_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (`BEGIN IMMEDIATE` on SQLite), committed on success."""
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
 def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; returns the number of rows inserted (0 or 1)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

@@ -10,9 +10,9 @@ from fastapi import Depends, Header, Request
 from service.auth import Caller, require
 from service.bundles import BundleHolder, Serving
 from service.control import ControlCache
+from service.desk import Desk, QuoteDesk
 from service.ledger import Ledger
 from service.metrics import Metrics
-from service.quotes import Desk
 from service.sessions import require_staff
 from service.settings import Settings
 
@@ -64,24 +64,24 @@ NowDep = Annotated[dt.datetime, Depends(now_utc)]
 
 
 def get_desk(
-    serving: BundleDep,
     ledger: LedgerDep,
     control: ControlDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     now: NowDep,
 ) -> Desk:
-    return Desk(
-        serving=serving,
-        ledger=ledger,
-        control=control,
-        settings=settings,
-        metrics=metrics,
-        now_utc=now,
-    )
+    return Desk(ledger=ledger, control=control, settings=settings, metrics=metrics, now_utc=now)
 
 
 DeskDep = Annotated[Desk, Depends(get_desk)]
+
+
+def get_quote_desk(serving: BundleDep, desk: DeskDep) -> QuoteDesk:
+    """The desk with the bundle snapshot to quote with; 503 when none is loaded."""
+    return desk.quoting(serving)
+
+
+QuoteDeskDep = Annotated[QuoteDesk, Depends(get_quote_desk)]
 
 QuoteCaller = Annotated[Caller, Depends(require("pos", "staff"))]
 ReadCaller = Annotated[Caller, Depends(require("pos", "staff", "admin"))]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import send_error
 
 
 class BodyTooLarge(HTTPException):
@@ -36,7 +36,8 @@ class BodyLimit:
                 if status == 413
                 else "Content-Length is not a number"
             )
-            await _answer(send, status, message)
+            code = "too_large" if status == 413 else "bad_request"
+            await send_error(send, status, code, message, close_connection=True)
             return
         received = 0
 
@@ -50,26 +51,3 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
-
-
-async def _answer(send: Send, status: int, message: str) -> None:
-    body = json.dumps(
-        {
-            "error": "too_large" if status == 413 else "bad_request",
-            "message": message,
-            "field": None,
-            "errors": [{"field": None, "message": message}],
-        }
-    ).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -117,7 +117,7 @@ class LedgerCollector(Collector):
         up = GaugeMetricFamily("promise_ledger_up", "1 when the ledger answered this scrape")
         now = dt.datetime.now(dt.UTC)
         try:
-            counts = self.ledger.segment_counts(now - self.window, None)
+            counts = self.ledger.stats.segment_counts(now - self.window, None)
             drift = drift_report(self.ledger, self.settings, now)
         except SQLAlchemyError as err:
             log.warning("metrics.ledger_unavailable", extra={"error": type(err).__name__})

@@ -36,7 +36,7 @@ from models.errors import PromiseError
 from models.registry import Registry
 from service.control import ADAPTIVE, AdaptiveView, adaptive_view, control_state
 from service.ledger import Ledger
-from service.performance import decided_in_window, drift_checks
+from service.performance import drift_checks
 from service.schemas import DriftAlarm, DriftReport
 from service.settings import Settings
 
@@ -112,16 +112,12 @@ def read_report(settings: Settings, now_utc: dt.datetime) -> tuple[DriftReport, 
     the database cannot be reached."""
     where = safe_url(settings.database_url)
     try:
-        ledger = Ledger.connect(
-            settings.database_url,
-            settings.sqlite_busy_timeout_ms,
-            settings.database_connect_timeout_seconds,
-        )
+        ledger = Ledger.from_settings(settings)
     except (ArgumentError, ValueError) as err:
         raise UserMistake(f"--database-url: {where} is not a database URL ({err})") from err
     try:
         ledger.migrate()
-        rows = decided_in_window(ledger, settings, now_utc)
+        rows = ledger.stats.decided_in_window(now_utc, settings.alarm_window_days)
         adaptive, warning = None, None
         if any(row.policy == ADAPTIVE for row in rows):
             adaptive, warning = served_adaptive(ledger, settings.registry, now_utc)
@@ -138,7 +134,7 @@ def served_adaptive(
 ) -> tuple[AdaptiveView | None, str | None]:
     """The buffers of the adaptive model the workers serve, replayed at `now_utc` (None when
     they serve another policy), or None and why they cannot be shown."""
-    served = ledger.served_model()
+    served = ledger.served_model.get()
     if served is None:
         return None, None
     try:

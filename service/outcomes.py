@@ -136,7 +136,7 @@ def import_outcomes(
 ) -> ImportReport:
     """Check the whole file, then record its outcomes; returns the counts."""
     rows, still_open = read_outcomes(path, now_utc, clock_skew_seconds)
-    results = ledger.record_outcomes(
+    results = ledger.outcomes.record_many(
         [(row.quote_id, row.fulfilled_at) for row in rows], now_utc, source="csv"
     )
     report = ImportReport(rows=len(rows) + still_open, still_open=still_open)
@@ -201,11 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         sys.stderr.write(f"error: {err}\n")
         return 1
-    ledger = Ledger.connect(
-        settings.database_url,
-        settings.sqlite_busy_timeout_ms,
-        settings.database_connect_timeout_seconds,
-    )
+    ledger = Ledger.from_settings(settings)
     try:
         ledger.migrate()
         report = import_outcomes(

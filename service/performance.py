@@ -1,6 +1,6 @@
 """The live late rate against the target, the revisions made, and drift alarms per segment.
 
-Two views of the same ledger:
+Two views of the same ledger, counted by the database (`service.ledger.stats`):
 - the late rate of quotes given in a window that have a recorded outcome (revisions count as
   quotes too: the customer was given both promises), with a Wilson interval;
 - drift alarms (`models.monitoring`): per segment, the original promises whose deadline fell in
@@ -20,85 +20,31 @@ from typing import Any, Literal
 
 from models.monitoring import check_drift, wilson_interval
 from service.control import ADAPTIVE, AdaptiveView
-from service.ledger import DecidedCounts, Ledger, RevisionFacts, SegmentCounts
-from service.schemas import (
-    DriftAlarm,
-    DriftReport,
-    LateRate,
-    PerformanceResponse,
-    RevisionSummary,
-)
+from service.ledger import Ledger
+from service.ledger.stats import DecidedCounts, RevisionFacts, SegmentCounts
+from service.schemas import DriftAlarm, DriftReport, LateRate, RevisionSummary
 from service.settings import Settings
 
 OVERALL = "all quotes"
 Status = Literal["no outcomes", "on target", "above target"]
 
 
-def live_performance(
-    ledger: Ledger,
-    settings: Settings,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    default_target: float | None,
-    now_utc: dt.datetime,
-    adaptive: AdaptiveView | None = None,
-) -> PerformanceResponse:
-    """The whole report from the ledger: quotes given in [since, until), drift as of now
-    (with the served adaptive policy's buffers, when there is one)."""
-    return performance_report(
-        ledger.segment_counts(since, until),
-        since,
-        until,
-        default_target,
-        ledger.revision_facts(since, until),
-        drift_report(ledger, settings, now_utc, adaptive),
-    )
+def late_rates(
+    counts: Sequence[SegmentCounts], default_target: float | None
+) -> tuple[LateRate, list[LateRate]]:
+    """The late rate overall and per segment for these counts; the overall target is the mean
+    over all quotes (`default_target` without quotes)."""
+    overall = late_rate(SegmentCounts.total(counts, OVERALL, default_target))
+    return overall, [late_rate(row) for row in counts]
 
 
-def performance_report(
-    counts: Sequence[SegmentCounts],
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    default_target: float | None,
-    revisions: Sequence[RevisionFacts],
-    drift: DriftReport,
-) -> PerformanceResponse:
-    """Late rate overall and per segment for quotes given in [since, until)."""
-    quotes = sum(row.quotes for row in counts)
-    target = (
-        round(sum(row.target_late_rate * row.quotes for row in counts) / quotes, 12)
-        if quotes
-        else default_target
-    )
-    overall = late_rate(
-        OVERALL,
-        quotes,
-        sum(row.outcomes for row in counts),
-        sum(row.late for row in counts),
-        target,
-    )
-    segments = [
-        late_rate(row.segment, row.quotes, row.outcomes, row.late, row.target_late_rate)
-        for row in counts
-    ]
-    return PerformanceResponse(
-        since=since,
-        until=until,
-        overall=overall,
-        segments=segments,
-        revisions=revision_summary(revisions),
-        drift=drift,
-    )
-
-
-def late_rate(
-    segment: str, quotes: int, outcomes: int, late: int, target: float | None
-) -> LateRate:
+def late_rate(counts: SegmentCounts) -> LateRate:
     """One row of the report, with a 95% Wilson interval so small counts are read carefully."""
-    if outcomes == 0:
+    target = counts.target_late_rate
+    if counts.outcomes == 0:
         return LateRate(
-            segment=segment,
-            quotes=quotes,
+            segment=counts.segment,
+            quotes=counts.quotes,
             outcomes=0,
             late=0,
             late_rate=None,
@@ -106,16 +52,16 @@ def late_rate(
             target_late_rate=target,
             status="no outcomes",
         )
-    rate = late / outcomes
+    rate = counts.late / counts.outcomes
     above = target is not None and rate > target
     status: Status = "above target" if above else "on target"
     return LateRate(
-        segment=segment,
-        quotes=quotes,
-        outcomes=outcomes,
-        late=late,
+        segment=counts.segment,
+        quotes=counts.quotes,
+        outcomes=counts.outcomes,
+        late=counts.late,
         late_rate=rate,
-        late_rate_interval=list(wilson_interval(late, outcomes)),
+        late_rate_interval=list(wilson_interval(counts.late, counts.outcomes)),
         target_late_rate=target,
         status=status,
     )
@@ -159,14 +105,8 @@ def drift_report(
 ) -> DriftReport:
     """The drift check of every segment (per model version) with promises due in the window;
     the rows of adaptive promises show `adaptive`'s buffer for their segment."""
-    return drift_checks(decided_in_window(ledger, settings, now_utc), settings, now_utc, adaptive)
-
-
-def decided_in_window(
-    ledger: Ledger, settings: Settings, now_utc: dt.datetime
-) -> list[DecidedCounts]:
-    """Per segment and model version, the promises due in the alarm window before `now_utc`."""
-    return ledger.decided_counts(now_utc - dt.timedelta(days=settings.alarm_window_days), now_utc)
+    rows = ledger.stats.decided_in_window(now_utc, settings.alarm_window_days)
+    return drift_checks(rows, settings, now_utc, adaptive)
 
 
 def drift_checks(

@@ -1,19 +1,30 @@
 """The API's request and response bodies (pydantic, at the edge only) and their conversion.
 
-Requests are parsed here and turned into core `Order`s once (`to_orders`); responses are built
-from what the ledger stored (`QuoteResponse.from_stored`), so a retried request gets the very
-same answer as the first.
+Requests are parsed here and turned into core `Order`s once (`to_orders`); a quote's answer
+reads the ledger's record (`QuoteResponse.model_validate(stored)`: the promise's fields off its
+`Promise`, the rest off the record), so a retried request gets the very same answer as the
+first. The error body is `service.errors.ErrorBody`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasGenerator,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+)
 
 from models.errors import InputError
 from models.quoting import Order
@@ -22,7 +33,6 @@ from service.tables import storable_text
 
 if TYPE_CHECKING:
     from models.features import FeatureSchema
-    from service.ledger import StoredOutcome, StoredQuote
     from service.settings import Settings
 
 UTC = dt.UTC
@@ -32,22 +42,6 @@ MAX_FEATURES = 200
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class FieldError(BaseModel):
-    """One problem: the field it is in (dotted JSON path) and what is wrong."""
-
-    field: str | None
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: a code, a sentence, the first bad field, and all problems."""
-
-    error: str = Field(examples=["invalid_input"])
-    message: str
-    field: str | None = None
-    errors: list[FieldError] = Field(default_factory=list)
 
 
 def _check_storable(text: str, what: str) -> str:
@@ -147,12 +141,10 @@ class OutcomeRequest(_Body):
 
 @dataclass(frozen=True, slots=True)
 class CheckedOrder:
-    """A request turned into a core `Order`, with its warnings and what the ledger keeps."""
+    """A request turned into a core `Order`, with its warnings."""
 
     order: Order
     warnings: list[str]
-    features: Mapping[str, JsonValue]
-    reference: str | None
 
 
 def to_orders(
@@ -211,12 +203,7 @@ def _to_order(
         )
     except InputError as err:
         raise InputError(str(err), field=f"order.{err.field}" if err.field else "order") from err
-    return CheckedOrder(
-        order=Order(features=features, ordered_at=ordered_at),
-        warnings=warnings,
-        features=request.order,
-        reference=request.reference,
-    )
+    return CheckedOrder(order=Order(features=features, ordered_at=ordered_at), warnings=warnings)
 
 
 def _fits_float(value: int) -> bool:
@@ -229,25 +216,29 @@ def _fits_float(value: int) -> bool:
 class OutcomeView(BaseModel):
     """A recorded outcome: when the order was fulfilled and whether the promise was kept."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     fulfilled_at: dt.datetime
     was_late: bool
     late_hours: float = Field(description="Hours past the deadline; 0 when on time.")
     recorded_at: dt.datetime
     source: str
 
-    @classmethod
-    def from_stored(cls, outcome: StoredOutcome) -> OutcomeView:
-        return cls(
-            fulfilled_at=outcome.fulfilled_at,
-            was_late=outcome.was_late,
-            late_hours=outcome.late_hours,
-            recorded_at=outcome.recorded_at,
-            source=outcome.source,
-        )
+
+def _from_record_or_promise(name: str) -> AliasChoices:
+    """Read field `name` off the ledger's record, else off the promise it holds."""
+    return AliasChoices(name, AliasPath("promise", name))
 
 
 class QuoteResponse(BaseModel):
     """A promise as given: the date (or time) to tell the customer and the numbers behind it."""
+
+    # Read off the ledger's record (`StoredQuote`) by `model_validate`: the docstring is the
+    # OpenAPI description, so this note is a comment.
+    model_config = ConfigDict(
+        from_attributes=True,
+        alias_generator=AliasGenerator(validation_alias=_from_record_or_promise),
+    )
 
     quote_id: str
     created_at: dt.datetime
@@ -279,38 +270,6 @@ class QuoteResponse(BaseModel):
         default=None, description="For a revision: the id of the original quote."
     )
     revision: int = Field(default=0, description="0 for an original, then 1, 2, ...")
-
-    @classmethod
-    def from_stored(cls, stored: StoredQuote) -> QuoteResponse:
-        local = stored.promise_local
-        return cls(
-            quote_id=stored.quote_id,
-            created_at=stored.created_at,
-            model_version=stored.model_version,
-            reference=stored.reference,
-            ordered_at=stored.ordered_at,
-            clock_start=stored.clock_start,
-            expected_completion=stored.expected_completion,
-            deadline_at=stored.deadline_at,
-            unit=stored.unit,
-            promise_date=local.date(),
-            promised_by=None if stored.unit == "day" else local,
-            time_zone=stored.time_zone,
-            expected_hours=stored.expected_hours,
-            buffer_hours=stored.buffer_hours,
-            promise_units=stored.promise_units,
-            policy=stored.policy,
-            target_late_rate=stored.target_late_rate,
-            level=stored.level,
-            segment=stored.segment,
-            closed_days_skipped=stored.closed_days_skipped,
-            exceeds_max_promise=stored.exceeds_max_promise,
-            explanation=stored.explanation,
-            warnings=list(stored.warnings),
-            outcome=None if stored.outcome is None else OutcomeView.from_stored(stored.outcome),
-            revision_of=stored.revision_of,
-            revision=stored.revision,
-        )
 
 
 class BatchQuoteResponse(BaseModel):
@@ -426,6 +385,8 @@ class ContactRequest(_Body):
 
 class ContactView(BaseModel):
     """A recorded call: about which order (its original quote id), who, when, a note."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     quote_id: str
     contacted_by: str

@@ -40,11 +40,7 @@ def run(
     config = logging_config(log_level.upper())
     logging.config.dictConfig(config)
     prepare_metrics_folder(workers)
-    ledger = Ledger.connect(
-        settings.database_url,
-        settings.sqlite_busy_timeout_ms,
-        settings.database_connect_timeout_seconds,
-    )
+    ledger = Ledger.from_settings(settings)
     try:
         ledger.migrate()
     except SQLAlchemyError as err:

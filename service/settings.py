@@ -16,6 +16,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.monitoring import (
+    DEFAULT_BAND_FACTOR,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MIN_DECIDED,
+    DEFAULT_WINDOW_DAYS,
+)
+
 Role = Literal["pos", "staff", "admin"]
 ROLES: tuple[Role, ...] = ("pos", "staff", "admin")
 MIN_KEY_CHARS = 16
@@ -158,22 +165,28 @@ class Settings(BaseSettings):
         description="Open orders whose promise passed at most this long ago stay on the list.",
     )
     alarm_window_days: float = Field(
-        default=28.0,
+        default=DEFAULT_WINDOW_DAYS,
         gt=0.0,
         le=366.0,
         description="Drift alarms count the promises whose deadline fell in this many days.",
     )
     alarm_band_factor: float = Field(
-        default=2.0,
+        default=DEFAULT_BAND_FACTOR,
         ge=1.0,
         le=100.0,
         description="The target band is [target / factor, target * factor].",
     )
     alarm_confidence: float = Field(
-        default=0.95, gt=0.5, lt=1.0, description="Confidence of the late rate's interval."
+        default=DEFAULT_CONFIDENCE,
+        gt=0.5,
+        lt=1.0,
+        description="Confidence of the late rate's interval.",
     )
     alarm_min_decided: int = Field(
-        default=20, ge=1, le=100_000, description="Decided promises needed before any alarm."
+        default=DEFAULT_MIN_DECIDED,
+        ge=1,
+        le=100_000,
+        description="Decided promises needed before any alarm.",
     )
 
     @field_validator("api_keys", mode="before")

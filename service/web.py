@@ -34,21 +34,18 @@ from starlette.datastructures import FormData
 from models.features import FeatureSchema
 from service.deps import (
     BundleDep,
-    ControlDep,
     DeskDep,
     HolderDep,
     LedgerDep,
-    MetricsDep,
-    NowDep,
+    QuoteDeskDep,
     SettingsDep,
     StaffCaller,
 )
-from service.errors import AccessDenied
-from service.ledger import StoredQuote
-from service.performance import live_performance
-from service.quotes import Desk
-from service.risk import AtRiskQuery, at_risk, revise
-from service.schemas import ErrorBody, QuoteRequest, RiskResponse
+from service.desk import QuoteDesk
+from service.errors import AccessDenied, ErrorBody
+from service.ledger.records import StoredQuote
+from service.risk import AtRiskQuery
+from service.schemas import QuoteRequest, RiskResponse
 from service.sessions import CSRF_FIELD, Session, Sessions, check_csrf
 from service.tables import storable_text
 
@@ -88,6 +85,13 @@ def same_origin(request: Request) -> None:
         raise AccessDenied(403, "form posts from other sites are refused")
 
 
+async def checked_form(request: Request) -> FormData:
+    """The posted form of a signed-in staff member, once its CSRF token checks out."""
+    form = await request.form()
+    check_csrf(request, form.get(CSRF_FIELD))
+    return form
+
+
 router = APIRouter(include_in_schema=False)
 SameOrigin = Annotated[None, Depends(same_origin)]
 
@@ -125,11 +129,10 @@ def index(request: Request, caller: StaffCaller, serving: BundleDep) -> Response
 
 @router.post("/quotes", response_class=HTMLResponse)
 async def submit(
-    request: Request, caller: StaffCaller, _origin: SameOrigin, desk: DeskDep
+    request: Request, caller: StaffCaller, _origin: SameOrigin, desk: QuoteDeskDep
 ) -> Response:
     """Quote the posted order and show it (303 to its page), or the form with the problems."""
-    form = await request.form()
-    check_csrf(request, form.get(CSRF_FIELD))
+    form = await checked_form(request)
     return await run_in_threadpool(_answer, request, desk, caller.client_id, form)
 
 
@@ -160,8 +163,7 @@ async def signin(request: Request, _origin: SameOrigin) -> Response:
 @router.post("/signout")
 async def signout(request: Request, caller: StaffCaller, _origin: SameOrigin) -> Response:
     """End the session."""
-    form = await request.form()
-    check_csrf(request, form.get(CSRF_FIELD))
+    await checked_form(request)
     response = RedirectResponse("/signin", status_code=303)
     Sessions.end(response)
     return response
@@ -170,7 +172,7 @@ async def signout(request: Request, caller: StaffCaller, _origin: SameOrigin) ->
 @router.get("/quotes/{quote_id}", response_class=HTMLResponse)
 def show_quote(request: Request, quote_id: str, caller: StaffCaller, ledger: LedgerDep) -> Response:
     """A quote as given: the promise in large type, its explanation, a printable slip."""
-    return _quote_page(request, ledger.get_quote(quote_id))
+    return _quote_page(request, ledger.quotes.get(quote_id))
 
 
 @router.get("/lookup")
@@ -185,19 +187,14 @@ def lookup(quote_id: Annotated[str, Query(max_length=200)], caller: StaffCaller)
 def performance(
     request: Request,
     caller: StaffCaller,
-    ledger: LedgerDep,
+    desk: DeskDep,
     holder: HolderDep,
-    control: ControlDep,
-    settings: SettingsDep,
-    now: NowDep,
     days: Annotated[int, Query(ge=1, le=3_660)] = 30,
 ) -> Response:
     """The live late rate against the target, overall and per store segment."""
     serving = holder.current()
-    since = now - dt.timedelta(days=days)
-    target = serving.bundle.engine.target_late_rate if serving else None
-    adaptive = control.view(serving, now)
-    report = live_performance(ledger, settings, since, None, target, now, adaptive)
+    since = desk.now_utc - dt.timedelta(days=days)
+    report = desk.performance(serving, since, None)
     options = sorted({*DAY_OPTIONS, days})
     return page(
         request,
@@ -218,10 +215,8 @@ def performance(
 def at_risk_page(
     request: Request,
     caller: StaffCaller,
-    ledger: LedgerDep,
-    serving: BundleDep,
+    desk: QuoteDeskDep,
     settings: SettingsDep,
-    now: NowDep,
     store: Annotated[str, Query(max_length=200)] = "",
     days: Annotated[int, Query(ge=1, le=366)] = 7,
     percent: Annotated[int, Query(ge=0, le=100)] = 50,
@@ -233,8 +228,8 @@ def at_risk_page(
         store=store.strip() or None,
         limit=AT_RISK_PAGE_ROWS,
     )
-    listing = at_risk(ledger, serving, settings, query, now)
-    zone = serving.bundle.engine.calendar.zone
+    listing = desk.at_risk(query)
+    zone = desk.serving.bundle.engine.calendar.zone
     return page(
         request,
         "at_risk.html",
@@ -255,18 +250,14 @@ async def mark_contacted(
     quote_id: str,
     caller: StaffCaller,
     _origin: SameOrigin,
-    ledger: LedgerDep,
-    metrics: MetricsDep,
-    now: NowDep,
+    desk: DeskDep,
 ) -> Response:
     """Record that the customer was called (who: the signed-in staff key); back to the list."""
-    form = await request.form()
-    check_csrf(request, form.get(CSRF_FIELD))
+    form = await checked_form(request)
     note = _text(form.get("note"))[:MAX_NOTE_CHARS] or None
     if note is not None and not storable_text(note):
         note = None
-    await run_in_threadpool(ledger.record_contact, quote_id, caller.client_id, note, now)
-    metrics.contacts.inc()
+    await run_in_threadpool(desk.record_contact, quote_id, caller.client_id, note)
     return RedirectResponse(_local(_text(form.get("back")) or "/at-risk"), status_code=303)
 
 
@@ -276,26 +267,13 @@ async def revise_from_list(
     quote_id: str,
     caller: StaffCaller,
     _origin: SameOrigin,
-    ledger: LedgerDep,
-    serving: BundleDep,
-    metrics: MetricsDep,
-    now: NowDep,
+    desk: QuoteDeskDep,
 ) -> Response:
     """Give the order its honest new promise and show the new slip."""
-    form = await request.form()
-    check_csrf(request, form.get(CSRF_FIELD))
+    form = await checked_form(request)
     token = _text(form.get("form_token"))
     key = f"web-revise:{token}:{quote_id}" if TOKEN_PATTERN.match(token) else None
-    recorded = await run_in_threadpool(
-        revise,
-        ledger,
-        serving,
-        metrics,
-        quote_id,
-        caller.client_id,
-        key,
-        now,
-    )
+    recorded = await run_in_threadpool(desk.revise, quote_id, caller.client_id, key)
     new_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(new_id, safe='')}", status_code=303)
 
@@ -362,7 +340,7 @@ def render_error(request: Request, status: int, body: ErrorBody) -> Response:
     )
 
 
-def _answer(request: Request, desk: Desk, client_id: str, form: FormData) -> Response:
+def _answer(request: Request, desk: QuoteDesk, client_id: str, form: FormData) -> Response:
     schema = desk.serving.bundle.engine.schema
     submission = read_form(form, schema)
     problems = submission.problems
@@ -370,10 +348,8 @@ def _answer(request: Request, desk: Desk, client_id: str, form: FormData) -> Res
         problems = desk.problems([submission.request], "web")
     if submission.request is None or problems:
         return _form_page(request, schema, submission.values, submission.reference, problems, 422)
-    payload = submission.request.model_dump(mode="json")
-    recorded = desk.issue(
-        [submission.request], "web", client_id, _form_key(form.get("form_token"), payload), payload
-    )
+    key = _form_key(form.get("form_token"), submission.request.model_dump(mode="json"))
+    recorded = desk.issue([submission.request], "web", client_id, key)
     quote_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(quote_id, safe='')}", status_code=303)
 
@@ -455,19 +431,20 @@ def _form_page(
 
 
 def _quote_page(request: Request, quote: StoredQuote) -> Response:
-    local = quote.promise_local
-    if quote.unit == "day":
+    local = quote.promise.promise_local
+    if quote.promise.unit == "day":
         label, text = "Ready by the end of", f"{local:%A} {local.day} {local:%B %Y}"
     else:
         label, text = "Ready by", f"{local:%A} {local.day} {local:%B, %H:%M}"
     zone = ZoneInfo(quote.time_zone)
-    ordered = quote.ordered_at.astimezone(zone)
+    ordered = quote.promise.ordered_at.astimezone(zone)
     fulfilled = quote.outcome.fulfilled_at.astimezone(zone) if quote.outcome else None
     return page(
         request,
         "quote.html",
         {
             "quote": quote,
+            "promise": quote.promise,
             "promise_label": label,
             "promise_text": text,
             "ordered_text": f"{ordered:%a} {ordered.day} {ordered:%b %Y, %H:%M}",

@@ -57,10 +57,10 @@ def test_a_quote_is_stored_before_it_is_answered(client: TestClient) -> None:
     answer = _quote(client)
     ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
 
-    stored = ledger.get_quote(answer["quote_id"])
+    stored = ledger.quotes.get(answer["quote_id"])
 
     assert stored.features == ORDER
-    assert stored.deadline_at == dt.datetime.fromisoformat(answer["deadline_at"])
+    assert stored.promise.deadline_at == dt.datetime.fromisoformat(answer["deadline_at"])
     assert client.get(f"/v1/quotes/{answer['quote_id']}").json() == answer
 
 

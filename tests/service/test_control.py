@@ -29,9 +29,9 @@ from service.control import (
     learning_limit,
     widest_window_hours,
 )
-from service.ledger import Ledger, StoredQuote
-from service.quotes import Desk
-from service.risk import revise
+from service.desk import QuoteDesk
+from service.ledger import Ledger
+from service.ledger.records import StoredQuote
 from service.schemas import QuoteRequest
 from tests.service.conftest import ORDER, ClientFactory, TrainedBundles, quote_body
 
@@ -69,9 +69,9 @@ class Shop:
         assert isinstance(policy, AdaptivePolicy)
         return policy
 
-    def desk(self, now: dt.datetime, serving: Serving | None = None) -> Desk:
+    def desk(self, now: dt.datetime, serving: Serving | None = None) -> QuoteDesk:
         state = self.client.app.state  # type: ignore[attr-defined]
-        return Desk(
+        return QuoteDesk(
             serving=serving or self.serving,
             ledger=self.ledger,
             control=state.control,
@@ -85,14 +85,14 @@ class Shop:
     ) -> list[StoredQuote]:
         """Quote one order per store, placed at `now`."""
         requests = [QuoteRequest(order={**ORDER, "store_id": store}) for store in stores]
-        payload = [request.model_dump(mode="json") for request in requests]
-        desk = self.desk(now, serving)
-        return desk.issue(requests, "batch", "test", None, payload).quotes
+        return self.desk(now, serving).issue(requests, "batch", "test", None).quotes
 
     def fulfil(
         self, quote: StoredQuote, fulfilled_at: dt.datetime, recorded_at: dt.datetime
     ) -> None:
-        [result] = self.ledger.record_outcomes([(quote.quote_id, fulfilled_at)], recorded_at, "api")
+        [result] = self.ledger.outcomes.record_many(
+            [(quote.quote_id, fulfilled_at)], recorded_at, "api"
+        )
         assert result.status == "recorded"
 
     def state(self, now: dt.datetime) -> ControlState:
@@ -116,14 +116,16 @@ def _learnt(state: ControlState) -> tuple[int, dict[str, float], dict[str, int]]
 
 def test_a_promise_is_learnt_at_its_deadline_kept_or_broken(shop: Shop) -> None:
     kept, broken, silent = (shop.quote(T0 + i * DAY, ["MAN"])[0] for i in range(3))
-    deadlines = [q.deadline_at for q in (kept, broken, silent)]
+    deadlines = [q.promise.deadline_at for q in (kept, broken, silent)]
     assert deadlines == sorted(set(deadlines))  # three deadlines, one after another
     # Ready and recorded long before its deadline: still nothing to learn until then.
-    shop.fulfil(kept, kept.expected_completion, recorded_at=kept.expected_completion)
+    shop.fulfil(
+        kept, kept.promise.expected_completion, recorded_at=kept.promise.expected_completion
+    )
     path = shop.path("MAN")
     leak = shop.policy.leaks()
 
-    assert _learnt(shop.state(kept.expected_completion + HOUR)) == (0, {}, {})
+    assert _learnt(shop.state(kept.promise.expected_completion + HOUR)) == (0, {}, {})
     assert _learnt(shop.state(deadlines[0] - SECOND)) == (0, {}, {})
     first = {key: -0.05 for key in path}  # kept: 0 - target
     assert _learnt(shop.state(deadlines[0])) == (1, first, dict.fromkeys(path, 1))
@@ -144,11 +146,11 @@ def test_a_promise_is_learnt_at_its_deadline_kept_or_broken(shop: Shop) -> None:
 def test_an_outcome_recorded_late_turns_the_promise_kept_from_then_on(shop: Shop) -> None:
     [quote] = shop.quote(T0, ["MAN"])
     path = shop.path("MAN")
-    recorded = quote.deadline_at + DAY
+    recorded = quote.promise.deadline_at + DAY
 
-    assert shop.state(quote.deadline_at).misses == dict.fromkeys(path, 0.95)
+    assert shop.state(quote.promise.deadline_at).misses == dict.fromkeys(path, 0.95)
     # Ready in time, but recorded a day after the deadline.
-    shop.fulfil(quote, quote.expected_completion, recorded_at=recorded)
+    shop.fulfil(quote, quote.promise.expected_completion, recorded_at=recorded)
 
     assert shop.state(recorded).misses == dict.fromkeys(path, -0.05)
     # As of a moment before the recording, the ledger did not know yet: still broken then.
@@ -165,49 +167,42 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
     for quote in quotes:
         fate = rng.random()
         if fate < 0.5:  # kept, recorded when ready
-            ready = quote.expected_completion + rng.random() * (
-                quote.deadline_at - quote.expected_completion
+            ready = quote.promise.expected_completion + rng.random() * (
+                quote.promise.deadline_at - quote.promise.expected_completion
             )
             shop.fulfil(quote, ready, recorded_at=ready)
         elif fate < 0.8:  # broken, recorded when ready (some after `now`: unknown then)
-            ready = quote.deadline_at + dt.timedelta(hours=rng.uniform(1, 400))
+            ready = quote.promise.deadline_at + dt.timedelta(hours=rng.uniform(1, 400))
             shop.fulfil(quote, ready, recorded_at=ready)
     # An open order past its promise is revised: the revision is a promise of its own.
-    open_ones = [q for q in quotes if q.deadline_at < now - 5 * DAY and _outcome(shop, q) is None]
-    revised_at = open_ones[0].deadline_at + DAY
-    state = shop.client.app.state  # type: ignore[attr-defined]
-    [revision] = revise(
-        shop.ledger,
-        shop.serving,
-        state.metrics,
-        open_ones[0].quote_id,
-        "test",
-        None,
-        revised_at,
-    ).quotes
-    assert revision.revision == 1 and revision.policy == "adaptive"
+    open_ones = [
+        q for q in quotes if q.promise.deadline_at < now - 5 * DAY and _outcome(shop, q) is None
+    ]
+    revised_at = open_ones[0].promise.deadline_at + DAY
+    [revision] = shop.desk(revised_at).revise(open_ones[0].quote_id, "test", None).quotes
+    assert revision.revision == 1 and revision.promise.policy == "adaptive"
     promises = [*quotes, revision]
 
     replayed = shop.state(now)
 
-    stored = [shop.ledger.get_quote(q.quote_id) for q in promises]
+    stored = [shop.ledger.quotes.get(q.quote_id) for q in promises]
     creation = {q.quote_id: i for i, q in enumerate(promises)}
     decided = sorted(
-        (q for q in stored if q.deadline_at <= now),
-        key=lambda q: (q.deadline_at, creation[q.quote_id]),
+        (q for q in stored if q.promise.deadline_at <= now),
+        key=lambda q: (q.promise.deadline_at, creation[q.quote_id]),
     )
     late = [
         not (
             q.outcome is not None
             and q.outcome.recorded_at <= now
-            and q.outcome.fulfilled_at <= q.deadline_at
+            and q.outcome.fulfilled_at <= q.promise.deadline_at
         )
         for q in decided
     ]
     paths = shop.policy.paths([(str(q.features["store_id"]),) for q in decided])
     expected = learn(ControlState(), paths, np.array(late), 0.05, shop.policy.leaks())
     assert 10 < len(decided) < len(stored) and 0 < sum(late) < len(late)
-    assert revision in decided or revision.deadline_at > now
+    assert revision in decided or revision.promise.deadline_at > now
     assert _learnt(replayed) == _learnt(expected)
 
     # The nowcast: the orders in progress (originals only), fulfilments known by now.
@@ -216,7 +211,7 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
         q
         for q in stored
         if q.revision == 0
-        and q.clock_start < now
+        and q.promise.clock_start < now
         and (
             q.outcome is None
             or q.outcome.recorded_at > now
@@ -230,8 +225,8 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
         for q in watched
     ]
     medians, events = shop.policy.nowcast(
-        np.array([q.clock_start.timestamp() for q in watched]),
-        np.array([q.expected_hours for q in watched]),
+        np.array([q.promise.clock_start.timestamp() for q in watched]),
+        np.array([q.promise.expected_hours for q in watched]),
         np.array(known),
         shop.policy.paths([(str(q.features["store_id"]),) for q in watched]),
         now.timestamp(),
@@ -240,7 +235,7 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
 
 
 def _outcome(shop: Shop, quote: StoredQuote) -> object:
-    return shop.ledger.get_quote(quote.quote_id).outcome
+    return shop.ledger.quotes.get(quote.quote_id).outcome
 
 
 def test_buffers_grow_after_broken_promises_and_shrink_after_kept_ones(shop: Shop) -> None:
@@ -250,20 +245,24 @@ def test_buffers_grow_after_broken_promises_and_shrink_after_kept_ones(shop: Sho
     t1 = T0 + 40 * DAY
     [after_broken] = shop.quote(t1, ["MAN"])
     kept = shop.quote(t1, ["MAN"] * 200)
-    ready = [q.expected_completion for q in kept]
-    shop.ledger.record_outcomes(
+    ready = [q.promise.expected_completion for q in kept]
+    shop.ledger.outcomes.record_many(
         [(q.quote_id, at) for q, at in zip(kept, ready, strict=True)], max(ready), "api"
     )
     t2 = t1 + 40 * DAY
     [after_kept] = shop.quote(t2, ["MAN"])
 
     segment = shop.policy.table_["MAN"]
-    assert calibrated.buffer_hours == pytest.approx(max(segment.score, 0.0))
-    assert calibrated.level == pytest.approx(0.95)
-    assert after_broken.buffer_hours > calibrated.buffer_hours + 24.0
-    assert after_broken.level > 0.95
-    assert calibrated.buffer_hours < after_kept.buffer_hours < after_broken.buffer_hours
-    assert after_kept.level < after_broken.level
+    assert calibrated.promise.buffer_hours == pytest.approx(max(segment.score, 0.0))
+    assert calibrated.promise.level == pytest.approx(0.95)
+    assert after_broken.promise.buffer_hours > calibrated.promise.buffer_hours + 24.0
+    assert after_broken.promise.level > 0.95
+    assert (
+        calibrated.promise.buffer_hours
+        < after_kept.promise.buffer_hours
+        < after_broken.promise.buffer_hours
+    )
+    assert after_kept.promise.level < after_broken.promise.level
     # What moved it: the miss sums learnt, as the core computes them.
     path = shop.path("MAN")
     grown = shop.state(t1)
@@ -291,9 +290,9 @@ def test_any_adaptive_version_counts_and_other_policies_do_not(
     conformal = Serving(Registry(registry_root).load(trained.conformal), T0)
     [by_older] = shop.quote(T0, ["MAN"], serving=older)
     [by_conformal] = shop.quote(T0, ["LDS"], serving=conformal)
-    assert (by_older.model_version, by_conformal.policy) == (older.version, "conformal")
+    assert (by_older.model_version, by_conformal.promise.policy) == (older.version, "conformal")
 
-    state = shop.state(max(by_older.deadline_at, by_conformal.deadline_at) + DAY)
+    state = shop.state(max(by_older.promise.deadline_at, by_conformal.promise.deadline_at) + DAY)
 
     assert state.n_updates == 1
     assert state.counts == dict.fromkeys(shop.path("MAN"), 1)
@@ -302,12 +301,14 @@ def test_any_adaptive_version_counts_and_other_policies_do_not(
 def test_the_newest_promises_within_the_horizon_are_learnt(shop: Shop) -> None:
     given = [shop.quote(T0 + i * HOUR, [store])[0] for i, store in enumerate(STORES)]
     for quote in given[::2]:
-        shop.fulfil(quote, quote.expected_completion, recorded_at=quote.expected_completion)
+        shop.fulfil(
+            quote, quote.promise.expected_completion, recorded_at=quote.promise.expected_completion
+        )
     now = T0 + 30 * DAY
-    by_deadline = sorted(given, key=lambda q: (q.deadline_at, given.index(q)))
+    by_deadline = sorted(given, key=lambda q: (q.promise.deadline_at, given.index(q)))
 
-    every = shop.ledger.decided_promises("adaptive", ("store_id",), now, limit=100)
-    newest = shop.ledger.decided_promises("adaptive", ("store_id",), now, limit=2)
+    every = shop.ledger.stats.decided_promises("adaptive", ("store_id",), now, limit=100)
+    newest = shop.ledger.stats.decided_promises("adaptive", ("store_id",), now, limit=2)
 
     assert every.labels == [(q.features["store_id"],) for q in by_deadline]
     assert every.late.tolist() == [given.index(q) % 2 == 1 for q in by_deadline]
@@ -319,7 +320,7 @@ def test_the_newest_promises_within_the_horizon_are_learnt(shop: Shop) -> None:
 def test_the_cache_shows_a_new_decided_promise_after_the_refresh_interval(shop: Shop) -> None:
     [quote] = shop.quote(T0, ["MAN"])
     cache = ControlCache(shop.ledger, refresh_seconds=5.0)
-    due = quote.deadline_at
+    due = quote.promise.deadline_at
 
     def learnt(now: dt.datetime) -> int:
         state = cache.state(shop.serving, now)
@@ -342,8 +343,8 @@ def test_the_cache_replays_for_another_version(shop: Shop) -> None:
             shop.serving.bundle, manifest=replace(shop.serving.bundle.manifest, version="next")
         ),
     )
-    before = cache.state(shop.serving, quote.deadline_at - SECOND)
-    after = cache.state(other, quote.deadline_at)
+    before = cache.state(shop.serving, quote.promise.deadline_at - SECOND)
+    after = cache.state(other, quote.promise.deadline_at)
     assert before is not None and after is not None
     assert (before.n_updates, after.n_updates) == (0, 1)
 

@@ -39,5 +39,5 @@ def test_hostile_text_is_stored_and_returned_intact(make_client: ClientFactory, 
     assert first.status_code == 201 and again.json() == first.json()
     assert stored["reference"] == text
     ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
-    assert ledger.get_quote(stored["quote_id"]).features["coating"] == text
+    assert ledger.quotes.get(stored["quote_id"]).features["coating"] == text
     assert {"quotes", "quote_requests"} <= set(inspect(ledger.engine).get_table_names())

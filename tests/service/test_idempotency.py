@@ -82,7 +82,7 @@ def test_keys_belong_to_the_client_that_sent_them(client: TestClient) -> None:
     ).json()
     assert theirs["quote_id"] != mine["quote_id"]
     ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
-    assert ledger.get_quote(theirs["quote_id"]).features["store_id"] == "BHM"
+    assert ledger.quotes.get(theirs["quote_id"]).features["store_id"] == "BHM"
 
 
 def test_a_retried_batch_gets_the_same_quotes(client: TestClient) -> None:

@@ -90,19 +90,19 @@ def test_times_come_back_aware_and_in_utc(client: TestClient) -> None:
     local = dt.datetime.now(dt.timezone(dt.timedelta(hours=5, minutes=30))).replace(microsecond=7)
     answer = client.post("/v1/quotes", json={**quote_body(), "ordered_at": local.isoformat()})
     ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
-    stored = ledger.get_quote(answer.json()["quote_id"])
-    assert stored.ordered_at == local
-    assert stored.ordered_at.tzinfo is UTC
+    stored = ledger.quotes.get(answer.json()["quote_id"])
+    assert stored.promise.ordered_at == local
+    assert stored.promise.ordered_at.tzinfo is UTC
     assert stored.created_at.tzinfo is UTC
 
 
 def test_served_model_generations(ledger: Ledger) -> None:
     now = dt.datetime.now(UTC)
-    assert ledger.served_model() is None
-    assert ledger.announce_model("a", now).generation == 1
-    assert ledger.announce_model("a", now).generation == 1
-    assert ledger.announce_model("b", now).generation == 2
-    served = ledger.served_model()
+    assert ledger.served_model.get() is None
+    assert ledger.served_model.announce("a", now).generation == 1
+    assert ledger.served_model.announce("a", now).generation == 1
+    assert ledger.served_model.announce("b", now).generation == 2
+    served = ledger.served_model.get()
     assert served is not None and (served.version, served.generation) == ("b", 2)
 
 
@@ -140,10 +140,10 @@ def test_a_ledger_of_the_previous_release_upgrades_and_keeps_its_quotes(
     now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     with ledger.engine.begin() as conn:  # what the previous release wrote
         request_id = conn.execute(
-            insert(quote_requests).values(
-                client_id="pos", request_sha256="0" * 64, kind="single", created_at=now
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
+            insert(quote_requests)
+            .values(client_id="pos", request_sha256="0" * 64, kind="single", created_at=now)
+            .returning(quote_requests.c.id)
+        ).scalar_one()
         conn.execute(
             insert(quotes).values(
                 id="Q-OLD0-0000-0001",
@@ -184,13 +184,15 @@ def test_a_ledger_of_the_previous_release_upgrades_and_keeps_its_quotes(
     ledger.migrate()
 
     assert "adaptive_state" not in inspect(ledger.engine).get_table_names()
-    stored = ledger.get_quote("Q-OLD0-0000-0001")
-    assert (stored.policy, stored.deadline_at, stored.features) == (
+    stored = ledger.quotes.get("Q-OLD0-0000-0001")
+    assert (stored.promise.policy, stored.promise.deadline_at, stored.features) == (
         "adaptive",
         now + dt.timedelta(days=8),
         {"store_id": "MAN"},
     )
-    decided = ledger.decided_promises("adaptive", ("store_id",), now + dt.timedelta(days=9), 10)
+    decided = ledger.stats.decided_promises(
+        "adaptive", ("store_id",), now + dt.timedelta(days=9), 10
+    )
     assert decided.labels == [("MAN",)]
     _migrate_to(ledger, "0002", down=True)  # and back: the table returns, empty
     with ledger.engine.connect() as conn:

@@ -1,0 +1,366 @@
+"""The desk: what each request does, from its checked input to the stored answer.
+
+`Desk` works with the ledger alone: outcomes, contacts, the performance report. `QuoteDesk` adds
+the bundle snapshot the request uses throughout (a reload never mixes two models in one answer):
+quotes, the risk of an order, the call list, revisions.
+
+Quotes and revisions take one path (`QuoteDesk._answer`): a retried request (same client and
+Idempotency-Key) is answered from the ledger; otherwise its quotes are made (the orders checked
+against the bundle's schema and quoted in one `models.quoting.quote` call, the back-test's, with an
+adaptive engine's control state replayed from the ledger, `service.control`; or the honest
+revision of an open order), stored before anything is answered, then counted and logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any, Literal
+
+from threadpoolctl import ThreadpoolController
+
+from models import quoting
+from models.errors import InputError
+from models.revision import OrderRisk, assess
+from service.bundles import Serving
+from service.control import ControlCache
+from service.errors import Conflict, InputErrors
+from service.ledger import Ledger
+from service.ledger.records import (
+    Contact,
+    NewRequest,
+    OutcomeResult,
+    Recorded,
+    RequestKind,
+    StoredQuote,
+    new_quote_id,
+)
+from service.metrics import Metrics
+from service.performance import drift_report, late_rates, revision_summary
+from service.risk import AtRiskQuery, QuoteRisk, RevisionNotNeeded, open_promise, risk_response
+from service.schemas import (
+    AtRiskResponse,
+    CheckedOrder,
+    PerformanceResponse,
+    QuoteRequest,
+    RiskResponse,
+    to_orders,
+)
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["single", "batch", "web"]
+# The at-risk list reads at most this many open promises per request (soonest first).
+MAX_OPEN_SCANNED = 20_000
+
+
+@cache
+def openmp_threads() -> ThreadpoolController:
+    """The process's native thread pools (found once; limiting them per call is cheap).
+
+    A request quotes a handful of orders: OpenMP threads for so few rows cost more than they
+    save and fight the other requests for the cores (500 orders took 1 s with 2 threads on a
+    busy 2-core machine, 20 ms with one). The limit applies to the calling thread only."""
+    return ThreadpoolController()
+
+
+def fingerprint(kind: RequestKind, payload: Any) -> str:
+    """The sha256 of a request's canonical JSON: equal for a faithful retry."""
+    text = json.dumps(
+        {"kind": kind, "body": payload},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def payload_of(requests: Sequence[QuoteRequest], kind: Kind) -> Any:
+    """The JSON body that asked for these quotes: a batch's `{"orders": [...]}`, else the one
+    order's request."""
+    bodies = [request.model_dump(mode="json") for request in requests]
+    return {"orders": bodies} if kind == "batch" else bodies[0]
+
+
+@dataclass(frozen=True, slots=True)
+class NewQuotes:
+    """Quotes made for a request, and what announces them once stored (a metric, a log)."""
+
+    quotes: list[StoredQuote]
+    announce: Callable[[Recorded], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Desk:
+    """What one request works with: the ledger, the worker's control state cache, settings,
+    metrics and the request's clock."""
+
+    ledger: Ledger
+    control: ControlCache
+    settings: Settings
+    metrics: Metrics
+    now_utc: dt.datetime
+
+    def quoting(self, serving: Serving) -> QuoteDesk:
+        """This desk with the bundle snapshot a quoting request uses throughout."""
+        return QuoteDesk(
+            self.ledger, self.control, self.settings, self.metrics, self.now_utc, serving
+        )
+
+    def record_outcome(
+        self, quote_id: str, fulfilled_at: dt.datetime
+    ) -> tuple[OutcomeResult, bool]:
+        """Record what really happened to a quote; returns the stored outcome and whether it is
+        new. Raises `InputError` for a time in the future, `NotFound`, or `Conflict`."""
+        now_utc = self.now_utc
+        if fulfilled_at > now_utc + dt.timedelta(seconds=self.settings.clock_skew_seconds):
+            raise InputError(
+                f"fulfilled_at {fulfilled_at.isoformat()} is in the future (server "
+                f"time {now_utc.isoformat(timespec='seconds')})",
+                field="fulfilled_at",
+            )
+        result, created = self.ledger.outcomes.record(quote_id, fulfilled_at, now_utc, "api")
+        if created:
+            assert result.outcome is not None
+            self.metrics.outcomes.labels(str(result.outcome.was_late).lower(), "api").inc()
+            log.info(
+                "outcome.recorded",
+                extra={"quote_id": quote_id, "was_late": result.outcome.was_late},
+            )
+        return result, created
+
+    def record_contact(self, quote_id: str, contacted_by: str, note: str | None) -> Contact:
+        """Record that `contacted_by` called the customer of `quote_id`'s order; `NotFound`."""
+        contact = self.ledger.contacts.record(quote_id, contacted_by, note, self.now_utc)
+        self.metrics.contacts.inc()
+        return contact
+
+    def performance(
+        self, serving: Serving | None, since: dt.datetime | None, until: dt.datetime | None
+    ) -> PerformanceResponse:
+        """The whole report from the ledger: quotes given in [since, until), drift as of now,
+        against the served model's target and beside its adaptive buffers (when it has them)."""
+        target = serving.bundle.engine.target_late_rate if serving else None
+        adaptive = self.control.view(serving, self.now_utc)
+        stats = self.ledger.stats
+        overall, segments = late_rates(stats.segment_counts(since, until), target)
+        return PerformanceResponse(
+            since=since,
+            until=until,
+            overall=overall,
+            segments=segments,
+            revisions=revision_summary(stats.revision_facts(since, until)),
+            drift=drift_report(self.ledger, self.settings, self.now_utc, adaptive),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteDesk(Desk):
+    """A desk with the bundle snapshot this request quotes with."""
+
+    serving: Serving
+
+    def issue(
+        self,
+        requests: Sequence[QuoteRequest],
+        kind: Kind,
+        client_id: str,
+        idempotency_key: str | None,
+    ) -> Recorded:
+        """The stored quotes for these orders (new, or the first answer to a retry).
+
+        Raises `InputError` naming the field for a bad order, `Conflict` for a reused key."""
+        request = self._request(kind, client_id, idempotency_key, payload_of(requests, kind))
+        return self._answer(request, lambda: self._quote(requests, kind))
+
+    def check(self, requests: Sequence[QuoteRequest], kind: Kind) -> list[CheckedOrder]:
+        """Validated orders; raises `InputError` (`InputErrors` for several) naming fields."""
+        return to_orders(
+            requests,
+            self.serving.bundle.engine.schema,
+            self.now_utc,
+            self.settings,
+            prefix="orders" if kind == "batch" else "",
+        )
+
+    def problems(self, requests: Sequence[QuoteRequest], kind: Kind) -> list[tuple[str, str]]:
+        """(field, message) for each bad field, empty when the orders can be quoted."""
+        try:
+            self.check(requests, kind)
+        except InputErrors as err:
+            return err.problems
+        except InputError as err:
+            return [(err.field or "order", str(err))]
+        return []
+
+    def risk(self, quote_id: str) -> RiskResponse:
+        """The risk of one quote, with its contacts and the id of any newer revision;
+        `NotFound`, or `NoRiskModel` for a bundle trained before risks were kept."""
+        chain = self.ledger.quotes.chain(quote_id)
+        quote = next(q for q in chain if q.quote_id == quote_id)
+        newest = chain[-1]
+        revised_by = newest.quote_id if newest.revision > quote.revision else None
+        contacts = self.ledger.contacts.of_chains([quote.original_id]).get(quote.original_id, [])
+        outlook = None if quote.outcome is not None else self._outlook(quote)
+        return risk_response(QuoteRisk(quote, self.now_utc, outlook, contacts, revised_by))
+
+    def at_risk(self, query: AtRiskQuery) -> AtRiskResponse:
+        """Open orders (their newest promise) due within `query.within` or overdue by at most
+        the configured days, whose risk is at least `query.min_probability`: soonest deadline
+        first, the likelier first at equal deadlines."""
+        now_utc = self.now_utc
+        candidates = self.ledger.quotes.open_orders(
+            now_utc - dt.timedelta(days=self.settings.at_risk_overdue_days),
+            now_utc + query.within,
+            limit=MAX_OPEN_SCANNED,
+        )
+        if query.store is not None:
+            store_field = self.settings.store_field
+            candidates = [q for q in candidates if str(q.features.get(store_field)) == query.store]
+        listed: list[tuple[StoredQuote, OrderRisk]] = []
+        for quote in candidates:
+            outlook = self._outlook(quote)
+            if outlook.probability_late >= query.min_probability - 1e-12:
+                listed.append((quote, outlook))
+        listed.sort(key=lambda item: (item[0].promise.deadline_at, -item[1].probability_late))
+        listed = listed[: query.limit]
+        contacts = self.ledger.contacts.of_chains([q.original_id for q, _ in listed])
+        orders = [
+            risk_response(QuoteRisk(q, now_utc, outlook, contacts.get(q.original_id, [])))
+            for q, outlook in listed
+        ]
+        return AtRiskResponse(
+            at=now_utc,
+            min_probability=query.min_probability,
+            within_hours=query.within.total_seconds() / 3600.0,
+            store=query.store,
+            count=len(orders),
+            orders=orders,
+        )
+
+    def revise(self, quote_id: str, client_id: str, idempotency_key: str | None) -> Recorded:
+        """Store an honest revision of the newest promise of `quote_id`'s order.
+
+        Raises `NotFound`; `Conflict` when the order is fulfilled or was revised meanwhile;
+        `RevisionNotNeeded` when the current promise still keeps the target."""
+        payload = {"quote_id": quote_id}
+        request = self._request("revision", client_id, idempotency_key, payload)
+        return self._answer(request, lambda: self._revision(quote_id))
+
+    def _answer(self, request: NewRequest, make: Callable[[], NewQuotes]) -> Recorded:
+        """The stored answer to `request`: the first answer to a retry; else the quotes `make`
+        gives, stored before they are answered, then announced."""
+        recorded = self.ledger.quotes.replay(request)
+        if recorded is None:
+            made = make()
+            recorded = self.ledger.quotes.record(request, made.quotes)
+            if not recorded.replayed:
+                made.announce(recorded)
+                return recorded
+        if request.kind != "revision":  # a retried revision is answered, not counted
+            self.metrics.replays.inc()
+            log.info(
+                "quote.replayed",
+                extra={"quote_id": recorded.quotes[0].quote_id, "count": len(recorded.quotes)},
+            )
+        return recorded
+
+    def _request(
+        self, kind: RequestKind, client_id: str, idempotency_key: str | None, payload: Any
+    ) -> NewRequest:
+        return NewRequest(
+            client_id=client_id,
+            idempotency_key=idempotency_key,
+            request_sha256=fingerprint(kind, payload),
+            kind=kind,
+            created_at=self.now_utc,
+        )
+
+    def _quote(self, requests: Sequence[QuoteRequest], kind: Kind) -> NewQuotes:
+        checked = self.check(requests, kind)
+        engine = self.serving.bundle.engine
+        state = self.control.state(self.serving, self.now_utc)  # None unless adaptive
+        with openmp_threads().limit(limits=1, user_api="openmp"):
+            promises = quoting.quote(engine, [item.order for item in checked], state)
+        quotes = [
+            self._record(promise, request.order, request.reference, item.warnings)
+            for promise, request, item in zip(promises, requests, checked, strict=True)
+        ]
+        return NewQuotes(quotes, lambda recorded: self._issued(recorded, kind))
+
+    def _issued(self, recorded: Recorded, kind: Kind) -> None:
+        self.metrics.quotes.labels(kind).inc(len(recorded.quotes))
+        log.info(
+            "quote.issued",
+            extra={
+                "quote_id": recorded.quotes[0].quote_id,
+                "count": len(recorded.quotes),
+                "kind": kind,
+                "model_version": self.serving.version,
+            },
+        )
+
+    def _revision(self, quote_id: str) -> NewQuotes:
+        newest = self.ledger.quotes.chain(quote_id)[-1]
+        if newest.outcome is not None:
+            raise Conflict(
+                f"the order of quote {quote_id} was fulfilled at "
+                f"{newest.outcome.fulfilled_at.isoformat()}: there is nothing to revise"
+            )
+        promise = open_promise(newest, self.serving.bundle.engine.schema)
+        view = assess(self.serving.bundle.engine, promise, self.now_utc.timestamp())
+        if view.suggested is None:
+            raise RevisionNotNeeded(
+                f"the promise of {newest.quote_id} still keeps the target late rate "
+                f"(risk {view.probability_late:.0%} now): no revision is needed"
+            )
+        revision = replace(
+            self._record(view.suggested, newest.features, newest.reference, []),
+            revision_of=newest.original_id,
+            revision=newest.revision + 1,
+            model_expected_hours=promise.expected_hours,
+        )
+        return NewQuotes([revision], lambda recorded: self._revised(recorded, view))
+
+    def _revised(self, recorded: Recorded, view: OrderRisk) -> None:
+        self.metrics.revisions.inc()
+        revision = recorded.quotes[0]
+        log.info(
+            "quote.revised",
+            extra={
+                "quote_id": revision.quote_id,
+                "revision_of": revision.revision_of,
+                "probability_late": round(view.probability_late, 4),
+            },
+        )
+
+    def _record(
+        self,
+        promise: quoting.Promise,
+        features: Mapping[str, Any],
+        reference: str | None,
+        warnings: Sequence[str],
+    ) -> StoredQuote:
+        """A new record of `promise`, quoted now with the served model."""
+        return StoredQuote(
+            quote_id=new_quote_id(),
+            created_at=self.now_utc,
+            promise=promise,
+            model_version=self.serving.version,
+            time_zone=str(self.serving.bundle.engine.calendar.zone),
+            features=features,
+            reference=reference,
+            warnings=warnings,
+        )
+
+    def _outlook(self, quote: StoredQuote) -> OrderRisk:
+        """The open order's outlook now; `NoRiskModel` for a bundle trained before risks."""
+        engine = self.serving.bundle.engine
+        return assess(engine, open_promise(quote, engine.schema), self.now_utc.timestamp())

@@ -1,0 +1,145 @@
+"""The quotes given: stored once per request (a retry gets the first answer), looked up by id,
+and an order's chain of revisions.
+
+A request's quotes are stored in one transaction with the request's client, Idempotency-Key and
+body hash; (client, key) is unique, so of two concurrent twins one commits and the other is
+answered with its quotes. A revision is a quote linked to its original, never overwriting it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from models.errors import NotFound
+from service.database import write_transaction
+from service.errors import Conflict
+from service.ledger.records import NewRequest, Recorded, StoredQuote
+from service.ledger.rows import is_valid_id, quote_row, quotes_where, stored_quote
+from service.tables import outcomes, quote_requests, quotes
+
+
+def unknown_quote(quote_id: str) -> NotFound:
+    return NotFound(f"no quote {quote_id[:80]!r}")
+
+
+class QuoteBook:
+    """The quotes and the requests they answered; each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def replay(self, request: NewRequest) -> Recorded | None:
+        """The stored answer to an earlier request with this Idempotency-Key, if any.
+
+        Raises `Conflict` when the key was used for a different request."""
+        if request.idempotency_key is None:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(quote_requests.c.id, quote_requests.c.request_sha256).where(
+                    quote_requests.c.client_id == request.client_id,
+                    quote_requests.c.idempotency_key == request.idempotency_key,
+                )
+            ).first()
+            if row is None:
+                return None
+            stored = quotes_where(conn, quotes.c.request_id == row.id)
+        if row.request_sha256 != request.request_sha256:
+            raise Conflict(
+                f"Idempotency-Key {request.idempotency_key!r} was already used for a different "
+                "request; send a new key with a new request (a retry must repeat the same one)"
+            )
+        return Recorded(stored, replayed=True)
+
+    def record(self, request: NewRequest, given: Sequence[StoredQuote]) -> Recorded:
+        """Store a request's quotes in one transaction and return them as read back.
+
+        With an Idempotency-Key already used (also by a concurrent request that committed
+        first), the first request's quotes come back instead (`replayed`), and nothing new is
+        stored; a different body under the same key raises `Conflict`, and so does a revision
+        when another revision of the same order was stored meanwhile (revise again from the
+        newest)."""
+        try:
+            with write_transaction(self.engine) as conn:
+                request_id = conn.execute(
+                    insert(quote_requests)
+                    .values(
+                        client_id=request.client_id,
+                        idempotency_key=request.idempotency_key,
+                        request_sha256=request.request_sha256,
+                        kind=request.kind,
+                        created_at=request.created_at,
+                    )
+                    .returning(quote_requests.c.id)
+                ).scalar_one()
+                rows = [quote_row(quote, request_id, i) for i, quote in enumerate(given)]
+                conn.execute(insert(quotes), rows)
+        except IntegrityError as err:
+            # The unique (client, key) constraint: a concurrent twin committed first.
+            replayed = self.replay(request)
+            if replayed is not None:
+                return replayed
+            # Or the unique (original, revision) index: the order was revised meanwhile.
+            revised = [quote.revision_of for quote in given if quote.revision_of is not None]
+            if revised:
+                raise Conflict(
+                    f"quote {revised[0]} was revised by someone else meanwhile; "
+                    "look at it again before revising"
+                ) from err
+            raise
+        return Recorded([stored_quote(row, None) for row in rows], replayed=False)
+
+    def get(self, quote_id: str) -> StoredQuote:
+        """The quote with this id, with its outcome if recorded; raises `NotFound`."""
+        if is_valid_id(quote_id):
+            with self.engine.connect() as conn:
+                found = quotes_where(conn, quotes.c.id == quote_id)
+            if found:
+                return found[0]
+        raise unknown_quote(quote_id)
+
+    def chain(self, quote_id: str) -> list[StoredQuote]:
+        """The original of `quote_id`'s chain and its revisions, oldest first (one query);
+        `NotFound`."""
+        found: list[StoredQuote] = []
+        if is_valid_id(quote_id):
+            original = (
+                select(func.coalesce(quotes.c.revision_of, quotes.c.id))
+                .where(quotes.c.id == quote_id)
+                .scalar_subquery()
+            )
+            with self.engine.connect() as conn:
+                found = quotes_where(
+                    conn, (quotes.c.id == original) | (quotes.c.revision_of == original)
+                )
+        if not found:
+            raise unknown_quote(quote_id)
+        return sorted(found, key=lambda q: q.revision)
+
+    def open_orders(
+        self, deadline_from: dt.datetime, deadline_to: dt.datetime, limit: int
+    ) -> list[StoredQuote]:
+        """The newest promise of each order without an outcome whose deadline lies in
+        [deadline_from, deadline_to], soonest deadline first, at most `limit`."""
+        newer = quotes.alias("newer")
+        original = func.coalesce(quotes.c.revision_of, quotes.c.id)
+        superseded = (
+            select(newer.c.id)
+            .where(newer.c.revision_of == original, newer.c.revision > quotes.c.revision)
+            .exists()
+        )
+        condition = (
+            outcomes.c.quote_id.is_(None)
+            & ~superseded
+            & (quotes.c.deadline_at >= deadline_from)
+            & (quotes.c.deadline_at <= deadline_to)
+        )
+        with self.engine.connect() as conn:
+            return quotes_where(
+                conn, condition, order_by=(quotes.c.deadline_at, quotes.c.id), limit=limit
+            )

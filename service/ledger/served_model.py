@@ -1,0 +1,63 @@
+"""The model the workers should serve: one row, its version and a generation that grows with
+every change, so each worker sees a reload made by another (`service.bundles`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from service.database import insert_ignore, write_transaction
+from service.tables import served_model
+
+ROW_ID = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The version the workers should serve; `generation` grows with every change."""
+
+    version: str
+    generation: int
+
+
+class ServedModelRow:
+    """The `served_model` row; each method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self) -> ServedModel | None:
+        """The version workers should serve, or None before any worker loaded one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(served_model.c.version, served_model.c.generation).where(
+                    served_model.c.id == ROW_ID
+                )
+            ).first()
+        return None if row is None else ServedModel(row.version, int(row.generation))
+
+    def announce(self, version: str, now_utc: dt.datetime) -> ServedModel:
+        """Record that workers should serve `version` (a new generation if it changed)."""
+        with write_transaction(self.engine) as conn:
+            insert_ignore(
+                conn,
+                served_model,
+                {"id": ROW_ID, "version": version, "generation": 1, "updated_at": now_utc},
+            )
+            row = conn.execute(
+                select(served_model.c.version, served_model.c.generation)
+                .where(served_model.c.id == ROW_ID)
+                .with_for_update()
+            ).one()
+            if row.version == version:
+                return ServedModel(version, int(row.generation))
+            generation = int(row.generation) + 1
+            conn.execute(
+                update(served_model)
+                .where(served_model.c.id == ROW_ID)
+                .values(version=version, generation=generation, updated_at=now_utc)
+            )
+        return ServedModel(version, generation)
