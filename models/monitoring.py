@@ -1,9 +1,8 @@
 """Drift alarms: is a segment's live late rate really outside the band around its target?
 
-A promise is decided at its deadline at the latest: kept if the order was fulfilled by then,
-broken if it was fulfilled later or is still open. Counting the promises whose deadline fell in
-a recent window (`decided_in_window`) therefore needs no wait for slow orders and is not biased
-towards the quick ones, as counting recorded outcomes would be while the slow orders are open.
+The counts come from the promises decided in a recent window: each promise is decided at its
+deadline at the latest, kept if the order was fulfilled by then, broken if it was fulfilled
+later or is still open (the service counts them in its ledger, `service.ledger.stats`).
 
 The alarm (`check_drift`) compares a Wilson interval of that late rate with the target band
 [target / factor, target * factor]: it fires only when the whole interval lies outside the band,
@@ -17,11 +16,6 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
-
-import numpy as np
-from numpy.typing import NDArray
-
-FloatArray = NDArray[np.float64]
 
 DEFAULT_BAND_FACTOR = 2.0
 DEFAULT_CONFIDENCE = 0.95
@@ -106,16 +100,3 @@ def check_drift(
     elif interval[1] < band[0]:
         status = "below band"
     return DriftCheck(decided, late, late / decided, interval, band, status)
-
-
-def decided_in_window(
-    deadline_s: FloatArray, fulfilled_s: FloatArray, now_s: float, window_s: float
-) -> tuple[int, int]:
-    """(decided, late) among promises whose deadline fell in (now - window, now].
-
-    `fulfilled_s` is NaN for an order not fulfilled (or not known fulfilled) by `now_s`; such an
-    order is late once its deadline has passed. Fulfilments after `now_s` are not looked at."""
-    in_window = (deadline_s <= now_s) & (deadline_s > now_s - window_s)
-    done_by_now = ~np.isnan(fulfilled_s) & (fulfilled_s <= now_s)
-    kept = done_by_now & (fulfilled_s <= deadline_s)
-    return int(in_window.sum()), int((in_window & ~kept).sum())

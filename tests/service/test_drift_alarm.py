@@ -6,11 +6,12 @@ number of orders after the drift begins, and stays silent on a stationary store.
 The replay knows only what was known at each moment. A conformal engine with one buffer per
 store (the sample spec's) is fitted on 2025-08-01, before MAN's lab partner changes on
 2025-09-01, and is never retrained: every order placed from then to the end of January 2026 is
-quoted through `quote_batch`, as a live service would have quoted it. Each day at 18:00 UTC the
-check the service runs over its ledger runs per store: `decided_in_window` over the last 28 days
-(fulfilments after that moment are not known then, so they are passed as NaN) and `check_drift`
-against the engine's target of 5% (band [2.5%, 10%], 95% Wilson interval). Orders placed before
-the cut-off are not in this ledger, so the first two weeks are "too few decided".
+quoted through `quote_batch`, as a live service would have quoted it, and stored in a ledger with
+its outcome. Each day at 18:00 UTC the check the service runs over its ledger runs per store:
+the ledger's `decided_in_window` over the last 28 days (a fulfilment after that moment, not known
+then, is after the deadline too: broken either way) and `check_drift` against the engine's
+target of 5% (band [2.5%, 10%], 95% Wilson interval). Orders placed before the cut-off are not in
+this ledger, so the first two weeks are "too few decided".
 
 Measured:
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +44,17 @@ import pytest
 from numpy.typing import NDArray
 
 from models.calendar import BusinessCalendar
-from models.monitoring import DEFAULT_WINDOW_DAYS, DriftCheck, check_drift, decided_in_window
-from models.quoting import quote_batch
+from models.monitoring import DEFAULT_WINDOW_DAYS, DriftCheck, check_drift
+from models.quoting import promise_at, quote_batch
+from service.ledger import Ledger
+from service.ledger.records import StoredQuote
+from tests.service.made_up import promise_due, store_promises
 from training.data import OrderTable
 from training.spec import Spec
 from training.train import fit_engine
 
 FloatArray = NDArray[np.float64]
+UTC = dt.UTC
 
 CUTOFF = "2025-08-01"  # the engine knows only the orders placed before this
 REPLAY_END = "2026-02-01"  # orders placed and checks run before this
@@ -64,7 +70,6 @@ SILENT_STORES = ("LDS", "LDN-CAM")
 MAX_BELOW_BAND_DAYS = 6
 # Before the holiday season, which the engine fitted in summer never saw, every store but MAN.
 QUIET_SEASON_END = "2025-12-01"
-WINDOW_S = DEFAULT_WINDOW_DAYS * 86_400.0
 DAY_S = 86_400.0
 
 
@@ -78,28 +83,55 @@ class AlarmReplay:
 
 
 def at(text: str) -> float:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 def day_of(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).date().isoformat()
+    return dt.datetime.fromtimestamp(seconds, tz=UTC).date().isoformat()
+
+
+def utc_at(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def fulfil(ledger: Ledger, quotes: Sequence[StoredQuote], fulfilled_s: FloatArray) -> None:
+    """Record the outcome of every order fulfilled (NaN: still open)."""
+    done = [
+        (quote.quote_id, utc_at(float(seconds)))
+        for quote, seconds in zip(quotes, fulfilled_s, strict=True)
+        if not math.isnan(seconds)
+    ]
+    results = ledger.outcomes.record_many(done, max(at for _, at in done), "csv")
+    assert {result.status for result in results} == {"recorded"}
+
+
+def decided_in_window(
+    ledger: Ledger, now_s: float, window_days: float
+) -> dict[str, tuple[int, int]]:
+    """(decided, late) per segment, as the service's drift check counts them at `now_s`."""
+    rows = ledger.stats.decided_in_window(utc_at(now_s), window_days)
+    return {row.segment: (row.decided, row.late) for row in rows}
 
 
 def daily_checks(
-    deadline_s: FloatArray, fulfilled_s: FloatArray, check_s: FloatArray, target: float
-) -> list[DriftCheck]:
-    """The service's check at each moment, knowing only the fulfilments recorded by then."""
-    checks = []
+    ledger: Ledger, segments: dict[str, str], check_s: FloatArray, target: float
+) -> dict[str, list[DriftCheck]]:
+    """Each store's check at each moment (`segments`: the segment of each store's promises)."""
+    checks: dict[str, list[DriftCheck]] = {store: [] for store in segments}
     for now in check_s:
-        known_s = np.where(fulfilled_s <= now, fulfilled_s, np.nan)
-        decided, late = decided_in_window(deadline_s, known_s, float(now), WINDOW_S)
-        checks.append(check_drift(late, decided, target))
+        counts = decided_in_window(ledger, float(now), DEFAULT_WINDOW_DAYS)
+        for store, segment in segments.items():
+            decided, late = counts.get(segment, (0, 0))
+            checks[store].append(check_drift(late, decided, target))
     return checks
 
 
 @pytest.fixture(scope="module")
 def alarm_replay(
-    sample_spec: Spec, sample_table: OrderTable, sample_calendar: BusinessCalendar
+    sample_spec: Spec,
+    sample_table: OrderTable,
+    sample_calendar: BusinessCalendar,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AlarmReplay:
     engine, _ = fit_engine(sample_spec, sample_table, sample_calendar, at(CUTOFF), "conformal")
     assert engine.policy_name == "conformal"
@@ -111,21 +143,28 @@ def alarm_replay(
     batch = quote_batch(engine, live.columns, live.ordered_at_s)
     check_s = np.arange(at(f"{CUTOFF}T{CHECK_TIME}"), at(REPLAY_END), DAY_S)
     assert live.as_of_s > check_s[-1], "every fulfilment up to the last check is recorded"
-    stores = live.columns["store_id"]
-    checks = {
-        str(store): daily_checks(
-            batch.deadline_s[stores == store],
-            live.fulfilled_at_s[stores == store],
-            check_s,
-            engine.target_late_rate,
-        )
-        for store in sorted(set(stores.tolist()))
-    }
+    stores = [str(store) for store in live.columns["store_id"]]
+    # One buffer per store: the service's checks per segment are checks per store.
+    segments = dict(zip(stores, batch.segments, strict=True))
+    assert set(zip(stores, batch.segments, strict=True)) == set(segments.items())
+    assert len(set(segments.values())) == len(segments)
+    ledger = ledger_at(f"sqlite:///{tmp_path_factory.mktemp('drift') / 'ledger.db'}")
+    promises = [promise_at(engine, batch, i) for i in range(batch.size)]
+    quotes = store_promises(ledger, promises, [{"store_id": store} for store in stores])
+    fulfil(ledger, quotes, live.fulfilled_at_s)
+    checks = daily_checks(ledger, segments, check_s, engine.target_late_rate)
+    ledger.close()
     return AlarmReplay(
         check_s=check_s,
         checks=checks,
-        drift_store_ordered_s=live.ordered_at_s[stores == DRIFT_STORE],
+        drift_store_ordered_s=live.ordered_at_s[np.array(stores) == DRIFT_STORE],
     )
+
+
+def ledger_at(database_url: str) -> Ledger:
+    ledger = Ledger.connect(database_url)
+    ledger.migrate()
+    return ledger
 
 
 def test_alarm_fires_on_the_drifting_store_within_the_stated_orders(
@@ -216,17 +255,36 @@ def test_check_drift_reads_the_interval_against_the_band() -> None:
     assert check_drift(10, 20, 0.05).status == "above band"  # 20 is enough
 
 
-def test_decided_in_window_counts_promises_whose_deadline_fell_in_it() -> None:
+def promises_due(
+    ledger: Ledger, segment: str, deadline_s: FloatArray, fulfilled_s: FloatArray
+) -> None:
+    """One promise of `segment` per deadline for orders placed at the epoch, with the outcomes
+    of those fulfilled."""
+    placed = utc_at(0.0)
+    promises = [
+        promise_due(placed, seconds / 3600.0, utc_at(seconds), segment=segment)
+        for seconds in deadline_s.tolist()
+    ]
+    quotes = store_promises(ledger, promises, [{"store_id": segment}] * len(promises))
+    fulfil(ledger, quotes, fulfilled_s)
+
+
+def test_decided_in_window_counts_promises_whose_deadline_fell_in_it(database_url: str) -> None:
     now_s, window_s = 1_000.0, 100.0  # the window is (900, 1000]
+    window_days = window_s / DAY_S
     deadline_s = np.array([950.0, 950.0, 950.0, 960.0, 1_000.0, 900.0, 880.0, 1_050.0])
     fulfilled_s = np.array([940.0, 960.0, math.nan, 1_010.0, 1_000.0, 850.0, math.nan, 1_020.0])
     # kept; fulfilled late; open past its deadline (late); fulfilled after now: open at now,
     # so late; kept at the window's end; deadline on the window's open start, before the window
     # (open, ignored); deadline after now (not decided yet, ignored).
-    assert decided_in_window(deadline_s, fulfilled_s, now_s, window_s) == (5, 3)
-    # A fulfilment after `now` is not known yet: the same as not fulfilled.
-    unknown = np.where(fulfilled_s <= now_s, fulfilled_s, math.nan)
-    assert decided_in_window(deadline_s, unknown, now_s, window_s) == (5, 3)
+    ledger = ledger_at(database_url)
+    promises_due(ledger, "MAN", deadline_s, fulfilled_s)
+    # A fulfilment after `now` is not known yet: the same as not fulfilled (LDS's ledger has
+    # only the outcomes recorded by now).
+    known = np.where(fulfilled_s <= now_s, fulfilled_s, math.nan)
+    promises_due(ledger, "LDS", deadline_s, known)
+    assert decided_in_window(ledger, now_s, window_days) == {"MAN": (5, 3), "LDS": (5, 3)}
     # Later the window has moved to (960, 1060]: the promises decided at 1000 and 1050 (done
     # at 1020, after the first check) are in it, both kept.
-    assert decided_in_window(deadline_s, fulfilled_s, 1_060.0, window_s) == (2, 0)
+    assert decided_in_window(ledger, 1_060.0, window_days)["MAN"] == (2, 0)
+    ledger.close()
