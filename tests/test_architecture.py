@@ -1,7 +1,8 @@
 """Imports point one way: service -> models, training -> models; models imports neither.
 
 The core also stays free of pandas, pydantic, web and SQL libraries, so it is quick to load
-in a serving worker and pure enough to test on arrays.
+in a serving worker and pure enough to test on arrays. Every module of the three packages says
+what its one job is in a docstring and stays small enough to read in one sitting.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ FORBIDDEN = {
     "service": {"training"},
     "training": {"service"},
 }
+MAX_MODULE_LINES = 600
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -41,16 +43,48 @@ def imported_packages(path: Path) -> set[str]:
     return found
 
 
+def modules_of(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def module_problems(path: Path) -> list[str]:
+    """What keeps a module from naming its one job in a file that reads in one sitting."""
+    text = path.read_text(encoding="utf-8")
+    problems = []
+    if ast.get_docstring(ast.parse(text)) is None:
+        problems.append("no docstring")
+    lines = len(text.splitlines())
+    if lines > MAX_MODULE_LINES:
+        problems.append(f"{lines} lines")
+    return problems
+
+
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_imports_point_one_way(package: str) -> None:
+    paths = modules_of(package)
+    assert len(paths) > 10, "the check reads the package's modules"
     wrong = {
         str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
-        for path in (ROOT / package).rglob("*.py")
+        for path in paths
     }
     assert {file: names for file, names in wrong.items() if names} == {}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_every_module_has_a_docstring_and_at_most_600_lines(package: str) -> None:
+    found = {str(path.relative_to(ROOT)): module_problems(path) for path in modules_of(package)}
+    assert {file: problems for file, problems in found.items() if problems} == {}
 
 
 def test_the_check_sees_a_wrong_arrow(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("from service.app import create_app\nimport pandas as pd\n")
     assert imported_packages(module) == {"service", "pandas"}
+
+
+def test_the_check_sees_a_module_without_a_docstring_or_too_long(tmp_path: Path) -> None:
+    module = tmp_path / "long.py"
+    module.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert module_problems(module) == ["no docstring", f"{MAX_MODULE_LINES + 1} lines"]
+    module.write_text('"""One job."""\n')
+    assert module_problems(module) == []
