@@ -1,12 +1,12 @@
 """The staff web form: server-rendered pages that work without JavaScript.
 
 `/` a quote form built from the bundle's feature schema (a select per category, a number per
-numeric); `POST /quotes` quotes through the same `Desk` as the API and redirects to the quote's
-page (so a refresh never quotes twice); `/quotes/{id}` the promise in large type with its
-explanation, printable as a slip; `/lookup` finds a quote by id; `/performance` the live late
-rate and drift alarms; `/at-risk` the call list of open orders likely to break their promise,
-where staff mark a customer contacted or give the order its honest new date. Jinja2
-autoescapes everything a user typed.
+numeric); `POST /quotes` quotes through the same desk as the API (`service.desk`) and
+redirects to the quote's page (so a refresh never quotes twice); `/quotes/{id}` the promise in
+large type with its explanation, printable as a slip; `/lookup` finds a quote by id;
+`/performance` the live late rate and drift alarms; `/at-risk` the call list of open orders
+likely to break their promise, where staff mark a customer contacted or give the order its
+honest new date. Jinja2 autoescapes everything a user typed.
 """
 
 from __future__ import annotations

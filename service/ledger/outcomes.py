@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -76,95 +77,91 @@ class OutcomeBook:
         for start in range(0, len(items), OUTCOME_CHUNK):
             with write_transaction(self.engine) as conn:
                 chunk = items[start : start + OUTCOME_CHUNK]
-                results.extend(_record_chunk(conn, chunk, now_utc, source))
+                results.extend(_Recording(conn, now_utc, source).record(chunk))
         return results
 
 
-def _record_chunk(
-    conn: Connection, items: Sequence[tuple[str, dt.datetime]], now_utc: dt.datetime, source: str
-) -> list[OutcomeResult]:
-    ids = sorted({quote_id for quote_id, _ in items if is_valid_id(quote_id)})
-    found = (
-        {row.id: row for row in conn.execute(select(*_QUOTE_FACTS).where(quotes.c.id.in_(ids)))}
-        if ids
-        else {}
-    )
-    results = []
-    fulfilled_chains: dict[str, dt.datetime] = {}
-    for quote_id, fulfilled_at in items:
-        quote = found.get(quote_id)
-        if quote is None:
-            results.append(OutcomeResult(quote_id, "unknown"))
-        elif fulfilled_at < quote.ordered_at:
-            results.append(
-                OutcomeResult(
-                    quote_id,
-                    "before_order",
-                    deadline_at=quote.deadline_at,
-                    ordered_at=quote.ordered_at,
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    """One transaction's outcomes, all recorded at `now_utc` from `source`."""
+
+    conn: Connection
+    now_utc: dt.datetime
+    source: str
+
+    def record(self, items: Sequence[tuple[str, dt.datetime]]) -> list[OutcomeResult]:
+        """Each (quote id, fulfilled at) recorded, then its chain's other quotes too."""
+        ids = sorted({quote_id for quote_id, _ in items if is_valid_id(quote_id)})
+        found = {row.id: row for row in self._facts(quotes.c.id.in_(ids))} if ids else {}
+        results = []
+        fulfilled_chains: dict[str, dt.datetime] = {}
+        for quote_id, fulfilled_at in items:
+            quote = found.get(quote_id)
+            if quote is None:
+                results.append(OutcomeResult(quote_id, "unknown"))
+            elif fulfilled_at < quote.ordered_at:
+                results.append(
+                    OutcomeResult(
+                        quote_id,
+                        "before_order",
+                        deadline_at=quote.deadline_at,
+                        ordered_at=quote.ordered_at,
+                    )
                 )
-            )
-        elif _insert_outcome(conn, quote, fulfilled_at, now_utc, source):
-            fulfilled_chains.setdefault(quote.revision_of or quote.id, fulfilled_at)
-            was_late = fulfilled_at > quote.deadline_at
-            outcome = StoredOutcome.judged(
-                fulfilled_at, quote.deadline_at, was_late, now_utc, source
-            )
-            results.append(
-                OutcomeResult(quote_id, "recorded", outcome, quote.deadline_at, quote.ordered_at)
-            )
-        else:
-            results.append(_earlier_outcome(conn, quote, fulfilled_at))
-    _record_for_chains(conn, fulfilled_chains, now_utc, source)
-    return results
+            elif self._insert(quote, fulfilled_at):
+                fulfilled_chains.setdefault(quote.revision_of or quote.id, fulfilled_at)
+                results.append(self._recorded(quote, fulfilled_at))
+            else:
+                results.append(self._earlier(quote, fulfilled_at))
+        self._record_for_chains(fulfilled_chains)
+        return results
 
+    def _facts(self, condition: Any) -> Sequence[Any]:
+        return self.conn.execute(select(*_QUOTE_FACTS).where(condition)).all()
 
-def _earlier_outcome(conn: Connection, quote: Any, fulfilled_at: dt.datetime) -> OutcomeResult:
-    """The outcome the quote already has: the same one (`already_recorded`) or not."""
-    existing = conn.execute(select(outcomes).where(outcomes.c.quote_id == quote.id)).one()
-    stored = StoredOutcome.judged(
-        existing.fulfilled_at,
-        quote.deadline_at,
-        existing.was_late,
-        existing.recorded_at,
-        existing.source,
-    )
-    status: OutcomeStatus = (
-        "already_recorded" if existing.fulfilled_at == fulfilled_at else "conflict"
-    )
-    return OutcomeResult(quote.id, status, stored, quote.deadline_at, quote.ordered_at)
-
-
-def _record_for_chains(
-    conn: Connection, fulfilled: Mapping[str, dt.datetime], now_utc: dt.datetime, source: str
-) -> None:
-    """One order, one fulfilment: the original and every revision of a chain get the outcome
-    recorded for any of them, each judged against its own deadline."""
-    if not fulfilled:
-        return
-    originals = sorted(fulfilled)
-    members = conn.execute(
-        select(*_QUOTE_FACTS).where(
-            quotes.c.id.in_(originals) | quotes.c.revision_of.in_(originals)
+    def _recorded(self, quote: Any, fulfilled_at: dt.datetime) -> OutcomeResult:
+        was_late = fulfilled_at > quote.deadline_at
+        outcome = StoredOutcome.judged(
+            fulfilled_at, quote.deadline_at, was_late, self.now_utc, self.source
         )
-    ).all()
-    for member in members:
-        _insert_outcome(conn, member, fulfilled[member.revision_of or member.id], now_utc, source)
+        return OutcomeResult(quote.id, "recorded", outcome, quote.deadline_at, quote.ordered_at)
 
+    def _earlier(self, quote: Any, fulfilled_at: dt.datetime) -> OutcomeResult:
+        """The outcome the quote already has: the same one (`already_recorded`) or not."""
+        existing = self.conn.execute(select(outcomes).where(outcomes.c.quote_id == quote.id)).one()
+        stored = StoredOutcome.judged(
+            existing.fulfilled_at,
+            quote.deadline_at,
+            existing.was_late,
+            existing.recorded_at,
+            existing.source,
+        )
+        status: OutcomeStatus = (
+            "already_recorded" if existing.fulfilled_at == fulfilled_at else "conflict"
+        )
+        return OutcomeResult(quote.id, status, stored, quote.deadline_at, quote.ordered_at)
 
-def _insert_outcome(
-    conn: Connection, quote: Any, fulfilled_at: dt.datetime, now_utc: dt.datetime, source: str
-) -> bool:
-    """Insert a quote's outcome unless it has one; True when it was inserted."""
-    inserted = insert_ignore(
-        conn,
-        outcomes,
-        {
-            "quote_id": quote.id,
-            "fulfilled_at": fulfilled_at,
-            "was_late": fulfilled_at > quote.deadline_at,
-            "recorded_at": now_utc,
-            "source": source,
-        },
-    )
-    return bool(inserted)
+    def _record_for_chains(self, fulfilled: Mapping[str, dt.datetime]) -> None:
+        """One order, one fulfilment: the original and every revision of a chain get the
+        outcome recorded for any of them, each judged against its own deadline."""
+        if not fulfilled:
+            return
+        originals = sorted(fulfilled)
+        chains = quotes.c.id.in_(originals) | quotes.c.revision_of.in_(originals)
+        for member in self._facts(chains):
+            self._insert(member, fulfilled[member.revision_of or member.id])
+
+    def _insert(self, quote: Any, fulfilled_at: dt.datetime) -> bool:
+        """Insert a quote's outcome unless it has one; True when it was inserted."""
+        inserted = insert_ignore(
+            self.conn,
+            outcomes,
+            {
+                "quote_id": quote.id,
+                "fulfilled_at": fulfilled_at,
+                "was_late": fulfilled_at > quote.deadline_at,
+                "recorded_at": self.now_utc,
+                "source": self.source,
+            },
+        )
+        return bool(inserted)
