@@ -2,7 +2,8 @@
 
 The state is a pure function of the order history, so the service stores none of it: a worker
 replays it from the ledger's quotes and outcomes, as the back-test builds it step by step
-(`training.backtest.replay.quote_adaptive`), and quotes with it for `PROMISE_CONTROL_REFRESH_SECONDS`.
+(`training.backtest.replay.quote_adaptive`), and quotes with it for
+`PROMISE_CONTROL_REFRESH_SECONDS`.
 
 What the replay at `now` reads (promises given by then, outcomes recorded by then):
 
