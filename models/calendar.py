@@ -130,6 +130,8 @@ class BusinessCalendar:
         "_is_open_t",
         "_last_valid",
         "_month",
+        "_next_intake",
+        "_next_intake_t",
         "_next_open",
         "_next_open_t",
         "_prev_open",
@@ -152,6 +154,7 @@ class BusinessCalendar:
     _last_valid: int
     _is_open: NDArray[np.bool_]
     _next_open: IntArray
+    _next_intake: IntArray  # the next open day whose order window is not empty
     _prev_open: IntArray
     _day_start: FloatArray  # UTC instant each day starts; one extra entry at the end
     _day_open: FloatArray  # UTC instant of `opens`
@@ -165,6 +168,7 @@ class BusinessCalendar:
     # ...and the same values as tuples of Python scalars for the scalar path.
     _is_open_t: tuple[bool, ...]
     _next_open_t: tuple[int, ...]
+    _next_intake_t: tuple[int, ...]
     _day_start_t: tuple[float, ...]
     _day_open_t: tuple[float, ...]
     _day_cut_t: tuple[float, ...]
@@ -222,12 +226,17 @@ class BusinessCalendar:
         # n_days and -1 mark "no open day within the table"; checked just below.
         next_open = np.minimum.accumulate(np.where(is_open, index, n_days)[::-1])[::-1]
         prev_open = np.maximum.accumulate(np.where(is_open, index, -1))
-        if next_open[self._last_valid + 1] >= n_days or prev_open[self._first_valid - 2] < 0:
+        # A day whose whole order window falls in a clock change (opens and cut-off skipped
+        # to the same instant) is open but takes no orders: they count from the next day.
+        takes_orders = is_open & (day_open < day_cut)
+        next_intake = np.minimum.accumulate(np.where(takes_orders, index, n_days)[::-1])[::-1]
+        if next_intake[self._last_valid + 1] >= n_days or prev_open[self._first_valid - 2] < 0:
             raise SpecError(
                 f"the calendar has no open day within {_MARGIN_DAYS} days of "
                 f"{first_year}-{last_year}'s ends; check open_weekdays and holidays"
             )
         self._next_open = _frozen(next_open)
+        self._next_intake = _frozen(next_intake)
         self._prev_open = _frozen(prev_open)
         next_closed = np.minimum.accumulate(
             np.where(is_open, n_days + DAYS_TO_CLOSED_CAP, index)[::-1]
@@ -254,6 +263,7 @@ class BusinessCalendar:
         self._day_cut_t = tuple(self._day_cut.tolist())
         self._is_open_t = tuple(self._is_open.tolist())
         self._next_open_t = tuple(self._next_open.tolist())
+        self._next_intake_t = tuple(self._next_intake.tolist())
         self._days_to_closed_t = tuple(self._days_to_closed.tolist())
         self._day_month_t = tuple(self._month.tolist())
         self._day_doy_t = tuple(self._doy.tolist())
@@ -294,7 +304,7 @@ class BusinessCalendar:
         day = self._day_indices(t, "ordered_at")
         start = np.maximum(t, self._day_open[day])
         same_day = self._is_open[day] & (start < self._day_cut[day])
-        later = self._day_open[self._next_open[day + 1]]
+        later = self._day_open[self._next_intake[day + 1]]
         return np.where(same_day, start, later).reshape(shape)
 
     def clock_start_s(self, t: float) -> float:
@@ -304,7 +314,7 @@ class BusinessCalendar:
         start = max(t, self._day_open_t[day])
         if self._is_open_t[day] and start < self._day_cut_t[day]:
             return start
-        return self._day_open_t[self._next_open_t[day + 1]]
+        return self._day_open_t[self._next_intake_t[day + 1]]
 
     # ----------------------------------------------------------------- deadlines
 

@@ -270,6 +270,21 @@ def test_day_deadline_on_spring_forward_day_is_23_hours_after_its_start() -> Non
     assert promise.deadline_at - promise.promise_local == dt.timedelta(hours=23)
 
 
+def test_a_day_whose_order_window_falls_in_the_clock_change_takes_no_orders() -> None:
+    # Opens 01:30, cut-off 01:45: on 27 March 2005 London skips 01:00-02:00, so both land on
+    # 02:00 BST and the day has no window; orders count from the next day's opening, and a
+    # clock start is a clock start again (it was 02:00 BST, then moved again).
+    cal = calendar("Europe/London", cutoff=dt.time(1, 45), opens=dt.time(1, 30))
+    after_cutoff = utc(2005, 3, 26, 1, 45)
+    expected = london(2005, 3, 28, 1, 30)
+    for ordered in (after_cutoff, london(2005, 3, 27, 0, 30), london(2005, 3, 27, 3, 0)):
+        start = cal.clock_start(ordered)
+        assert start == expected
+        assert cal.clock_start(start) == start
+        assert cal.clock_starts(np.array([ordered.timestamp()]))[0] == expected.timestamp()
+    assert cal.clock_start(london(2005, 3, 26, 1, 40)) == london(2005, 3, 26, 1, 40)
+
+
 def test_day_deadline_on_fall_back_day_is_25_hours_after_its_start() -> None:
     cal = calendar("Europe/London", years=(2000, 2060))
     promise = cal.deadline(london(2024, 10, 27, 12, 0), "day")
