@@ -30,7 +30,6 @@ from models.features import FeatureSchema, fit_schema
 from models.policies import (
     CalibrationSlice,
     ConformalPolicy,
-    make_policy,
     score_distribution,
 )
 from models.quoting import QuoteEngine, segment_labels
@@ -285,7 +284,7 @@ def calibrate(
         placed_s=known.ordered_at_s[cal_index],
         cutoff_s=fold.cutoff_s,
     )
-    buffer_policy = make_policy(config).fit(calibration)
+    buffer_policy = config.policy().fit(calibration)
     risk = fit_risk_model(
         fold.cal_expected_hours,
         reached_hours,
