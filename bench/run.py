@@ -191,10 +191,9 @@ class Bench:
         self.table = load_orders(self.spec)
         self.calendar = build_calendar(self.spec, self.table, NOW.date())
         self.results["load_1m_seconds"] = round(time.perf_counter() - start, 1)
-        self.engine = Registry(self.registry).load(self.version).engine
         start = time.perf_counter()
-        self.engine.compile()
-        self.results["compile_seconds"] = round(time.perf_counter() - start, 2)
+        self.engine = Registry(self.registry).load(self.version).engine  # compiles the trees
+        self.results["load_bundle_seconds"] = round(time.perf_counter() - start, 2)
         trees = self.engine.regressor.compiled()
         self.results["model"] = {
             "trees": trees.n_trees,

@@ -157,29 +157,6 @@ def probability_late(
     return min(1.0, survival(dist, deadline_hours - expected_hours) / still_open)
 
 
-def probabilities_late(
-    model: RiskModel,
-    keys: Sequence[str],
-    expected_hours: FloatArray,
-    elapsed_hours: FloatArray,
-    deadline_hours: FloatArray,
-) -> FloatArray:
-    """`probability_late` for many orders, each from its segment key's distribution.
-
-    Transitional: only tests read it, as a reference for `flag_elapsed_hours`; it lives on in
-    `tests.models.references` once tests/training import it from there."""
-    answer = np.ones(expected_hours.size)
-    for key, members in _groups(keys):
-        dist = model.table[key]
-        expected = expected_hours[members]
-        still_open = survivals(dist, elapsed_hours[members] - expected)
-        late = survivals(dist, deadline_hours[members] - expected)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(still_open > 0.0, np.minimum(1.0, late / still_open), 1.0)
-        answer[members] = np.where(elapsed_hours[members] >= deadline_hours[members], 1.0, ratio)
-    return answer
-
-
 def flag_elapsed_hours(
     model: RiskModel,
     keys: Sequence[str],

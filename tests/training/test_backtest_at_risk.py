@@ -17,8 +17,9 @@ import pytest
 
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.quoting import segment_labels
-from models.risk import RiskModel, fit_risk_model, probabilities_late
+from models.risk import RiskModel, fit_risk_model
 from models.units import HOURS_PER_UNIT
+from tests.models.references import probabilities_late
 from training.backtest import (
     AT_RISK_THRESHOLDS,
     COMPANY,

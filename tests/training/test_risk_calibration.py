@@ -35,7 +35,8 @@ from numpy.typing import NDArray
 
 from models.calendar import BusinessCalendar
 from models.quoting import quote_batch, segment_labels
-from models.risk import RiskModel, probabilities_late
+from models.risk import RiskModel
+from tests.models.references import probabilities_late
 from training.data import OrderTable
 from training.spec import Spec
 from training.train import fit_engine

@@ -195,7 +195,7 @@ def quote_adaptive(
             continue
         now = start_s + b * bucket
         state = _learn_due(state, pending, now, engine.target_late_rate, policy.leaks())
-        if policy.cfg.use_nowcast:
+        if policy.use_nowcast:
             state = _with_nowcast(state, policy, table, watch, now)
         part = rows[lo:hi]
         batch = quote_batch(engine, _columns(table, part), ordered[lo:hi], state)
