@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 
 from models.control import (
@@ -102,6 +102,12 @@ class BufferPolicy(BaseEstimator):
 
     def fit(self, calibration: CalibrationSlice) -> Self:
         raise NotImplementedError
+
+    def calibrating(self) -> Self:
+        """An unfitted copy that calibrates every buffer to its target, a given one dropped (the
+        back-test's trade-off sweep: a buffer set by hand would not move with the target)."""
+        copy: Self = clone(self)
+        return copy
 
     def buffers(
         self,
@@ -226,6 +232,10 @@ class _ConstantPolicy(_UnsegmentedPolicy):
             given = max(0.0, dist.conformal_quantile(self.target_late_rate))
         self.score_ = float(given)
         return self
+
+    def calibrating(self) -> Self:
+        copy: Self = clone(self).set_params(**{self._given: None})
+        return copy
 
     def _hours(self, expected_hours: FloatArray, quantile_hours: FloatArray | None) -> FloatArray:
         if self._relative:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -241,6 +241,16 @@ class PolicyChoice:
     def policy(self) -> BufferPolicy:
         """An unfitted policy of this kind with these parameters."""
         return make_policy(self.name, **self.params)
+
+    def calibrating(self) -> PolicyChoice:
+        """The same choice with every buffer calibrated to the target (`BufferPolicy.calibrating`:
+        a fixed or proportional buffer given in the spec is dropped)."""
+        return replace(self, params=self.policy().calibrating().get_params())
+
+    @property
+    def calibrates_all(self) -> bool:
+        """Whether the policy calibrates every buffer already (nothing given by hand)."""
+        return bool(self.policy().get_params() == self.calibrating().params)
 
 
 def load_spec(path: Path | str) -> Spec:

@@ -37,7 +37,7 @@ from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import fit_risk_model
 from training.data import OrderTable
 from training.json_form import JsonRecord, iso_utc
-from training.spec import Spec
+from training.spec import PolicyChoice, Spec
 
 FloatArray = NDArray[np.float64]
 
@@ -245,15 +245,15 @@ def calibrate(
     spec: Spec,
     fold: FoldModel,
     calendar: BusinessCalendar,
-    policy: str | None = None,
-    target: float | None = None,
+    choice: PolicyChoice | None = None,
     quantile_regressor: QuantileRegressor | None = None,
 ) -> tuple[QuoteEngine, FitReport]:
-    """Calibrate a buffer policy on the fold's calibration slice: a ready-to-quote engine.
+    """Calibrate a buffer policy (`choice`, the spec's by default) on the fold's calibration
+    slice: a ready-to-quote engine.
 
     The quantile policy fits its own quantile model at 1 - target, unless one is given (the
     back-test refits it once per fold rather than at every refit: one model per swept level)."""
-    config = spec.policy_config(policy, target)
+    config = choice or spec.policy_config()
     known, cal_index = fold.known, fold.cal_index
     if config.name != "quantile":
         quantile_regressor = None
@@ -335,7 +335,8 @@ def fit_engine(
     target: float | None = None,
 ) -> tuple[QuoteEngine, FitReport]:
     """Train and calibrate on what was known at `cutoff_s`; nothing later is looked at."""
-    return calibrate(spec, fit_model(spec, table, calendar, cutoff_s), calendar, policy, target)
+    fold = fit_model(spec, table, calendar, cutoff_s)
+    return calibrate(spec, fold, calendar, spec.policy_config(policy, target))
 
 
 def _booster_params(spec: Spec) -> dict[str, Any]:

@@ -140,6 +140,22 @@ def test_clone_round_trips_the_parameters(case: tuple[str, dict[str, Any]]) -> N
     assert same(answer(copy.fit(calibration())), answer(policy))
 
 
+def test_calibrating_drops_only_a_buffer_given_by_hand(case: tuple[str, dict[str, Any]]) -> None:
+    name, params = case
+    policy = make_policy(name, **params).fit(calibration())
+    swept = policy.calibrating()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(swept)
+    given = {key for key in ("fixed_buffer_hours", "proportional_buffer") if key in params}
+    kept = {k: v for k, v in policy.get_params().items() if k not in given}
+    assert {k: v for k, v in swept.get_params().items() if k not in given} == kept
+    assert all(swept.get_params()[key] is None for key in given)
+    calibrated = make_policy(name, **{k: v for k, v in params.items() if k not in given})
+    assert same(answer(swept.fit(calibration())), answer(calibrated.fit(calibration())))
+    if given:  # the hand-set buffer is not the one the target calibrates to
+        assert not same(answer(swept), answer(policy))
+
+
 def test_set_params_changes_what_the_policy_answers(case: tuple[str, dict[str, Any]]) -> None:
     name, params = case
     strict = make_policy(name, **params).set_params(target_late_rate=0.02).fit(calibration())

@@ -81,7 +81,7 @@ def test_per_store_buffers_hold_every_store_where_one_global_buffer_does_not(
         held_out = sample_table.subset(window)
         assert not held_out.is_open.any()
         for name, spec in (("store", sample_spec), ("global", global_only)):
-            engine, _ = calibrate(spec, fold, sample_calendar, "conformal")
+            engine, _ = calibrate(spec, fold, sample_calendar, spec.policy_config("conformal"))
             batch = quote_batch(engine, held_out.columns, held_out.ordered_at_s)
             late_by_policy[name].append(late(batch, held_out))
         stores.append(held_out.columns["store_id"])

@@ -139,11 +139,7 @@ def _same_as(spec: Spec, tasks: Sequence[_Task]) -> dict[_Task, _Task]:
 
 def _sweep_equals_policy(spec: Spec, name: str) -> bool:
     """Whether the policy as the spec configures it is the same as its trade-off sweep's."""
-    if name == "fixed":
-        return spec.quote.fixed_buffer is None
-    if name == "proportional":
-        return spec.quote.proportional_buffer is None
-    return True
+    return spec.policy_config(name).calibrates_all
 
 
 class _Quoter:
@@ -155,14 +151,6 @@ class _Quoter:
         self, spec: Spec, table: OrderTable, calendar: BusinessCalendar, watch: Watch
     ) -> None:
         self.spec = spec
-        # The trade-off sweeps calibrated buffers: a buffer given in the spec would not move.
-        self.swept_spec = spec.model_copy(
-            update={
-                "quote": spec.quote.model_copy(
-                    update={"fixed_buffer": None, "proportional_buffer": None}
-                )
-            }
-        )
         self.table = table
         self.calendar = calendar
         self.watch = watch
@@ -173,12 +161,13 @@ class _Quoter:
         self, task: _Task, fold: FoldModel, k: int, period: tuple[float, float], rows: IntArray
     ) -> QuoteRecord:
         """`task` calibrated on `fold` (fold number `k`), quoting `rows` placed in `period`."""
+        choice = self.spec.policy_config(task.name, task.target_late_rate)
+        # The trade-off sweeps calibrated buffers: a buffer given in the spec would not move.
         engine, _ = calibrate(
-            self.swept_spec if task.is_sweep else self.spec,
+            self.spec,
             fold,
             self.calendar,
-            task.name,
-            task.target_late_rate,
+            choice.calibrating() if task.is_sweep else choice,
             self.quantile_models.get((k, task)),
         )
         if engine.quantile_regressor is not None:
@@ -231,7 +220,7 @@ def _walk_forward(
             say(f"{where}: {'fitting the model' if refit else 'recalibrating'}", done, total)
             fold = fit_model(spec, table, calendar, start, None if refit else fold)
             rows = np.flatnonzero((table.ordered_at_s >= start) & (table.ordered_at_s < stop))
-            conformal, fit = calibrate(spec, fold, calendar, "conformal", goal)
+            conformal, fit = calibrate(spec, fold, calendar, spec.policy_config("conformal", goal))
             if start == cutoff:
                 fits.append(fit)
                 fold_models.append(_fold_model_info(fold))
@@ -305,7 +294,9 @@ def _naive_engine(
         cal_index=latest,
         cal_expected_hours=fold.regressor.predict_hours(fold.matrix[latest]),
     )
-    naive, _ = calibrate(spec, naive_fold, calendar, "conformal", engine.target_late_rate)
+    naive, _ = calibrate(
+        spec, naive_fold, calendar, spec.policy_config("conformal", engine.target_late_rate)
+    )
     return naive
 
 
