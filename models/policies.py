@@ -23,9 +23,9 @@ order on Python floats (a one-element `buffers` call costs ~20 us of numpy overh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -150,11 +150,6 @@ class BufferPolicy(BaseEstimator):
         """The confidence level the target keeps: 1 - target late rate."""
         return 1.0 - self.target_late_rate
 
-    @property
-    def cfg(self) -> PolicyParams:
-        """The parameters as a read-only view (transitional: callers move to the attributes)."""
-        return PolicyParams(self.get_params())
-
     def __sklearn_is_fitted__(self) -> bool:
         return self._fitted_attribute in self.__dict__
 
@@ -162,25 +157,6 @@ class BufferPolicy(BaseEstimator):
         # A dictionary look-up: `check_is_fitted` costs ~4 us, a sixth of a quote.
         if self._fitted_attribute not in self.__dict__:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
-
-
-class PolicyParams:
-    """A policy's parameters as read-only attributes (transitional: callers move to the
-    policy's own attributes)."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_values", dict(values))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"policy parameters are read-only: use set_params for {name}")
 
 
 class _UnsegmentedPolicy(BufferPolicy):
@@ -522,24 +498,9 @@ _KINDS: dict[str, type[BufferPolicy]] = {
 POLICY_NAMES: tuple[str, ...] = tuple(_KINDS)
 
 
-class _NamedParams(Protocol):
-    """A policy's name and constructor keywords, as `training.spec.PolicyChoice` holds them."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def params(self) -> Mapping[str, Any]: ...
-
-
-def make_policy(name: str | _NamedParams, **params: Any) -> BufferPolicy:
+def make_policy(name: str, **params: Any) -> BufferPolicy:
     """An unfitted policy of kind `name` (one of `POLICY_NAMES`) with constructor keywords
-    `params`; `SpecError` for an unknown name.
-
-    Transitional: a spec's `PolicyChoice` in place of the name stands for its name and params
-    (`training.train` and `training.backtest` pass one; they move to `choice.policy()`)."""
-    if not isinstance(name, str):
-        return make_policy(name.name, **name.params)
+    `params`; `SpecError` for an unknown name."""
     kind = _KINDS.get(name)
     if kind is None:
         raise SpecError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")

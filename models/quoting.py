@@ -84,12 +84,6 @@ class QuoteEngine:
                 raise ValueError(f"the saved quote engine has no {f.name!r}")
             object.__setattr__(self, f.name, value)
 
-    def compile(self) -> None:
-        """Nothing left to do: the regressors compile when they are fitted or loaded.
-
-        Transitional: `service/bundles.py` and `bench/run.py` call it after loading a bundle;
-        they drop the call."""
-
 
 @dataclass(frozen=True, slots=True)
 class Order:

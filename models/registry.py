@@ -32,6 +32,7 @@ import sklearn
 
 from models.errors import BundleError, NotFound
 from models.quoting import QuoteEngine
+from models.units import iso_utc
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
@@ -105,7 +106,7 @@ class Registry:
             stamp = created_at.astimezone(dt.UTC)
             manifest = Manifest(
                 version=f"{stamp:%Y%m%d-%H%M%S}-{digest[:8]}",
-                created_at=stamp.isoformat(),
+                created_at=iso_utc(stamp.timestamp()),
                 model_sha256=digest,
                 policy=engine.policy_name,
                 target_late_rate=engine.target_late_rate,

@@ -146,10 +146,9 @@ class BundleHolder:
         log.info("model.followed", extra={"version": wanted.version})
 
     def _load(self, version: str | None) -> Serving:
+        # Loading compiles the trees, before the swap: the first quote is then fast, and a
+        # failure here keeps the old model serving.
         bundle = self.registry.load_promoted() if version is None else self.registry.load(version)
-        # Compile the trees before the swap: the first quote is then fast, and a failure here
-        # keeps the old model serving.
-        bundle.engine.compile()
         return Serving(bundle=bundle, loaded_at=_now())
 
     def _swap(self, serving: Serving) -> None:

@@ -80,7 +80,7 @@ def replay(
     reads as open)."""
     paths = policy.paths(decided.labels)
     state = learn(ControlState(), paths, decided.late, target_late_rate, policy.leaks())
-    if not policy.cfg.use_nowcast:
+    if not policy.use_nowcast:
         return state
     medians, events = policy.nowcast(
         in_progress.clock_start_s,
@@ -100,7 +100,7 @@ def control_state(engine: QuoteEngine, ledger: Ledger, now_utc: dt.datetime) -> 
         return None
     segments = engine.segments
     decided = ledger.stats.decided_promises(ADAPTIVE, segments, now_utc, learning_limit(policy))
-    if policy.cfg.use_nowcast:
+    if policy.use_nowcast:
         widest = dt.timedelta(hours=widest_window_hours(policy))
         in_progress = ledger.stats.promises_in_progress(
             ADAPTIVE,
@@ -200,4 +200,4 @@ def adaptive_view(engine: QuoteEngine, state: ControlState | None) -> AdaptiveVi
         offset = max(score, 0.0) - max(segment.score, 0.0)
         learnt = 0 if state is None else state.counts.get(key, 0)
         segments[key] = SegmentAdaptive(offset=offset, level=level, learnt=learnt)
-    return AdaptiveView(scale="relative" if policy.cfg.relative else "hours", segments=segments)
+    return AdaptiveView(scale="relative" if policy.relative else "hours", segments=segments)

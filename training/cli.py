@@ -299,9 +299,9 @@ def backtest(
     from rich import box
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from models.units import iso_utc
     from training.backtest import run_backtest
     from training.data import load_orders
-    from training.json_form import iso_utc
     from training.report import render_html
     from training.spec import load_spec
     from training.train import build_calendar

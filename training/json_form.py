@@ -17,7 +17,6 @@ with a "Z" ("2025-01-20T00:00:00Z"); `datetime.fromisoformat` reads it back.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -87,8 +86,3 @@ class JsonRecord:
         if not isinstance(answer, dict):
             raise TypeError(f"{type(self).__name__} is not a dataclass")
         return answer
-
-
-def iso_utc(seconds: float) -> str:
-    """An instant (epoch seconds) as ISO 8601 text in UTC with a "Z": "2025-01-20T00:00:00Z"."""
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat().replace("+00:00", "Z")

@@ -10,9 +10,10 @@ from typing import Any
 
 from models.features import FeatureSchema
 from models.registry import Manifest, Registry
+from models.units import iso_utc
 from training.backtest import backtest_summary
 from training.data import OrderTable, load_orders
-from training.json_form import JsonObject, iso_utc
+from training.json_form import JsonObject
 from training.spec import load_spec
 from training.train import build_calendar, fit_engine
 

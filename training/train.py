@@ -35,8 +35,9 @@ from models.policies import (
 from models.quoting import QuoteEngine, segment_labels
 from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import fit_risk_model
+from models.units import iso_utc
 from training.data import OrderTable
-from training.json_form import JsonRecord, iso_utc
+from training.json_form import JsonRecord
 from training.spec import PolicyChoice, Spec
 
 FloatArray = NDArray[np.float64]

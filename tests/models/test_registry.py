@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import BundleError, NotFound
+from models.errors import BundleError, NoRiskModel, NotFound
 from models.quoting import Order, QuoteEngine, quote
 from models.registry import MODEL_FILE, Registry
-from models.revision import NoRiskModel, OpenPromise, assess
+from models.revision import OpenPromise, assess
 from training.pipeline import train_bundle
 
 NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)

@@ -15,7 +15,7 @@ import numpy as np
 
 from models.calendar import BusinessCalendar
 from models.policies import POLICY_NAMES
-from models.units import Unit
+from models.units import Unit, iso_utc
 from training.backtest.at_risk import call_lists
 from training.backtest.folds import SECONDS_PER_DAY, FoldPlan, plan_folds
 from training.backtest.replay import adaptive_bucket_seconds
@@ -41,7 +41,6 @@ from training.backtest.scoring import Scored, figures, mae_hours, median, pinbal
 from training.backtest.tradeoff import comparisons, family_point, flat_points
 from training.backtest.walk import Progress, WalkForward, walk_forward
 from training.data import OrderTable
-from training.json_form import iso_utc
 from training.spec import Spec
 
 # Earliness histogram: at most this many bins, tails folded into the end bins.

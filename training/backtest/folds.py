@@ -16,8 +16,8 @@ import numpy as np
 
 from models.calendar import BusinessCalendar
 from models.errors import SpecError
+from models.units import iso_utc
 from training.data import OrderTable
-from training.json_form import iso_utc
 from training.spec import Spec
 from training.train import settle_quantile_hours
 

@@ -19,6 +19,7 @@ from models.calendar import BusinessCalendar
 from models.quoting import QuoteEngine
 from models.regressor import QuantileRegressor
 from models.risk import RiskModel
+from models.units import iso_utc
 from training.backtest.folds import FoldPlan, refit_schedule
 from training.backtest.replay import (
     AdaptiveStream,
@@ -32,7 +33,6 @@ from training.backtest.replay import (
 )
 from training.backtest.scoring import median
 from training.data import OrderTable
-from training.json_form import iso_utc
 from training.spec import Spec
 from training.train import FitReport, FoldModel, calibrate, fit_model
 
