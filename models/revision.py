@@ -7,16 +7,28 @@ most likely be ready, and the promise that would keep the target late rate from 
 conditional quantile at 1 - target, rounded to the unit and moved off closed days as every
 quote is). A promise is revised only once its risk exceeds the target and the risk it had when
 it was given (until then it is as good as it was), and never to an earlier deadline.
+
+That rule is written once, over arrays, in `revise`: `assess` applies it to one order, the
+back-test's call list (`training.backtest.at_risk`) to every order it flags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+from numpy.typing import NDArray
+
+from models.calendar import BusinessCalendar
 from models.errors import NoRiskModel
-from models.quoting import Promise, QuoteEngine, promise_from_hours
-from models.risk import outlook, probability_late
+from models.quoting import Promise, QuoteBatch, QuoteEngine, promise_at, promise_units
+from models.risk import OpenOrderOutlooks, RiskModel, outlooks
+from models.units import Unit
+
+FloatArray = NDArray[np.float64]
+# A risk computed as the bar itself does not exceed it.
+RISK_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,44 +58,120 @@ class OrderRisk:
         return self.suggested is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Revisions:
+    """The revision rule applied to open orders, each at its own moment (arrays of shape (n,),
+    hours from each clock start, epoch seconds)."""
+
+    outlook: OpenOrderOutlooks  # each order's risk now and at issue, median, revised hours
+    is_revised: NDArray[np.bool_]  # the service would issue a revision at that moment
+    expected_hours: FloatArray  # a revision's expectation: the conditional median
+    buffer_hours: FloatArray  # a revision's buffer over `expected_hours`
+    deadline_s: FloatArray  # the revised deadline where `is_revised`, else NaN
+    closed_days_skipped: NDArray[np.int64]  # by the revised deadline (0 where not revised)
+
+
+def revise(
+    risk: RiskModel,
+    keys: Sequence[str],
+    calendar: BusinessCalendar,
+    unit: Unit,
+    target_late_rate: float,
+    clock_start_s: FloatArray,
+    expected_hours: FloatArray,
+    deadline_s: FloatArray,
+    elapsed_hours: FloatArray,
+) -> Revisions:
+    """Which open orders get a revision `elapsed_hours` after their clock start, and to what.
+
+    `keys` are the orders' segment keys in `risk` (`RiskModel.resolve_keys`), `expected_hours`
+    the model's expectation and `deadline_s` the promise given. An order is revised when its
+    risk now exceeds both `target_late_rate` and the risk its promise had at issue (by more than
+    `RISK_TOLERANCE`), and only to a deadline later than the one given: the conditional
+    quantile at 1 - target, rounded to `unit` and moved off closed days by the calendar's
+    `deadlines`, as `quote_batch` rounds every quote.
+    """
+    deadline_hours = (deadline_s - clock_start_s) / 3600.0
+    view = outlooks(risk, keys, expected_hours, elapsed_hours, deadline_hours, target_late_rate)
+    # The risk at issue is measured on plain residuals, so it may differ a little from the
+    # target the policy calibrated: a promise is as good as it was until its risk passes both.
+    bar = np.maximum(target_late_rate, view.probability_at_issue) + RISK_TOLERANCE
+    buffer = np.maximum(0.0, view.revised_hours - view.expected_hours)
+    revised = np.full(deadline_s.size, np.nan)
+    skipped = np.zeros(deadline_s.size, dtype=np.int64)
+    candidates = np.flatnonzero(view.probability_late > bar)
+    if candidates.size:
+        hours = view.expected_hours[candidates] + buffer[candidates]
+        raw = clock_start_s[candidates] + hours * 3600.0
+        revised[candidates], skipped[candidates] = calendar.deadlines(raw, unit)
+    # Rounding can make the two meet; a revision is never earlier than the promise given.
+    is_revised = revised > deadline_s  # NaN: False
+    return Revisions(
+        outlook=view,
+        is_revised=is_revised,
+        expected_hours=view.expected_hours,
+        buffer_hours=buffer,
+        deadline_s=np.where(is_revised, revised, np.nan),
+        closed_days_skipped=np.where(is_revised, skipped, 0),
+    )
+
+
 def assess(engine: QuoteEngine, promise: OpenPromise, now_s: float) -> OrderRisk:
-    """The outlook of `promise` at `now_s` for an order not fulfilled by then."""
+    """The outlook of `promise` at `now_s` for an order not fulfilled by then: `revise` for one
+    order, the suggested promise explained as every quote is (`promise_at`)."""
     risk = engine.risk
     if risk is None:
         raise NoRiskModel(
             "this model was trained before open-order risk was kept; retrain and promote it"
         )
     labels = tuple(promise.features.get(name) for name in engine.segments)
-    segment, dist = risk.resolve([None if v is None else str(v) for v in labels])
+    segment, _ = risk.resolve([None if v is None else str(v) for v in labels])
     start = promise.clock_start_s
     elapsed = (now_s - start) / 3600.0
-    deadline_hours = (promise.deadline_s - start) / 3600.0
-    view = outlook(dist, promise.expected_hours, elapsed, deadline_hours, engine.target_late_rate)
-    # The risk the promise had when it was given (about the target, but measured on plain
-    # residuals, it may differ a little from the policy's calibrated scores): a promise is
-    # revised once its risk has grown beyond both.
-    at_issue = probability_late(dist, promise.expected_hours, 0.0, deadline_hours)
+    one = revise(
+        risk,
+        [segment],
+        engine.calendar,
+        engine.unit,
+        engine.target_late_rate,
+        np.array([start]),
+        np.array([promise.expected_hours]),
+        np.array([promise.deadline_s]),
+        np.array([elapsed]),
+    )
     suggested = None
-    if view.probability_late > max(engine.target_late_rate, at_issue) + 1e-9:
-        revised = promise_from_hours(
-            engine,
-            promise.ordered_s,
-            start,
-            view.expected_hours,
-            max(0.0, view.revised_hours - view.expected_hours),
-            1.0 - engine.target_late_rate,
-            segment,
-        )
-        # Rounding can make the two meet; a revision is never earlier than the promise given.
-        if revised.deadline_at.timestamp() > promise.deadline_s:
-            text = _revision_text(elapsed, engine.hours_per_unit, revised.explanation)
-            suggested = replace(revised, explanation=text)
+    if one.is_revised[0]:
+        revised = promise_at(engine, _revision_batch(engine, promise, segment, one), 0)
+        text = _revision_text(elapsed, engine.hours_per_unit, revised.explanation)
+        suggested = replace(revised, explanation=text)
     return OrderRisk(
         segment=segment,
         elapsed_hours=elapsed,
-        probability_late=view.probability_late,
-        expected_completion_s=start + view.expected_hours * 3600.0,
+        probability_late=float(one.outlook.probability_late[0]),
+        expected_completion_s=start + float(one.expected_hours[0]) * 3600.0,
         suggested=suggested,
+    )
+
+
+def _revision_batch(
+    engine: QuoteEngine, promise: OpenPromise, segment: str, one: Revisions
+) -> QuoteBatch:
+    """One order's revision as a quote batch of one: its length counted, and checked against
+    the longest promise allowed, as `quote_batch` counts and checks every quote's."""
+    ordered = np.array([promise.ordered_s])
+    units = promise_units(engine.calendar, engine.unit, ordered, one.deadline_s)
+    limit = engine.max_promise_units
+    return QuoteBatch(
+        ordered_at_s=ordered,
+        clock_start_s=np.array([promise.clock_start_s]),
+        expected_hours=one.expected_hours,
+        buffer_hours=one.buffer_hours,
+        deadline_s=one.deadline_s,
+        closed_days_skipped=one.closed_days_skipped,
+        segments=[segment],
+        levels=np.array([1.0 - engine.target_late_rate]),
+        promise_units=units,
+        exceeds_max_promise=np.zeros(1, dtype=bool) if limit is None else units > limit + 1e-9,
     )
 
 

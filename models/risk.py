@@ -19,7 +19,6 @@ at 1 - target, so the same share of such orders is late as of fresh quotes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -93,12 +92,7 @@ def fit_risk_model(
 
 def survival(dist: ScoreDistribution, residual_hours: float) -> float:
     """P(residual > residual_hours) from the Kaplan-Meier CDF (1 below the smallest seen)."""
-    if dist.values.size == 0:
-        return 1.0
-    index = int(np.searchsorted(dist.values, residual_hours, side="right"))
-    if index == 0:
-        return 1.0
-    return max(0.0, 1.0 - float(dist.cdf[index - 1]))
+    return float(survivals(dist, np.array([residual_hours]))[0])
 
 
 def survivals(dist: ScoreDistribution, residual_hours: FloatArray) -> FloatArray:
@@ -112,13 +106,27 @@ def survivals(dist: ScoreDistribution, residual_hours: FloatArray) -> FloatArray
 
 def conditional_quantile(dist: ScoreDistribution, level: float, above_hours: float) -> float:
     """The residual r with P(R <= r | R > above_hours) >= level (the largest seen if none)."""
+    above = np.array([above_hours])
+    return float(_conditional_quantiles(dist, level, above, survivals(dist, above))[0])
+
+
+def _conditional_quantiles(
+    dist: ScoreDistribution,
+    level: float | FloatArray,
+    above_hours: FloatArray,
+    survival_above: FloatArray,
+) -> FloatArray:
+    """`conditional_quantile` of each residual in `above_hours` (`survival_above`: S there),
+    at each `level` (broadcast: levels of shape (k, 1) give an answer of shape (k, n))."""
     if dist.values.size == 0:
-        return above_hours
-    base_cdf = 1.0 - survival(dist, above_hours)
+        return np.broadcast_to(
+            above_hours, np.broadcast_shapes(np.shape(level), above_hours.shape)
+        ).astype(np.float64)
+    base_cdf = 1.0 - survival_above
     wanted = base_cdf + level * (1.0 - base_cdf)
-    index = int(np.searchsorted(dist.cdf, wanted - 1e-12, side="left"))
-    value = float(dist.values[min(index, dist.values.size - 1)])
-    return max(value, above_hours)
+    index = np.searchsorted(dist.cdf, wanted - 1e-12, side="left")
+    value = dist.values[np.minimum(index, dist.values.size - 1)]
+    return np.maximum(value, above_hours)
 
 
 def outlook(
@@ -133,15 +141,19 @@ def outlook(
     `deadline_hours` is the promise's deadline measured from the clock start. Past the largest
     residual ever seen the distribution says nothing more: the order is then given the
     probability the tail leaves (1 if none), and expectations at the elapsed time itself.
+    One order of `outlooks`.
     """
-    probability = probability_late(dist, expected_hours, elapsed_hours, deadline_hours)
-    above = elapsed_hours - expected_hours
-    median = expected_hours + conditional_quantile(dist, 0.5, above)
-    revised = expected_hours + conditional_quantile(dist, 1.0 - target_late_rate, above)
+    [probability], _, [expected], [revised] = _outlooks_of(
+        dist,
+        np.array([expected_hours]),
+        np.array([elapsed_hours]),
+        np.array([deadline_hours]),
+        target_late_rate,
+    )
     return OpenOrderOutlook(
-        probability_late=probability,
-        expected_hours=max(median, elapsed_hours),
-        revised_hours=max(revised, elapsed_hours, median) if math.isfinite(revised) else revised,
+        probability_late=float(probability),
+        expected_hours=float(expected),
+        revised_hours=float(revised),
     )
 
 
@@ -149,12 +161,81 @@ def probability_late(
     dist: ScoreDistribution, expected_hours: float, elapsed_hours: float, deadline_hours: float
 ) -> float:
     """P(late | still open `elapsed_hours` after the clock start)."""
-    if elapsed_hours >= deadline_hours:
-        return 1.0
-    still_open = survival(dist, elapsed_hours - expected_hours)
-    if still_open <= 0.0:
-        return 1.0
-    return min(1.0, survival(dist, deadline_hours - expected_hours) / still_open)
+    return outlook(dist, expected_hours, elapsed_hours, deadline_hours, 0.5).probability_late
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrderOutlooks:
+    """`OpenOrderOutlook` of many open orders (aligned arrays, hours from each clock start),
+    with the risk each promise had when it was given."""
+
+    probability_late: FloatArray  # now, given the order is still open; in [0, 1]
+    probability_at_issue: FloatArray  # the same promise's risk at its clock start
+    expected_hours: FloatArray  # conditional median of the total duration
+    revised_hours: FloatArray  # total hours meeting the target late rate again
+
+
+def outlooks(
+    model: RiskModel,
+    keys: Sequence[str],
+    expected_hours: FloatArray,
+    elapsed_hours: FloatArray,
+    deadline_hours: FloatArray,
+    target_late_rate: float,
+) -> OpenOrderOutlooks:
+    """`outlook` of each order from its segment key's distribution (`RiskModel.resolve_keys`):
+    arrays of shape (n,), the same numbers as `outlook` order by order."""
+    if len(set(keys)) == 1:  # one segment (one order, say): no gathering and scattering
+        dist = model.table[keys[0]]
+        parts = _outlooks_of(dist, expected_hours, elapsed_hours, deadline_hours, target_late_rate)
+        return OpenOrderOutlooks(*parts)
+    n = expected_hours.size
+    answer = [np.empty(n) for _ in range(4)]
+    for key, members in _groups(keys):
+        parts = _outlooks_of(
+            model.table[key],
+            expected_hours[members],
+            elapsed_hours[members],
+            deadline_hours[members],
+            target_late_rate,
+        )
+        for into, part in zip(answer, parts, strict=True):
+            into[members] = part
+    probability, at_issue, expected, revised = answer
+    return OpenOrderOutlooks(
+        probability_late=probability,
+        probability_at_issue=at_issue,
+        expected_hours=expected,
+        revised_hours=revised,
+    )
+
+
+def _outlooks_of(
+    dist: ScoreDistribution,
+    expected_hours: FloatArray,
+    elapsed_hours: FloatArray,
+    deadline_hours: FloatArray,
+    target_late_rate: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(risk now, risk at issue, conditional median, revised hours) from one distribution."""
+    # Stacked so that one order costs a few array operations (the service assesses one at a
+    # time): survival now, at the deadline, at the clock start.
+    above = elapsed_hours - expected_hours
+    s = survivals(dist, np.stack((above, deadline_hours - expected_hours, -expected_hours)))
+    given = s[0::2]  # still open now, at the clock start
+    ratio = np.divide(s[1], given, out=np.ones_like(given), where=given > 0.0)
+    np.minimum(ratio, 1.0, out=ratio)
+    probability = np.where(elapsed_hours >= deadline_hours, 1.0, ratio[0])
+    at_issue = np.where(deadline_hours <= 0.0, 1.0, ratio[1])
+    levels = np.array([0.5, 1.0 - target_late_rate])[:, np.newaxis]
+    median, revised = expected_hours + _conditional_quantiles(dist, levels, above, s[0])
+    highest = np.maximum(np.maximum(revised, elapsed_hours), median)
+    return (
+        probability,
+        at_issue,
+        np.maximum(median, elapsed_hours),
+        np.where(np.isfinite(revised), highest, revised),
+    )
 
 
 def flag_elapsed_hours(
@@ -199,29 +280,3 @@ def _groups(keys: Sequence[str]) -> list[tuple[str, NDArray[np.intp]]]:
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(numbers) + 1))
     return [(key, order[bounds[i] : bounds[i + 1]]) for key, i in numbers.items()]
-
-
-def revised_hours(
-    model: RiskModel,
-    keys: Sequence[str],
-    expected_hours: FloatArray,
-    elapsed_hours: FloatArray,
-    target_late_rate: float,
-) -> FloatArray:
-    """For many open orders, the total hours from the clock start an honest revision promises
-    (`outlook`'s `revised_hours`: the conditional quantile at 1 - target, never before now),
-    before rounding to the unit and moving off closed days."""
-    answer = np.maximum(expected_hours, elapsed_hours).astype(np.float64, copy=True)
-    level = 1.0 - target_late_rate
-    for key, members in _groups(keys):
-        dist = model.table[key]
-        if dist.values.size == 0:
-            continue
-        expected = expected_hours[members]
-        above = elapsed_hours[members] - expected
-        base_cdf = 1.0 - survivals(dist, above)
-        wanted = base_cdf + level * (1.0 - base_cdf)
-        index = np.searchsorted(dist.cdf, wanted - 1e-12, side="left")
-        value = dist.values[np.minimum(index, dist.values.size - 1)]
-        answer[members] = np.maximum(expected + np.maximum(value, above), answer[members])
-    return answer

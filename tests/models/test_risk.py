@@ -11,7 +11,7 @@ from models.risk import (
     fit_risk_model,
     flag_elapsed_hours,
     outlook,
-    revised_hours,
+    outlooks,
     survival,
 )
 from models.scores import score_distribution
@@ -88,11 +88,16 @@ def test_the_vectorised_risks_match_the_scalar_outlook() -> None:
     elapsed = rng.uniform(0.0, 150.0, n)
     deadline = expected + rng.uniform(0.0, 40.0, n)
     risk = probabilities_late(model, keys, expected, elapsed, deadline)
-    revised = revised_hours(model, keys, expected, elapsed, 0.05)
+    many = outlooks(model, keys, expected, elapsed, deadline, 0.05)
+    at_issue = probabilities_late(model, keys, expected, np.zeros(n), deadline)
+    assert many.probability_late == pytest.approx(risk, abs=1e-12)
+    assert many.probability_at_issue == pytest.approx(at_issue, abs=1e-12)
+    revised = many.revised_hours
     for i in range(n):
         view = outlook(model.table[keys[i]], expected[i], elapsed[i], deadline[i], 0.05)
         assert risk[i] == pytest.approx(view.probability_late, abs=1e-12)
         assert revised[i] == pytest.approx(view.revised_hours, abs=1e-9)
+        assert many.expected_hours[i] == pytest.approx(view.expected_hours, abs=1e-9)
 
 
 @pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])

@@ -10,16 +10,19 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from models.calendar import BusinessCalendar, CalendarSpec
-from models.quoting import segment_labels
+from models.quoting import quote_batch, segment_labels
+from models.revision import OpenPromise, assess
 from models.risk import RiskModel, fit_risk_model
-from models.units import HOURS_PER_UNIT
+from models.units import HOURS_PER_UNIT, Unit
 from tests.models.references import probabilities_late
+from tests.models.test_quoting import tiny_engine
 from training.backtest import (
     AT_RISK_THRESHOLDS,
     COMPANY,
@@ -33,6 +36,7 @@ from training.backtest import (
     run_backtest,
     walk_forward,
 )
+from training.backtest.at_risk import call_list
 from training.data import OrderTable, load_orders
 from training.report import render_html
 from training.spec import Spec, load_spec
@@ -109,6 +113,84 @@ def test_the_flag_rule_counts_only_open_orders_warned_a_unit_ahead() -> None:
     minutes = replay_at_risk(hand_orders(risk), risk, hand_calendar(), "minute", 0.1, AS_OF, 0.5)
     assert (minutes.flagged, minutes.flagged_late) == (4, 3)
     assert sorted(minutes.warning_hours.tolist()) == pytest.approx([0.5, 2.0, 2.0])
+
+
+def test_a_flagged_order_the_service_would_not_revise_keeps_its_promise() -> None:
+    # Promised 3 hours: at issue its risk is already S(3) = 0.7, so it is flagged as its clock
+    # starts (3 hours ahead), but the risk has not grown since the promise was given: the
+    # service would not revise it, so no revision is scored (the replay once revised it to
+    # 9 hours and counted it as a revision kept).
+    risk = fit_risk_model(
+        np.zeros(10), np.arange(1.0, 11.0), np.zeros(10, dtype=bool), [()] * 10, 0, 1
+    )
+    orders = WatchedOrders(
+        keys=risk.resolve_keys([()]),
+        clock_start_s=np.array([START]),
+        expected_hours=np.zeros(1),
+        deadline_s=np.array([START + 3 * HOUR]),
+        fulfilled_s=np.array([START + 4 * HOUR]),
+    )
+    counts = replay_at_risk(orders, risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5)
+    assert (counts.flagged, counts.flagged_late, counts.late) == (1, 1, 1)
+    assert (counts.n_revised, counts.revised_late) == (0, 0)
+    calls = call_list(orders, risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5)
+    assert calls.flag_hours.tolist() == [0.0] and np.isnan(calls.revised_deadline_s).all()
+
+
+@pytest.mark.parametrize("unit", ["day", "hour"])
+def test_the_replayed_revision_is_what_assess_suggests_at_the_flag(unit: Unit) -> None:
+    rng = np.random.default_rng(17)
+    engine = tiny_engine()
+    calendar = BusinessCalendar(
+        CalendarSpec(timezone="Europe/London", open_weekdays=(0, 1, 2, 3, 4), cutoff=dt.time(16)),
+        first_year=2023,
+        last_year=2028,
+    )
+    n = 600
+    lens = rng.choice(["sv", "prog"], n).astype(object)
+    columns = {"lens": lens, "items": rng.integers(1, 4, n).astype(float)}
+    labels = [(v,) for v in lens.tolist()]
+    engine = replace(engine, calendar=calendar, unit=unit)
+    ordered = dt.datetime(2025, 3, 3, tzinfo=dt.UTC).timestamp() + rng.uniform(0, 3e7, n)
+    batch = quote_batch(engine, columns, ordered)
+    hours = batch.expected_hours * rng.lognormal(0.0, 0.3, n)
+    risk = fit_risk_model(batch.expected_hours, hours, np.zeros(n, bool), labels, 1, 50)
+    engine = replace(engine, risk=risk)
+    # Some promises shorter than quoted (as a shop's own may be): flagged as their clock starts.
+    deadline = batch.deadline_s - np.where(rng.random(n) < 0.3, 36 * HOUR, 0.0)
+    done = batch.clock_start_s + rng.lognormal(0.0, 0.35, n) * batch.expected_hours * HOUR
+    orders = WatchedOrders(
+        keys=risk.resolve_keys(labels),
+        clock_start_s=batch.clock_start_s,
+        expected_hours=batch.expected_hours,
+        deadline_s=deadline,
+        fulfilled_s=np.where(rng.random(n) < 0.1, np.nan, done),
+    )
+    as_of = float(np.nanmax(done)) + 1e7
+    calls = call_list(orders, risk, calendar, unit, engine.target_late_rate, as_of, 0.5)
+    revised = kept = 0
+    for j in np.flatnonzero(calls.flagged).tolist():
+        i = int(calls.index[j])
+        start, flag_hours = float(batch.clock_start_s[i]), float(calls.flag_hours[j])
+        now = start + flag_hours * HOUR
+        while (now - start) / HOUR < flag_hours:  # the moment, as the service measures it
+            now = float(np.nextafter(now, np.inf))
+        promise = OpenPromise(
+            {"lens": lens[i], "items": float(columns["items"][i])},
+            float(ordered[i]),
+            start,
+            float(batch.expected_hours[i]),
+            float(deadline[i]),
+        )
+        view = assess(engine, promise, now)
+        if np.isnan(calls.revised_deadline_s[j]):
+            assert view.suggested is None, i
+            kept += 1
+        else:
+            assert view.suggested is not None, i
+            assert view.suggested.deadline_at.timestamp() == calls.revised_deadline_s[j], i
+            revised += 1
+    assert revised >= 20 and kept >= 10, (revised, kept)  # both kinds are checked
 
 
 # --------------------------------------------------------------------------- the small sample

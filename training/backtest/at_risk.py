@@ -5,8 +5,9 @@ is flagged at a threshold when its risk of missing the promise reaches it while 
 still open, at least one unit before the deadline (a warning that comes later is too late to act
 on). Per policy and threshold the report gives the share of late orders warned of (recall), the
 share of warnings about orders that came in time (false alarms), the median warning, and how
-often an honest revision at the warning would itself have been broken (near the target if the
-risk model is honest).
+often the revision the service would have issued at the warning (`models.revision.revise`, the
+rule `assess` applies) would itself have been broken (near the target if the risk model is
+honest).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.calendar import BusinessCalendar
 from models.quoting import segment_labels
-from models.risk import RiskModel, flag_elapsed_hours, revised_hours
+from models.revision import revise
+from models.risk import RiskModel, flag_elapsed_hours
 from models.units import HOURS_PER_UNIT, Unit
 from training.backtest.replay import FloatArray, QuoteRecord, concat
 from training.backtest.report_data import COMPANY, AtRiskEntry
@@ -58,9 +61,83 @@ class AtRiskCounts:
     late: int
     flagged: int
     flagged_late: int
-    n_revised: int  # flagged orders whose revised promise has a known outcome
+    n_revised: int  # flagged orders the service would have revised, with a known outcome
     revised_late: int  # of those, revised promises broken too
     warning_hours: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class CallList:
+    """The call list at one threshold, order by order: the orders scored (`index`, positions
+    in the `WatchedOrders`) and, aligned with them, when each was flagged and its revision."""
+
+    index: NDArray[np.intp]
+    flag_hours: FloatArray  # elapsed hours from the clock start when the risk reached it
+    flagged: NDArray[np.bool_]  # flagged while open, at least a unit before the deadline
+    # The revision issued at the flag; NaN where none: not flagged, or the service would not
+    # have revised (risk not above both the target and the risk at issue, or a revision no
+    # later than the promise given).
+    revised_deadline_s: FloatArray
+
+
+def call_list(
+    orders: WatchedOrders,
+    risk: RiskModel,
+    calendar: BusinessCalendar,
+    unit: Unit,
+    target_late_rate: float,
+    as_of_s: float,
+    threshold: float,
+) -> CallList:
+    """Which orders a monitor alerting at `threshold` would have flagged in time, and the
+    revision the service would have issued for each at the flag.
+
+    Only orders scored as the back-test scores them count (fulfilled by `as_of_s`, or open with
+    the deadline passed). An order is flagged when its risk reaches the threshold (within
+    `RISK_TOLERANCE`: a risk computed as exactly the threshold reaches it) while it is still open
+    (fulfilled after that moment, or never), at least one unit before its deadline: a call in
+    the last unit comes too late to change anything for the customer. Risk only grows while an
+    order is open, so the first moment it reaches the threshold decides (`flag_elapsed_hours`).
+
+    A flagged order's revision is the service's at that moment (`models.revision.revise`, the
+    rule `assess` applies): issued only when the risk exceeds both the target and the risk the
+    promise had at issue, to the conditional quantile rounded as quoting rounds, and only when
+    that is later than the promise given.
+    """
+    has_quote = np.isfinite(orders.deadline_s) & np.isfinite(orders.expected_hours)
+    is_done = ~np.isnan(orders.fulfilled_s)
+    index = np.flatnonzero(has_quote & (is_done | (orders.deadline_s < as_of_s)))
+    keys = [orders.keys[i] for i in index.tolist()]
+    start = orders.clock_start_s[index]
+    expected = orders.expected_hours[index]
+    deadline = orders.deadline_s[index]
+    fulfilled = orders.fulfilled_s[index]
+    deadline_hours = (deadline - start) / 3600.0
+    flag_hours = flag_elapsed_hours(
+        risk, keys, expected, deadline_hours, threshold - RISK_TOLERANCE
+    )
+    warning_hours = deadline_hours - flag_hours
+    open_at_flag = ~(fulfilled <= start + flag_hours * 3600.0)
+    in_time = warning_hours >= HOURS_PER_UNIT[unit] - WARNING_TOLERANCE_HOURS
+    flagged = open_at_flag & in_time
+    revised_deadline = np.full(index.size, np.nan)
+    chosen = np.flatnonzero(flagged)
+    if chosen.size:
+        revisions = revise(
+            risk,
+            [keys[i] for i in chosen.tolist()],
+            calendar,
+            unit,
+            target_late_rate,
+            start[chosen],
+            expected[chosen],
+            deadline[chosen],
+            flag_hours[chosen],
+        )
+        revised_deadline[chosen] = revisions.deadline_s
+    return CallList(
+        index=index, flag_hours=flag_hours, flagged=flagged, revised_deadline_s=revised_deadline
+    )
 
 
 def replay_at_risk(
@@ -72,59 +149,34 @@ def replay_at_risk(
     as_of_s: float,
     threshold: float,
 ) -> AtRiskCounts:
-    """Which orders a monitor alerting at `threshold` would have flagged in time, and whether an
-    honest revision at the flag would have held.
+    """The `call_list` at `threshold` counted: orders scored, late, flagged, flagged late, the
+    warning each flagged late order had, and how the revisions issued at the flags fared.
 
-    Only orders scored as the back-test scores them count (fulfilled by `as_of_s`, or open with
-    the deadline passed). An order is flagged when its risk reaches the threshold (within
-    `RISK_TOLERANCE`: a risk computed as exactly the threshold reaches it) while it is still open
-    (fulfilled after that moment, or never), at least one unit before its deadline: a call in
-    the last unit comes too late to change anything for the customer. Risk only grows while an
-    order is open, so the first moment it reaches the threshold decides (`flag_elapsed_hours`).
-
-    The revision promises `revised_hours` at the flag, rounded to the unit and moved off closed
-    days as a quote is; it is scored like any promise (unknown while open before its deadline).
+    `n_revised` counts the flagged orders the service would have revised at the flag whose
+    revised promise has a known outcome (fulfilled, or open past the revised deadline at
+    `as_of_s`); `revised_late` those of them whose revised promise was broken too, so
+    `revised_late_rate` is over revisions actually issued. A flagged order the service would
+    not have revised keeps its original promise: it counts in `flagged` (and `flagged_late`),
+    never in `n_revised` or `revised_late`.
     """
-    has_quote = np.isfinite(orders.deadline_s) & np.isfinite(orders.expected_hours)
-    is_done = ~np.isnan(orders.fulfilled_s)
-    index = np.flatnonzero(has_quote & (is_done | (orders.deadline_s < as_of_s)))
-    keys = [orders.keys[i] for i in index.tolist()]
+    calls = call_list(orders, risk, calendar, unit, target_late_rate, as_of_s, threshold)
+    index, flagged = calls.index, calls.flagged
     start = orders.clock_start_s[index]
-    expected = orders.expected_hours[index]
     deadline = orders.deadline_s[index]
     fulfilled = orders.fulfilled_s[index]
     late = ~(fulfilled <= deadline)  # NaN (open past the deadline): late
-    deadline_hours = (deadline - start) / 3600.0
-    flag_hours = flag_elapsed_hours(
-        risk, keys, expected, deadline_hours, threshold - RISK_TOLERANCE
-    )
-    warning_hours = deadline_hours - flag_hours
-    open_at_flag = ~(fulfilled <= start + flag_hours * 3600.0)
-    in_time = warning_hours >= HOURS_PER_UNIT[unit] - WARNING_TOLERANCE_HOURS
-    flagged = open_at_flag & in_time
-    chosen = np.flatnonzero(flagged)
-    n_revised = revised_late = 0
-    if chosen.size:
-        total_hours = revised_hours(
-            risk,
-            [keys[i] for i in chosen.tolist()],
-            expected[chosen],
-            flag_hours[chosen],
-            target_late_rate,
-        )
-        revised, _ = calendar.deadlines(start[chosen] + total_hours * 3600.0, unit)
-        done = fulfilled[chosen]
-        revised_known = ~np.isnan(done) | (revised < as_of_s)
-        n_revised = int(revised_known.sum())
-        revised_late = int((revised_known & ~(done <= revised)).sum())
+    warning_hours = (deadline - start) / 3600.0 - calls.flag_hours
+    revised = calls.revised_deadline_s
+    issued = ~np.isnan(revised)
+    revised_known = issued & (~np.isnan(fulfilled) | (revised < as_of_s))
     return AtRiskCounts(
         threshold=threshold,
         n_quotes=int(index.size),
         late=int(late.sum()),
         flagged=int(flagged.sum()),
         flagged_late=int((flagged & late).sum()),
-        n_revised=n_revised,
-        revised_late=revised_late,
+        n_revised=int(revised_known.sum()),
+        revised_late=int((revised_known & ~(fulfilled <= revised)).sum()),
         warning_hours=warning_hours[flagged & late],
     )
 
