@@ -8,8 +8,9 @@ conditional quantile at 1 - target, rounded to the unit and moved off closed day
 quote is). A promise is revised only once its risk exceeds the target and the risk it had when
 it was given (until then it is as good as it was), and never to an earlier deadline.
 
-That rule is written once, over arrays, in `revise`: `assess` applies it to one order, the
-back-test's call list (`training.backtest.at_risk`) to every order it flags.
+That rule is written once, over arrays, in `revise`: `assess_all` applies it to the service's
+open orders (`assess` to one), the back-test's call list (`training.backtest.at_risk`) to every
+order it flags.
 """
 
 from __future__ import annotations
@@ -117,61 +118,91 @@ def revise(
 
 
 def assess(engine: QuoteEngine, promise: OpenPromise, now_s: float) -> OrderRisk:
-    """The outlook of `promise` at `now_s` for an order not fulfilled by then: `revise` for one
-    order, the suggested promise explained as every quote is (`promise_at`)."""
+    """The outlook of `promise` at `now_s` for an order not fulfilled by then (`assess_all`
+    for one order)."""
+    return assess_all(engine, [promise], now_s)[0]
+
+
+def assess_all(
+    engine: QuoteEngine, promises: Sequence[OpenPromise], now_s: float
+) -> list[OrderRisk]:
+    """The outlooks at `now_s` of orders not fulfilled by then, in order: one `revise` over all
+    of them, each suggested promise counted and explained as every quote is (`promise_at`).
+    `NoRiskModel` for an engine trained before risks were kept (unless there is nothing to
+    assess)."""
+    if not promises:
+        return []
     risk = engine.risk
     if risk is None:
         raise NoRiskModel(
             "this model was trained before open-order risk was kept; retrain and promote it"
         )
-    labels = tuple(promise.features.get(name) for name in engine.segments)
-    segment, _ = risk.resolve([None if v is None else str(v) for v in labels])
-    start = promise.clock_start_s
+    keys = risk.resolve_keys([_labels(engine, promise) for promise in promises])
+    start = np.array([promise.clock_start_s for promise in promises])
     elapsed = (now_s - start) / 3600.0
-    one = revise(
+    found = revise(
         risk,
-        [segment],
+        keys,
         engine.calendar,
         engine.unit,
         engine.target_late_rate,
-        np.array([start]),
-        np.array([promise.expected_hours]),
-        np.array([promise.deadline_s]),
-        np.array([elapsed]),
+        start,
+        np.array([promise.expected_hours for promise in promises]),
+        np.array([promise.deadline_s for promise in promises]),
+        elapsed,
     )
-    suggested = None
-    if one.is_revised[0]:
-        revised = promise_at(engine, _revision_batch(engine, promise, segment, one), 0)
-        text = _revision_text(elapsed, engine.hours_per_unit, revised.explanation)
-        suggested = replace(revised, explanation=text)
-    return OrderRisk(
-        segment=segment,
-        elapsed_hours=elapsed,
-        probability_late=float(one.outlook.probability_late[0]),
-        expected_completion_s=start + float(one.expected_hours[0]) * 3600.0,
-        suggested=suggested,
-    )
+    suggested: dict[int, Promise] = {}
+    revised = np.flatnonzero(found.is_revised)
+    if revised.size:
+        batch = _revision_batch(engine, promises, keys, found, revised)
+        for j, i in enumerate(revised.tolist()):
+            made = promise_at(engine, batch, j)
+            text = _revision_text(float(elapsed[i]), engine.hours_per_unit, made.explanation)
+            suggested[i] = replace(made, explanation=text)
+    completion = start + found.expected_hours * 3600.0
+    return [
+        OrderRisk(
+            segment=keys[i],
+            elapsed_hours=float(elapsed[i]),
+            probability_late=float(found.outlook.probability_late[i]),
+            expected_completion_s=float(completion[i]),
+            suggested=suggested.get(i),
+        )
+        for i in range(len(promises))
+    ]
+
+
+def _labels(engine: QuoteEngine, promise: OpenPromise) -> tuple[str | None, ...]:
+    values = (promise.features.get(name) for name in engine.segments)
+    return tuple(None if value is None else str(value) for value in values)
 
 
 def _revision_batch(
-    engine: QuoteEngine, promise: OpenPromise, segment: str, one: Revisions
+    engine: QuoteEngine,
+    promises: Sequence[OpenPromise],
+    keys: Sequence[str],
+    found: Revisions,
+    revised: NDArray[np.intp],
 ) -> QuoteBatch:
-    """One order's revision as a quote batch of one: its length counted, and checked against
-    the longest promise allowed, as `quote_batch` counts and checks every quote's."""
-    ordered = np.array([promise.ordered_s])
-    units = promise_units(engine.calendar, engine.unit, ordered, one.deadline_s)
+    """The revised orders' promises as a quote batch: their lengths counted, and checked
+    against the longest promise allowed, as `quote_batch` counts and checks every quote's."""
+    ordered = np.array([promises[i].ordered_s for i in revised.tolist()])
+    deadline = found.deadline_s[revised]
+    units = promise_units(engine.calendar, engine.unit, ordered, deadline)
     limit = engine.max_promise_units
     return QuoteBatch(
         ordered_at_s=ordered,
-        clock_start_s=np.array([promise.clock_start_s]),
-        expected_hours=one.expected_hours,
-        buffer_hours=one.buffer_hours,
-        deadline_s=one.deadline_s,
-        closed_days_skipped=one.closed_days_skipped,
-        segments=[segment],
-        levels=np.array([1.0 - engine.target_late_rate]),
+        clock_start_s=np.array([promises[i].clock_start_s for i in revised.tolist()]),
+        expected_hours=found.expected_hours[revised],
+        buffer_hours=found.buffer_hours[revised],
+        deadline_s=deadline,
+        closed_days_skipped=found.closed_days_skipped[revised],
+        segments=[keys[i] for i in revised.tolist()],
+        levels=np.full(revised.size, 1.0 - engine.target_late_rate),
         promise_units=units,
-        exceeds_max_promise=np.zeros(1, dtype=bool) if limit is None else units > limit + 1e-9,
+        exceeds_max_promise=(
+            np.zeros(revised.size, dtype=bool) if limit is None else units > limit + 1e-9
+        ),
     )
 
 

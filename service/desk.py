@@ -26,7 +26,7 @@ from threadpoolctl import ThreadpoolController
 
 from models import quoting
 from models.errors import InputError
-from models.revision import OrderRisk, assess
+from models.revision import OrderRisk, assess, assess_all
 from service.bundles import Serving
 from service.control import ControlCache
 from service.errors import Conflict, InputErrors
@@ -224,11 +224,14 @@ class QuoteDesk(Desk):
         if query.store is not None:
             store_field = self.settings.store_field
             candidates = [q for q in candidates if str(q.features.get(store_field)) == query.store]
-        listed: list[tuple[StoredQuote, OrderRisk]] = []
-        for quote in candidates:
-            outlook = self._outlook(quote)
-            if outlook.probability_late >= query.min_probability - 1e-12:
-                listed.append((quote, outlook))
+        engine = self.serving.bundle.engine
+        promises = [open_promise(quote, engine.schema) for quote in candidates]
+        outlooks = assess_all(engine, promises, now_utc.timestamp())
+        listed = [
+            (quote, outlook)
+            for quote, outlook in zip(candidates, outlooks, strict=True)
+            if outlook.probability_late >= query.min_probability - 1e-12
+        ]
         listed.sort(key=lambda item: (item[0].promise.deadline_at, -item[1].probability_late))
         listed = listed[: query.limit]
         contacts = self.ledger.contacts.of_chains([q.original_id for q, _ in listed])

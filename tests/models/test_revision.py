@@ -11,7 +11,7 @@ import pytest
 
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.quoting import QuoteEngine
-from models.revision import OpenPromise, assess, revise
+from models.revision import OpenPromise, assess, assess_all, revise
 from models.risk import RiskModel, fit_risk_model
 from tests.models.test_quoting import tiny_engine
 
@@ -91,3 +91,19 @@ def test_assess_suggests_what_the_rule_revises(
         assert view.suggested is not None
         assert view.suggested.deadline_at.timestamp() == one.deadline_s[0]
         assert view.suggested.deadline_at.timestamp() > promise.deadline_s
+
+
+def test_assessing_many_orders_at_once_answers_as_one_by_one() -> None:
+    engine = hand_engine(0.1)
+    rng = np.random.default_rng(7)
+    now = START + 200.0 * HOUR
+    promises = []
+    for _ in range(300):
+        start = now - rng.uniform(-5.0, 30.0) * HOUR
+        promises.append(
+            OpenPromise(ORDER, start - HOUR, start, 0.0, start + rng.uniform(1, 12) * HOUR)
+        )
+    together = assess_all(engine, promises, now)
+    assert together == [assess(engine, promise, now) for promise in promises]
+    assert 0 < sum(view.needs_revision for view in together) < len(promises)  # both kinds
+    assert assess_all(replace(engine, risk=None), [], now) == []  # nothing to assess, no error
