@@ -31,12 +31,11 @@ from training.backtest import (
     WatchedOrders,
     backtest_summary,
     build_report,
+    call_list,
     plan_folds,
-    replay_at_risk,
     run_backtest,
     walk_forward,
 )
-from training.backtest.at_risk import call_list
 from training.data import OrderTable, load_orders
 from training.report import render_html
 from training.spec import Spec, load_spec
@@ -96,7 +95,7 @@ def test_the_flag_rule_counts_only_open_orders_warned_a_unit_ahead() -> None:
     risk = fit_risk_model(
         np.zeros(10), residuals, np.zeros(10, dtype=bool), [()] * 10, depth=0, min_segment_size=1
     )
-    counts = replay_at_risk(hand_orders(risk), risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5)
+    counts = call_list(hand_orders(risk), risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5).counts()
     assert counts.n_quotes == 5  # U left out
     assert counts.late == 3  # A, G, H
     assert counts.flagged == 3  # A, C, G: not B (ready first), not H (too late), not U
@@ -107,10 +106,11 @@ def test_the_flag_rule_counts_only_open_orders_warned_a_unit_ahead() -> None:
     assert (counts.n_revised, counts.revised_late) == (3, 1)
     # At 70% nothing is flagged in time: the risk of A, C and G reaches it only at their
     # deadline, H's at 10 h, half an hour before its own.
-    strict = replay_at_risk(hand_orders(risk), risk, hand_calendar(), "hour", 0.1, AS_OF, 0.7)
+    strict = call_list(hand_orders(risk), risk, hand_calendar(), "hour", 0.1, AS_OF, 0.7).counts()
     assert (strict.flagged, strict.flagged_late, strict.late) == (0, 0, 3)
     # With minutes as the unit, H's half-hour warning counts.
-    minutes = replay_at_risk(hand_orders(risk), risk, hand_calendar(), "minute", 0.1, AS_OF, 0.5)
+    minute_calls = call_list(hand_orders(risk), risk, hand_calendar(), "minute", 0.1, AS_OF, 0.5)
+    minutes = minute_calls.counts()
     assert (minutes.flagged, minutes.flagged_late) == (4, 3)
     assert sorted(minutes.warning_hours.tolist()) == pytest.approx([0.5, 2.0, 2.0])
 
@@ -130,7 +130,7 @@ def test_a_flagged_order_the_service_would_not_revise_keeps_its_promise() -> Non
         deadline_s=np.array([START + 3 * HOUR]),
         fulfilled_s=np.array([START + 4 * HOUR]),
     )
-    counts = replay_at_risk(orders, risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5)
+    counts = call_list(orders, risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5).counts()
     assert (counts.flagged, counts.flagged_late, counts.late) == (1, 1, 1)
     assert (counts.n_revised, counts.revised_late) == (0, 0)
     calls = call_list(orders, risk, hand_calendar(), "hour", 0.1, AS_OF, 0.5)

@@ -54,9 +54,10 @@ Durations are hours unless a name says otherwise; times are epoch seconds (UTC) 
 from training.backtest.at_risk import (
     AT_RISK_THRESHOLDS,
     AtRiskCounts,
+    CallList,
     WatchedOrders,
+    call_list,
     pool_at_risk,
-    replay_at_risk,
 )
 from training.backtest.build import (
     SUMMARY_AT_RISK_THRESHOLD,
@@ -96,6 +97,7 @@ __all__ = [
     "AtRiskCounts",
     "BacktestReport",
     "BacktestSummary",
+    "CallList",
     "FoldPlan",
     "Progress",
     "QuoteRecord",
@@ -106,6 +108,7 @@ __all__ = [
     "adaptive_bucket_seconds",
     "backtest_summary",
     "build_report",
+    "call_list",
     "curve_at",
     "figures",
     "pinball_loss",
@@ -114,7 +117,6 @@ __all__ = [
     "quote_adaptive",
     "quote_static",
     "refit_schedule",
-    "replay_at_risk",
     "rule_record",
     "run_backtest",
     "score",

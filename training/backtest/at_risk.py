@@ -71,13 +71,42 @@ class CallList:
     """The call list at one threshold, order by order: the orders scored (`index`, positions
     in the `WatchedOrders`) and, aligned with them, when each was flagged and its revision."""
 
+    threshold: float
+    as_of_s: float  # the extraction: outcomes known by then
     index: NDArray[np.intp]
     flag_hours: FloatArray  # elapsed hours from the clock start when the risk reached it
     flagged: NDArray[np.bool_]  # flagged while open, at least a unit before the deadline
+    late: NDArray[np.bool_]  # the promise given was broken (open past its deadline: late)
+    warning_hours: FloatArray  # from the flag to the deadline
+    fulfilled_s: FloatArray  # NaN: still open at the extraction
     # The revision issued at the flag; NaN where none: not flagged, or the service would not
     # have revised (risk not above both the target and the risk at issue, or a revision no
     # later than the promise given).
     revised_deadline_s: FloatArray
+
+    def counts(self) -> AtRiskCounts:
+        """The call list counted: orders scored, late, flagged, flagged late, the warning each
+        flagged late order had, and how the revisions issued at the flags fared.
+
+        `n_revised` counts the flagged orders the service would have revised at the flag whose
+        revised promise has a known outcome (fulfilled, or open past the revised deadline at
+        `as_of_s`); `revised_late` those of them whose revised promise was broken too, so
+        `revised_late_rate` is over revisions actually issued. A flagged order the service would
+        not have revised keeps its original promise: it counts in `flagged` (and `flagged_late`),
+        never in `n_revised` or `revised_late`."""
+        fulfilled, revised = self.fulfilled_s, self.revised_deadline_s
+        issued = ~np.isnan(revised)
+        revised_known = issued & (~np.isnan(fulfilled) | (revised < self.as_of_s))
+        return AtRiskCounts(
+            threshold=self.threshold,
+            n_quotes=int(self.index.size),
+            late=int(self.late.sum()),
+            flagged=int(self.flagged.sum()),
+            flagged_late=int((self.flagged & self.late).sum()),
+            n_revised=int(revised_known.sum()),
+            revised_late=int((revised_known & ~(fulfilled <= revised)).sum()),
+            warning_hours=self.warning_hours[self.flagged & self.late],
+        )
 
 
 def call_list(
@@ -136,48 +165,15 @@ def call_list(
         )
         revised_deadline[chosen] = revisions.deadline_s
     return CallList(
-        index=index, flag_hours=flag_hours, flagged=flagged, revised_deadline_s=revised_deadline
-    )
-
-
-def replay_at_risk(
-    orders: WatchedOrders,
-    risk: RiskModel,
-    calendar: BusinessCalendar,
-    unit: Unit,
-    target_late_rate: float,
-    as_of_s: float,
-    threshold: float,
-) -> AtRiskCounts:
-    """The `call_list` at `threshold` counted: orders scored, late, flagged, flagged late, the
-    warning each flagged late order had, and how the revisions issued at the flags fared.
-
-    `n_revised` counts the flagged orders the service would have revised at the flag whose
-    revised promise has a known outcome (fulfilled, or open past the revised deadline at
-    `as_of_s`); `revised_late` those of them whose revised promise was broken too, so
-    `revised_late_rate` is over revisions actually issued. A flagged order the service would
-    not have revised keeps its original promise: it counts in `flagged` (and `flagged_late`),
-    never in `n_revised` or `revised_late`.
-    """
-    calls = call_list(orders, risk, calendar, unit, target_late_rate, as_of_s, threshold)
-    index, flagged = calls.index, calls.flagged
-    start = orders.clock_start_s[index]
-    deadline = orders.deadline_s[index]
-    fulfilled = orders.fulfilled_s[index]
-    late = ~(fulfilled <= deadline)  # NaN (open past the deadline): late
-    warning_hours = (deadline - start) / 3600.0 - calls.flag_hours
-    revised = calls.revised_deadline_s
-    issued = ~np.isnan(revised)
-    revised_known = issued & (~np.isnan(fulfilled) | (revised < as_of_s))
-    return AtRiskCounts(
         threshold=threshold,
-        n_quotes=int(index.size),
-        late=int(late.sum()),
-        flagged=int(flagged.sum()),
-        flagged_late=int((flagged & late).sum()),
-        n_revised=int(revised_known.sum()),
-        revised_late=int((revised_known & ~(fulfilled <= revised)).sum()),
-        warning_hours=warning_hours[flagged & late],
+        as_of_s=as_of_s,
+        index=index,
+        flag_hours=flag_hours,
+        flagged=flagged,
+        late=~(fulfilled <= deadline),  # NaN (open past the deadline): late
+        warning_hours=warning_hours,
+        fulfilled_s=fulfilled,
+        revised_deadline_s=revised_deadline,
     )
 
 
@@ -244,7 +240,7 @@ def call_lists(
             )
             parts[name].append(
                 [
-                    replay_at_risk(
+                    call_list(
                         orders,
                         risk,
                         calendar,
@@ -252,7 +248,7 @@ def call_lists(
                         run.target_late_rate,
                         run.plan.as_of_s,
                         threshold,
-                    )
+                    ).counts()
                     for threshold in AT_RISK_THRESHOLDS
                 ]
             )

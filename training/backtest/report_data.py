@@ -225,7 +225,7 @@ class Earliness:
 
 @dataclass(frozen=True, slots=True)
 class AtRiskEntry:
-    """The call list of orders at risk replayed at one threshold (`replay_at_risk`)."""
+    """The call list of orders at risk replayed at one threshold (`call_list(...).counts()`)."""
 
     threshold: float
     recall: float | None  # share of late orders flagged in time
