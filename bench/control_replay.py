@@ -27,7 +27,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from models.policies import AdaptivePolicy
+from models.buffers import AdaptiveBuffers
 from models.quoting import Promise
 from models.registry import Registry
 from service.control import (
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder, _fresh_ledger(args.database_url, folder) as url:
         work = Path(folder)
         engine = _adaptive_engine(work)
-        policy = engine.policy
-        assert isinstance(policy, AdaptivePolicy)
+        policy = engine.buffer_rule
+        assert isinstance(policy, AdaptiveBuffers)
         ledger = Ledger.connect(url)
         ledger.migrate()
         now = dt.datetime.now(UTC).replace(microsecond=0)

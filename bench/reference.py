@@ -70,7 +70,7 @@ class NaiveQuoter:
             self.engine.segments,
             1,
         )
-        buffer = self.engine.policy.buffers(expected, labels).buffer_hours
+        buffer = self.engine.buffer_rule.buffers(expected, labels).buffer_hours
         local = pd.Timestamp(ordered_at).tz_convert(self.zone)
         start = self._clock_start(local)
         raw = start + pd.Timedelta(hours=float(expected[0] + buffer[0]))
@@ -137,7 +137,7 @@ class NaiveQuoter:
         expected = np.exp(self.pipeline.predict(frame))
         segments = self.engine.segments
         labels = segment_labels({n: frame[n].tolist() for n in segments}, segments, len(frame))
-        buffer = self.engine.policy.buffers(expected, labels).buffer_hours
+        buffer = self.engine.buffer_rule.buffers(expected, labels).buffer_hours
         local = pd.to_datetime(frame["ordered_at"], utc=True).dt.tz_convert(self.zone)
         wall_day = local.dt.tz_localize(None).dt.normalize()
         days = pd.date_range(wall_day.min() - pd.Timedelta(days=10), periods=4000, freq="D")

@@ -199,7 +199,7 @@ class Bench:
             "trees": trees.n_trees,
             "columns": trees.n_columns,
             "compiled_form": type(trees).__name__,
-            "segments": len(self.engine.policy.segment_table()),
+            "segments": len(self.engine.buffer_rule.segment_table()),
         }
 
     def backtest(self) -> None:

@@ -38,7 +38,7 @@ from models.errors import InputError, SpecError
 from models.units import SECONDS_PER_UNIT, Unit
 from models.zone_offsets import ZoneOffsets
 
-__all__ = ["BusinessCalendar", "CalendarSpec", "Deadline", "LocalParts"]
+__all__ = ["BusinessCalendar", "CalendarSpec", "CalendarTables", "Deadline", "LocalParts"]
 
 FloatArray = NDArray[np.float64]
 _A = TypeVar("_A", bound=NDArray[Any])
@@ -101,6 +101,34 @@ class LocalParts:
     month: FloatArray
     day_of_year: FloatArray
     days_to_closed: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarTables:
+    """What a `BusinessCalendar` computes from its spec, as plain numbers and arrays: a serving
+    bundle stores these (`models.serving_form`), so a calendar loads exactly as it was trained,
+    whatever the `holidays` and tzdata versions where it is loaded.
+
+    Day table index i is local day `day0 + i` (days since 1970-01-01); the valid range is
+    [first_valid, last_valid], the rest is margin. `day_start` has one extra entry at the end;
+    `transitions` and `offsets` are the zone's UTC offsets (`models.zone_offsets.ZoneOffsets`).
+    """
+
+    day0: int
+    first_valid: int
+    last_valid: int
+    is_open: NDArray[np.bool_]
+    next_open: IntArray
+    next_intake: IntArray  # the next open day whose order window is not empty
+    prev_open: IntArray
+    day_start: FloatArray  # UTC instant each day starts
+    day_open: FloatArray  # UTC instant of `opens`
+    day_cut: FloatArray  # UTC instant of `cutoff` (inf without one)
+    days_to_closed: FloatArray
+    month: FloatArray
+    day_of_year: FloatArray
+    transitions: FloatArray
+    offsets: FloatArray
 
 
 class BusinessCalendar:
@@ -177,6 +205,48 @@ class BusinessCalendar:
     _day_doy_t: tuple[float, ...]
 
     def __init__(self, spec: CalendarSpec, first_year: int = 2000, last_year: int = 2060) -> None:
+        self._set_spec(spec, first_year, last_year)
+        self._install(_build_tables(spec, self.zone, first_year, last_year))
+
+    @classmethod
+    def from_tables(
+        cls, spec: CalendarSpec, first_year: int, last_year: int, tables: CalendarTables
+    ) -> BusinessCalendar:
+        """The calendar whose tables are `tables` (as `tables` gave them), without recomputing
+        them: a bundle's calendar as it was trained. `SpecError` for a bad spec or years, or
+        tables that do not cover the years."""
+        calendar = cls.__new__(cls)
+        calendar._set_spec(spec, first_year, last_year)
+        expected = _day_range(first_year, last_year)
+        if (tables.day0, tables.first_valid, tables.last_valid) != expected:
+            raise SpecError(
+                f"the calendar's tables do not cover {first_year}-{last_year} as they should"
+            )
+        calendar._install(tables)
+        return calendar
+
+    @property
+    def tables(self) -> CalendarTables:
+        """Everything this calendar computed from its spec (see `CalendarTables`)."""
+        return CalendarTables(
+            day0=self._day0,
+            first_valid=self._first_valid,
+            last_valid=self._last_valid,
+            is_open=self._is_open,
+            next_open=self._next_open,
+            next_intake=self._next_intake,
+            prev_open=self._prev_open,
+            day_start=self._day_start,
+            day_open=self._day_open,
+            day_cut=self._day_cut,
+            days_to_closed=self._days_to_closed,
+            month=self._month,
+            day_of_year=self._doy,
+            transitions=self._clock.transitions,
+            offsets=self._clock.offsets,
+        )
+
+    def _set_spec(self, spec: CalendarSpec, first_year: int, last_year: int) -> None:
         self.spec = spec
         self.zone = _zone(spec.timezone)
         _check_spec(spec)
@@ -188,73 +258,23 @@ class BusinessCalendar:
         self.first_year = first_year
         self.last_year = last_year
 
-        # Day table: index i is local day `day0 + i` (days since 1970-01-01).
-        first_day = dt.date(first_year, 1, 1).toordinal() - _EPOCH_ORDINAL
-        last_day = dt.date(last_year, 12, 31).toordinal() - _EPOCH_ORDINAL
-        day0 = first_day - _MARGIN_DAYS
-        n_days = last_day + _MARGIN_DAYS + 1 - day0
-        self._day0 = day0
-        self._first_valid = first_day - day0
-        self._last_valid = last_day - day0
-        days = np.arange(day0, day0 + n_days, dtype=np.int64)
-
-        # UTC-offset segments: offsets[i] holds on [transitions[i-1], transitions[i]).
-        self._clock = ZoneOffsets(
-            self.zone, (day0 - 2) * SECONDS_PER_DAY, (day0 + n_days + 2) * SECONDS_PER_DAY
-        )
-        walls = days.astype(np.float64) * SECONDS_PER_DAY
-        day_start = self._clock.last_at(np.append(walls, walls[-1] + SECONDS_PER_DAY))
-        day_open = self._clock.last_at(walls + _seconds_of(spec.opens))
-        if spec.cutoff is None:
-            day_cut = np.full(n_days, np.inf)
-        else:
-            # A cut-off skipped by a clock change never falls later than the day's end.
-            day_cut = np.minimum(
-                self._clock.last_at(walls + _seconds_of(spec.cutoff)), day_start[1:]
-            )
-
-        weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
-        is_open = np.isin(weekday, np.asarray(spec.open_weekdays, dtype=np.int64))
-        holiday = _holiday_days(spec, first_year - 1, last_year + 1) - day0
-        is_open[holiday[(holiday >= 0) & (holiday < n_days)]] = False
-        # A day whose opening time never shows on its clocks (a day skipped by a date-line
-        # move, Pacific/Apia 2011-12-30) cannot hold a promise: treat it as closed.
-        is_open &= day_open < day_start[1:]
-        self._is_open = _frozen(is_open)
-
-        index = np.arange(n_days, dtype=np.int64)
-        # n_days and -1 mark "no open day within the table"; checked just below.
-        next_open = np.minimum.accumulate(np.where(is_open, index, n_days)[::-1])[::-1]
-        prev_open = np.maximum.accumulate(np.where(is_open, index, -1))
-        # A day whose whole order window falls in a clock change (opens and cut-off skipped
-        # to the same instant) is open but takes no orders: they count from the next day.
-        takes_orders = is_open & (day_open < day_cut)
-        next_intake = np.minimum.accumulate(np.where(takes_orders, index, n_days)[::-1])[::-1]
-        if next_intake[self._last_valid + 1] >= n_days or prev_open[self._first_valid - 2] < 0:
-            raise SpecError(
-                f"the calendar has no open day within {_MARGIN_DAYS} days of "
-                f"{first_year}-{last_year}'s ends; check open_weekdays and holidays"
-            )
-        self._next_open = _frozen(next_open)
-        self._next_intake = _frozen(next_intake)
-        self._prev_open = _frozen(prev_open)
-        next_closed = np.minimum.accumulate(
-            np.where(is_open, n_days + DAYS_TO_CLOSED_CAP, index)[::-1]
-        )[::-1]
-        self._days_to_closed = _frozen(
-            np.minimum(next_closed - index, DAYS_TO_CLOSED_CAP).astype(np.float64)
-        )
-        self._day_start = _frozen(day_start)
-        self._day_open = _frozen(day_open)
-        self._day_cut = _frozen(day_cut)
-        self._range_start = float(day_start[self._first_valid])
-        self._range_end = float(day_start[self._last_valid + 1])
-
-        civil = days.astype("datetime64[D]")
-        years = civil.astype("datetime64[Y]")
-        months = civil.astype("datetime64[M]") - years.astype("datetime64[M]")
-        self._month = _frozen(months.astype(np.float64) + 1.0)
-        self._doy = _frozen((civil - years.astype("datetime64[D]")).astype(np.float64) + 1.0)
+    def _install(self, tables: CalendarTables) -> None:
+        self._day0 = tables.day0
+        self._first_valid = tables.first_valid
+        self._last_valid = tables.last_valid
+        self._clock = ZoneOffsets.from_arrays(tables.transitions, tables.offsets)
+        self._is_open = _frozen(tables.is_open)
+        self._next_open = _frozen(tables.next_open)
+        self._next_intake = _frozen(tables.next_intake)
+        self._prev_open = _frozen(tables.prev_open)
+        self._days_to_closed = _frozen(tables.days_to_closed)
+        self._day_start = _frozen(tables.day_start)
+        self._day_open = _frozen(tables.day_open)
+        self._day_cut = _frozen(tables.day_cut)
+        self._month = _frozen(tables.month)
+        self._doy = _frozen(tables.day_of_year)
+        self._range_start = float(self._day_start[self._first_valid])
+        self._range_end = float(self._day_start[self._last_valid + 1])
 
         # Tuples of Python scalars for the scalar path: indexing them is ~20x cheaper than
         # indexing numpy arrays, and they hold the very same float64 values.
@@ -484,6 +504,82 @@ class BusinessCalendar:
         except (OverflowError, OSError, ValueError):
             day = f"{t:.6g} s after 1970-01-01"
         raise InputError(self._range_message(day), field=field)
+
+
+def _day_range(first_year: int, last_year: int) -> tuple[int, int, int]:
+    """(day0, first_valid, last_valid) of the day table for the years (see `CalendarTables`)."""
+    first_day = dt.date(first_year, 1, 1).toordinal() - _EPOCH_ORDINAL
+    last_day = dt.date(last_year, 12, 31).toordinal() - _EPOCH_ORDINAL
+    day0 = first_day - _MARGIN_DAYS
+    return day0, first_day - day0, last_day - day0
+
+
+def _build_tables(
+    spec: CalendarSpec, zone: ZoneInfo, first_year: int, last_year: int
+) -> CalendarTables:
+    """The day table and the zone's offsets for the years, computed from the spec."""
+    # Day table: index i is local day `day0 + i` (days since 1970-01-01).
+    day0, first_valid, last_valid = _day_range(first_year, last_year)
+    n_days = last_valid + _MARGIN_DAYS + 1
+    days = np.arange(day0, day0 + n_days, dtype=np.int64)
+
+    # UTC-offset segments: offsets[i] holds on [transitions[i-1], transitions[i]).
+    clock = ZoneOffsets(zone, (day0 - 2) * SECONDS_PER_DAY, (day0 + n_days + 2) * SECONDS_PER_DAY)
+    walls = days.astype(np.float64) * SECONDS_PER_DAY
+    day_start = clock.last_at(np.append(walls, walls[-1] + SECONDS_PER_DAY))
+    day_open = clock.last_at(walls + _seconds_of(spec.opens))
+    if spec.cutoff is None:
+        day_cut = np.full(n_days, np.inf)
+    else:
+        # A cut-off skipped by a clock change never falls later than the day's end.
+        day_cut = np.minimum(clock.last_at(walls + _seconds_of(spec.cutoff)), day_start[1:])
+
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
+    is_open = np.isin(weekday, np.asarray(spec.open_weekdays, dtype=np.int64))
+    holiday = _holiday_days(spec, first_year - 1, last_year + 1) - day0
+    is_open[holiday[(holiday >= 0) & (holiday < n_days)]] = False
+    # A day whose opening time never shows on its clocks (a day skipped by a date-line
+    # move, Pacific/Apia 2011-12-30) cannot hold a promise: treat it as closed.
+    is_open &= day_open < day_start[1:]
+
+    index = np.arange(n_days, dtype=np.int64)
+    # n_days and -1 mark "no open day within the table"; checked just below.
+    next_open = np.minimum.accumulate(np.where(is_open, index, n_days)[::-1])[::-1]
+    prev_open = np.maximum.accumulate(np.where(is_open, index, -1))
+    # A day whose whole order window falls in a clock change (opens and cut-off skipped
+    # to the same instant) is open but takes no orders: they count from the next day.
+    takes_orders = is_open & (day_open < day_cut)
+    next_intake = np.minimum.accumulate(np.where(takes_orders, index, n_days)[::-1])[::-1]
+    if next_intake[last_valid + 1] >= n_days or prev_open[first_valid - 2] < 0:
+        raise SpecError(
+            f"the calendar has no open day within {_MARGIN_DAYS} days of "
+            f"{first_year}-{last_year}'s ends; check open_weekdays and holidays"
+        )
+    next_closed = np.minimum.accumulate(
+        np.where(is_open, n_days + DAYS_TO_CLOSED_CAP, index)[::-1]
+    )[::-1]
+    days_to_closed = np.minimum(next_closed - index, DAYS_TO_CLOSED_CAP).astype(np.float64)
+
+    civil = days.astype("datetime64[D]")
+    years = civil.astype("datetime64[Y]")
+    months = civil.astype("datetime64[M]") - years.astype("datetime64[M]")
+    return CalendarTables(
+        day0=day0,
+        first_valid=first_valid,
+        last_valid=last_valid,
+        is_open=is_open,
+        next_open=next_open,
+        next_intake=next_intake,
+        prev_open=prev_open,
+        day_start=day_start,
+        day_open=day_open,
+        day_cut=day_cut,
+        days_to_closed=days_to_closed,
+        month=months.astype(np.float64) + 1.0,
+        day_of_year=(civil - years.astype("datetime64[D]")).astype(np.float64) + 1.0,
+        transitions=clock.transitions,
+        offsets=clock.offsets,
+    )
 
 
 def _zone(name: str) -> ZoneInfo:

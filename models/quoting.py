@@ -22,18 +22,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
-from typing import cast
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from models.buffers import BufferRule
 from models.calendar import BusinessCalendar
 from models.control import ControlState
 from models.errors import InputError
+from models.fast import CompiledTrees
 from models.features import FeatureSchema
-from models.policies import BufferPolicy
-from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import RiskModel
 from models.segments import Columns
 from models.segments import segment_labels as segment_labels  # where training reads it
@@ -41,20 +40,16 @@ from models.units import HOURS_PER_UNIT, Unit
 
 FloatArray = NDArray[np.float64]
 UTC = dt.UTC
-# Up to this many orders, `quote` prices each on Python floats (~25 us an order); above, the
-# array set-up of `quote_batch` (~0.15 ms, then ~15 us an order with its `Promise`) pays off.
-# Measured on the sample model: the two cross between 16 and 32 orders.
-ONE_BY_ONE_MAX_ORDERS = 16
 
 
 @dataclass(frozen=True, slots=True)
 class QuoteEngine:
-    """Everything needed to quote: what a bundle's model file holds."""
+    """Everything needed to quote, as plain data: what a bundle's serving form holds."""
 
     schema: FeatureSchema
-    regressor: DurationRegressor
-    quantile_regressor: QuantileRegressor | None
-    policy: BufferPolicy
+    expected_trees: CompiledTrees  # the duration model, compiled: expected hours
+    quantile_trees: CompiledTrees | None  # the quantile policy's model, compiled
+    buffer_rule: BufferRule  # what the policy learnt (`models.buffers`)
     policy_name: str
     calendar: BusinessCalendar
     unit: Unit
@@ -67,22 +62,6 @@ class QuoteEngine:
     @property
     def hours_per_unit(self) -> float:
         return HOURS_PER_UNIT[self.unit]
-
-    def __getstate__(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def __setstate__(self, state: Mapping[str, object]) -> None:
-        """Unpickle by field name: a field added since the bundle was saved, wherever it was
-        added, gets its default (one trained before open-order risks were kept loads with `risk`
-        None); a field it lacks that has no default is a `ValueError`."""
-        for f in fields(self):
-            if f.name in state:
-                value = state[f.name]
-            elif f.default is not MISSING:
-                value = f.default
-            else:
-                raise ValueError(f"the saved quote engine has no {f.name!r}")
-            object.__setattr__(self, f.name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +135,10 @@ def quote_batch(
     calendar = engine.calendar
     parts = calendar.local_parts(ordered_at_s)
     matrix = engine.schema.encode(columns, parts)
-    expected = engine.regressor.compiled().predict_hours(matrix)
-    quantile_model = engine.quantile_regressor
-    quantile = None if quantile_model is None else quantile_model.compiled().predict_hours(matrix)
-    answer = engine.policy.column_buffers(expected, columns, engine.segments, quantile, state)
+    expected = engine.expected_trees.predict_hours(matrix)
+    quantile_trees = engine.quantile_trees
+    quantile = None if quantile_trees is None else quantile_trees.predict_hours(matrix)
+    answer = engine.buffer_rule.column_buffers(expected, columns, engine.segments, quantile, state)
     clock_start = calendar.clock_starts(ordered_at_s)
     raw = clock_start + (expected + answer.buffer_hours) * 3600.0
     deadline, skipped = calendar.deadlines(raw, engine.unit)
@@ -193,29 +172,11 @@ def quote(
         at = order.ordered_at
         if at.tzinfo is None or at.utcoffset() is None:
             raise InputError(f"ordered_at {at.isoformat()} has no time zone", field="ordered_at")
-    if len(orders) <= ONE_BY_ONE_MAX_ORDERS:
-        return [_quote_one(engine, order, state) for order in orders]
     names = engine.schema.feature_names
     columns = {name: [order.features[name] for order in orders] for name in names}
     ordered_at_s = np.array([order.ordered_at.timestamp() for order in orders])
     batch = quote_batch(engine, columns, ordered_at_s, state)
     return [promise_at(engine, batch, i) for i in range(batch.size)]
-
-
-def _quote_one(engine: QuoteEngine, order: Order, state: ControlState | None) -> Promise:
-    """`quote_batch` for one order on Python floats: the same steps, the same numbers."""
-    calendar = engine.calendar
-    ordered_s = order.ordered_at.timestamp()
-    parts = calendar.local_parts_one(order.ordered_at)
-    row = engine.schema.encode_row(order.features, parts)
-    expected = engine.regressor.compiled().predict_hours_one(row)
-    quantile_model = engine.quantile_regressor
-    quantile = None if quantile_model is None else quantile_model.compiled().predict_hours_one(row)
-    # Segments are categorical features: an order holds their canonical labels, text or None.
-    labels = cast("tuple[str | None, ...]", tuple(order.features[name] for name in engine.segments))
-    buffer, segment, level = engine.policy.buffer_one(expected, labels, quantile, state)
-    start = calendar.clock_start_s(ordered_s)
-    return promise_from_hours(engine, ordered_s, start, expected, buffer, level, segment)
 
 
 def promise_from_hours(

@@ -32,6 +32,7 @@ import sklearn
 
 from models.errors import BundleError, NotFound
 from models.quoting import QuoteEngine
+from models.trained import TrainedModel
 from models.units import iso_utc
 
 MODEL_FILE = "model.joblib"
@@ -90,7 +91,7 @@ class Registry:
         self.root = Path(root)
 
     def save(
-        self, engine: QuoteEngine, info: Mapping[str, Any], created_at: dt.datetime
+        self, model: TrainedModel, info: Mapping[str, Any], created_at: dt.datetime
     ) -> Manifest:
         """Write a new bundle and return its manifest; the version is new and never reused."""
         try:
@@ -100,7 +101,8 @@ class Registry:
             raise BundleError(f"cannot write to the registry {self.root}: {err.strerror}") from err
         try:
             model_path = staging / MODEL_FILE
-            joblib.dump(engine, model_path, compress=3)
+            joblib.dump(model, model_path, compress=3)
+            engine = model.engine
             _fsync(model_path)
             digest = _sha256(model_path)
             stamp = created_at.astimezone(dt.UTC)
@@ -201,12 +203,12 @@ class Registry:
                 "(tampered with or damaged); refusing to load it"
             )
         try:
-            engine = joblib.load(model_path)
+            model = joblib.load(model_path)
         except Exception as err:  # a damaged file can fail in many ways inside unpickling
             raise BundleError(f"bundle {version}: {MODEL_FILE} cannot be read: {err}") from err
-        if not isinstance(engine, QuoteEngine):
-            raise BundleError(f"bundle {version}: {MODEL_FILE} does not hold a quote engine")
-        return LoadedBundle(engine=engine, manifest=manifest)
+        if not isinstance(model, TrainedModel):
+            raise BundleError(f"bundle {version}: {MODEL_FILE} does not hold a trained model")
+        return LoadedBundle(engine=model.engine, manifest=manifest)
 
     def load_promoted(self) -> LoadedBundle:
         version = self.promoted_version()

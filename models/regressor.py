@@ -19,7 +19,8 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from models.fast import CompiledTrees, compile_trees
+from models.fast import CompiledTrees
+from models.tree_compiler import compile_trees
 
 FloatArray = NDArray[np.float64]
 

@@ -48,7 +48,18 @@ class ZoneOffsets:
     offsets_t: tuple[float, ...]
 
     def __init__(self, zone: ZoneInfo, start: int, stop: int) -> None:
-        transitions, offsets = _offset_segments(zone, start, stop)
+        self._install(*_offset_segments(zone, start, stop))
+
+    @classmethod
+    def from_arrays(cls, transitions: FloatArray, offsets: FloatArray) -> ZoneOffsets:
+        """The offsets `transitions` and `offsets` (as a built one holds them), not recomputed."""
+        if offsets.shape != (transitions.size + 1,):
+            raise ValueError("a zone needs one more offset than transitions")
+        zone = cls.__new__(cls)
+        zone._install(np.array(transitions, dtype=np.float64), np.array(offsets, dtype=np.float64))
+        return zone
+
+    def _install(self, transitions: FloatArray, offsets: FloatArray) -> None:
         transitions.flags.writeable = False  # shared across requests: no edits
         offsets.flags.writeable = False
         self.transitions = transitions

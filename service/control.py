@@ -24,7 +24,7 @@ What the replay at `now` reads (promises given by then, outcomes recorded by the
   the widest nowcast window opened; given within `NOWCAST_LOOKBACK_WINDOWS` widest windows (an
   order open longer entered the window at a residual far beyond the median it estimates).
 
-Segment paths come from the served policy (`AdaptivePolicy.paths`) over each quote's stored
+Segment paths come from the served policy (`AdaptiveBuffers.paths`) over each quote's stored
 segment values, so quotes of an older version with other segments still count where they fall.
 
 A worker's state is at most `PROMISE_CONTROL_REFRESH_SECONDS` old (`ControlCache`): a promise
@@ -41,8 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from models.buffers import AdaptiveBuffers
 from models.control import ControlState, learn, with_nowcast
-from models.policies import AdaptivePolicy
 from models.quoting import QuoteEngine
 from service.bundles import Serving
 from service.ledger import Ledger
@@ -56,20 +56,20 @@ HORIZON_MEMORIES = 5.0
 NOWCAST_LOOKBACK_WINDOWS = 5.0
 
 
-def learning_limit(policy: AdaptivePolicy) -> int:
+def learning_limit(policy: AdaptiveBuffers) -> int:
     """How many of the newest decided promises a replay learns (`HORIZON_MEMORIES` memories
     of the segment that remembers longest, in outcomes)."""
     memories = [1.0 / max(1.0 - leak, 1e-12) for leak in policy.leaks().values()]
     return math.ceil(HORIZON_MEMORIES * max(memories, default=1.0))
 
 
-def widest_window_hours(policy: AdaptivePolicy) -> float:
+def widest_window_hours(policy: AdaptiveBuffers) -> float:
     """The longest nowcast window of any segment, in hours."""
-    return max(control.window_hours for control in policy.control_.values())
+    return max(control.window_hours for control in policy.controls.values())
 
 
 def replay(
-    policy: AdaptivePolicy,
+    policy: AdaptiveBuffers,
     target_late_rate: float,
     decided: DecidedPromises,
     in_progress: OrdersInProgress,
@@ -95,8 +95,8 @@ def replay(
 def control_state(engine: QuoteEngine, ledger: Ledger, now_utc: dt.datetime) -> ControlState | None:
     """The engine's control state at `now_utc`, replayed from the ledger (two queries); None
     for a policy other than adaptive."""
-    policy = engine.policy
-    if not isinstance(policy, AdaptivePolicy):
+    policy = engine.buffer_rule
+    if not isinstance(policy, AdaptiveBuffers):
         return None
     segments = engine.segments
     decided = ledger.stats.decided_promises(ADAPTIVE, segments, now_utc, learning_limit(policy))
@@ -134,7 +134,7 @@ class ControlCache:
 
     def state(self, serving: Serving, now_utc: dt.datetime) -> ControlState | None:
         """The state to quote with at `now_utc` (None unless the engine is adaptive)."""
-        if not isinstance(serving.bundle.engine.policy, AdaptivePolicy):
+        if not isinstance(serving.bundle.engine.buffer_rule, AdaptiveBuffers):
             return None
         hit = self._fresh(serving.version, now_utc)
         if hit is not None:
@@ -190,11 +190,11 @@ class AdaptiveView:
 def adaptive_view(engine: QuoteEngine, state: ControlState | None) -> AdaptiveView | None:
     """Each calibrated segment's buffer under `state` against the calibrated one (None for a
     policy other than adaptive)."""
-    policy = engine.policy
-    if not isinstance(policy, AdaptivePolicy):
+    policy = engine.buffer_rule
+    if not isinstance(policy, AdaptiveBuffers):
         return None
     segments: dict[str, SegmentAdaptive] = {}
-    for key, segment in policy.table_.items():
+    for key, segment in policy.table.items():
         score, level = policy.score_at(segment, state)
         # As the buffer is served: never below zero.
         offset = max(score, 0.0) - max(segment.score, 0.0)

@@ -48,7 +48,8 @@ def train_bundle(
         summary = backtest_summary(spec, table, calendar, policy=policy, folds=backtest_folds)
         backtest = summary.to_json()
     # Everything in the file is known now: the cut-off is just after its latest timestamp.
-    engine, report = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
+    model, report = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
+    engine = model.engine
     say(
         f"trained on {report.n_train:,} orders, calibrated on {report.n_calibration:,} "
         f"({report.n_censored_calibration:,} still open)"
@@ -63,7 +64,7 @@ def train_bundle(
         "fit": report.to_info().to_json(),
         "backtest": backtest,
     }
-    return registry.save(engine, info, now)
+    return registry.save(model, info, now)
 
 
 def schema_info(schema: FeatureSchema) -> dict[str, Any]:

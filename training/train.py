@@ -24,17 +24,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from models.buffers import SegmentBuffers
 from models.calendar import BusinessCalendar
 from models.errors import SpecError
 from models.features import FeatureSchema, fit_schema
-from models.policies import (
-    CalibrationSlice,
-    ConformalPolicy,
-    score_distribution,
-)
+from models.policies import CalibrationSlice, score_distribution
 from models.quoting import QuoteEngine, segment_labels
 from models.regressor import DurationRegressor, QuantileRegressor
 from models.risk import fit_risk_model
+from models.trained import TrainedModel
 from models.units import iso_utc
 from training.data import OrderTable
 from training.json_form import JsonRecord
@@ -248,9 +246,9 @@ def calibrate(
     calendar: BusinessCalendar,
     choice: PolicyChoice | None = None,
     quantile_regressor: QuantileRegressor | None = None,
-) -> tuple[QuoteEngine, FitReport]:
+) -> tuple[TrainedModel, FitReport]:
     """Calibrate a buffer policy (`choice`, the spec's by default) on the fold's calibration
-    slice: a ready-to-quote engine.
+    slice: the fitted estimators and the ready-to-quote engine compiled from them.
 
     The quantile policy fits its own quantile model at 1 - target, unless one is given (the
     back-test refits it once per fold rather than at every refit: one model per swept level)."""
@@ -294,14 +292,13 @@ def calibrate(
         len(config.segments),
         config.min_segment_size,
     )
-    fallbacks = (
-        buffer_policy.fallbacks(labels) if isinstance(buffer_policy, ConformalPolicy) else {}
-    )
+    rule = buffer_policy.rule
+    fallbacks = rule.fallbacks(labels) if isinstance(rule, SegmentBuffers) else {}
     engine = QuoteEngine(
         schema=fold.schema,
-        regressor=fold.regressor,
-        quantile_regressor=quantile_regressor,
-        policy=buffer_policy,
+        expected_trees=fold.regressor.compiled(),
+        quantile_trees=None if quantile_regressor is None else quantile_regressor.compiled(),
+        buffer_rule=rule,
         policy_name=config.name,
         calendar=calendar,
         unit=spec.quote.unit,
@@ -321,10 +318,10 @@ def calibrate(
         n_calibration=int(cal_index.size),
         n_censored_calibration=int((~cal_done).sum()),
         n_open_at_cutoff=int((~fold.done).sum()),
-        segments=buffer_policy.segment_table(),
+        segments=rule.segment_table(),
         fallbacks=fallbacks,
     )
-    return engine, report
+    return TrainedModel(engine, fold.regressor, quantile_regressor, buffer_policy), report
 
 
 def fit_engine(
@@ -334,7 +331,7 @@ def fit_engine(
     cutoff_s: float,
     policy: str | None = None,
     target: float | None = None,
-) -> tuple[QuoteEngine, FitReport]:
+) -> tuple[TrainedModel, FitReport]:
     """Train and calibrate on what was known at `cutoff_s`; nothing later is looked at."""
     fold = fit_model(spec, table, calendar, cutoff_s)
     return calibrate(spec, fold, calendar, spec.policy_config(policy, target))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import pickle
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +40,8 @@ from models.quoting import (
     segment_labels,
 )
 from models.regressor import DurationRegressor, QuantileRegressor
+from models.trained import TrainedModel
+from models.tree_compiler import compile_trees
 
 LENSES = ["sv", "prog", "bif"]
 STORES = [f"s{i}" for i in range(6)]
@@ -122,9 +123,9 @@ def engine_for(
     buffer_policy.fit(CalibrationSlice(expected, hours, censored, labels))
     return QuoteEngine(
         schema=schema,
-        regressor=model,
-        quantile_regressor=quantile if policy == "quantile" else None,
-        policy=buffer_policy,
+        expected_trees=model.compiled(),
+        quantile_trees=quantile.compiled() if policy == "quantile" else None,
+        buffer_rule=buffer_policy.rule,
         policy_name=policy,
         calendar=calendar_for(zone, cutoff_hour),
         unit=unit,  # type: ignore[arg-type]
@@ -180,7 +181,7 @@ def test_compiled_hours_equal_the_sklearn_model_bit_for_bit(
     schema, model, quantile, _, _ = trained(max_leaf_nodes, min_samples_leaf)
     rows = edge_rows(schema, model, 4000, seed=max_leaf_nodes)
     for regressor, link in ((model, "exp"), (quantile, "identity")):
-        compiled = fast.compile_trees(regressor.booster_, link, max_table_bytes)
+        compiled = compile_trees(regressor.booster_, link, max_table_bytes)
         assert isinstance(compiled, form)
         with threadpool_limits(1):
             reference = regressor.predict_hours(rows)
@@ -199,7 +200,7 @@ def test_a_batch_split_across_threads_gives_the_same_hours(
     rows = edge_rows(schema, model, 3001, seed=8)
     monkeypatch.setattr(tree_loops, "_ROWS_PER_THREAD", 1000)
     monkeypatch.setattr(tree_loops.os, "sched_getaffinity", lambda _pid: {0, 1, 2})
-    compiled = fast.compile_trees(model.booster_, "exp", max_table_bytes)
+    compiled = compile_trees(model.booster_, "exp", max_table_bytes)
     with threadpool_limits(1):
         reference = model.predict_hours(rows)
     assert np.array_equal(compiled.predict_hours(rows), reference)
@@ -318,31 +319,23 @@ def test_fast_buffers_equal_the_policies_own() -> None:
         segments = engine.segments
         labels = segment_labels(columns, segments, n)
         q = quantile_hours if policy == "quantile" else None
-        want = engine.policy.buffers(expected, labels, q, state)
-        got = engine.policy.column_buffers(expected, columns, segments, q, state)
+        want = engine.buffer_rule.buffers(expected, labels, q, state)
+        got = engine.buffer_rule.column_buffers(expected, columns, segments, q, state)
         assert np.array_equal(got.buffer_hours, want.buffer_hours)
         assert np.array_equal(got.levels, want.levels)
         assert got.segments == want.segments
-        for i in range(0, n, 97):
-            one = engine.policy.buffer_one(
-                float(expected[i]), labels[i], None if q is None else q[i], state
-            )
-            assert one == (want.buffer_hours[i], want.segments[i], want.levels[i])
 
 
 def test_the_compiled_form_is_never_pickled_and_rebuilds_itself(tmp_path: Path) -> None:
-    engine = pickle.loads(pickle.dumps(engine_for("conformal")))  # models that never quoted
-    before = pickle.dumps(engine)
-    orders = random_orders(engine.schema, 40, seed=5)
-    promises = quote(engine, orders[:1]) + quote(engine, orders[1:])
-    assert "compiled_trees_" in vars(engine.regressor)
-    # Byte for byte the pickle of the model before it quoted: bundles keep size and format.
-    assert pickle.dumps(engine) == before
-    joblib.dump(engine, tmp_path / "model.joblib", compress=3)
+    schema, model, _, _, _ = trained()
+    assert "compiled_trees_" in vars(model)
+    # The pickle holds the booster only: bundles keep size and format.
+    assert "compiled_trees_" not in model.__getstate__()
+    joblib.dump(model, tmp_path / "model.joblib", compress=3)
     loaded = joblib.load(tmp_path / "model.joblib")
-    assert "compiled_trees_" not in loaded.regressor.__getstate__()
-    assert quote(loaded, orders[:1]) + quote(loaded, orders[1:]) == promises
-    assert isinstance(loaded.regressor.compiled(), fast.LeafMaskTrees)
+    rows = edge_rows(schema, model, 500, seed=5)
+    assert np.array_equal(loaded.compiled().predict_hours(rows), model.predict_hours(rows))
+    assert isinstance(loaded.compiled(), fast.LeafMaskTrees)
 
 
 def test_numba_compiles_in_memory_where_it_cannot_cache() -> None:
@@ -365,8 +358,8 @@ def test_quote_refuses_an_order_time_without_a_zone() -> None:
 
 
 @functools.cache
-def sample_engine(tmp: Path, policy: str) -> tuple[QuoteEngine, Any]:
-    """An engine trained by `training.train` on 3,000 generated optical-shop orders."""
+def sample_engine(tmp: Path, policy: str) -> tuple[TrainedModel, Any]:
+    """A model trained by `training.train` on 3,000 generated optical-shop orders."""
     from training.data import load_orders
     from training.sample_data import write_sample_data
     from training.spec import load_spec
@@ -378,28 +371,31 @@ def sample_engine(tmp: Path, policy: str) -> tuple[QuoteEngine, Any]:
     table = load_orders(spec)
     calendar = build_calendar(spec, table, dt.date(2026, 11, 23))
     with threadpool_limits(1):
-        engine, _ = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
-    return engine, table
+        model, _ = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
+    return model, table
 
 
 @pytest.mark.parametrize("policy", ["conformal", "quantile"])
 def test_a_model_trained_on_sample_data_quotes_the_same(
     tmp_path_factory: pytest.TempPathFactory, policy: str
 ) -> None:
-    engine, table = sample_engine(tmp_path_factory.mktemp("sample"), policy)
+    trained_model, table = sample_engine(tmp_path_factory.mktemp("sample"), policy)
+    engine = trained_model.engine
     calendar = engine.calendar
     rows = np.concatenate(
         [
             engine.schema.encode(table.columns, calendar.local_parts(table.ordered_at_s)),
-            edge_rows(engine.schema, engine.regressor, 2000, seed=3),
+            edge_rows(engine.schema, trained_model.regressor, 2000, seed=3),
         ]
     )
-    models = [engine.regressor] + ([engine.quantile_regressor] if policy == "quantile" else [])
-    for model in models:
-        assert model is not None
+    pairs = [(trained_model.regressor, engine.expected_trees)]
+    if policy == "quantile":
+        assert trained_model.quantile_regressor is not None and engine.quantile_trees is not None
+        pairs.append((trained_model.quantile_regressor, engine.quantile_trees))
+    for model, trees in pairs:
         with threadpool_limits(1):
             reference = model.predict_hours(rows)
-        assert np.array_equal(model.compiled().predict_hours(rows), reference)
+        assert np.array_equal(trees.predict_hours(rows), reference)
     picked = np.random.default_rng(2).choice(table.size, 150, replace=False)
     orders = [
         Order(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.buffers import AdaptiveBuffers
 from models.control import MAX_CONTROL_OFFSET, ControlState, learn
-from models.policies import AdaptivePolicy, ConformalPolicy, make_policy
+from models.policies import AdaptivePolicy, BufferPolicy, ConformalPolicy, make_policy
 from models.scores import CalibrationSlice, score_distribution
 from models.segments import GLOBAL_SEGMENT
 
@@ -87,8 +88,8 @@ def test_segments_get_their_own_buffer_and_small_ones_borrow_from_their_parent()
     assert answer.buffer_hours[1] > 3 * answer.buffer_hours[0]
     # Big segments keep nearly their own quantile; TINY (about 60 orders, 30 with sv) gets one
     # between its own and its parent's, weighted by how much it knows.
-    fast = policy.table_["FAST / sv"]
-    tiny_store, tiny = policy.table_["TINY"], policy.table_["TINY / sv"]
+    fast = policy.rule.table["FAST / sv"]
+    tiny_store, tiny = policy.rule.table["TINY"], policy.rule.table["TINY / sv"]
     assert fast.own_weight > 0.9
     members = (stores == "TINY") & (lens == "sv")
     own = score_distribution(needed[members] - 100.0, np.zeros(int(members.sum()), bool))
@@ -99,7 +100,7 @@ def test_segments_get_their_own_buffer_and_small_ones_borrow_from_their_parent()
     assert tiny.path == (GLOBAL_SEGMENT, "TINY", "TINY / sv")
     # A store never seen is served by the global buffer.
     assert answer.segments[3] == GLOBAL_SEGMENT
-    fallbacks = policy.fallbacks([*labels, ("NEW", "sv")])
+    fallbacks = policy.rule.fallbacks([*labels, ("NEW", "sv")])
     assert fallbacks["NEW / sv"] == GLOBAL_SEGMENT
     assert "FAST / sv" not in fallbacks
 
@@ -116,8 +117,8 @@ def test_identical_segments_pool_fully_and_distinct_ones_not_at_all() -> None:
     pooled = make_policy("conformal", **params).fit(slice_of(expected, same, labels))
     distinct = make_policy("conformal", **params).fit(slice_of(expected, apart, labels))
     assert isinstance(pooled, ConformalPolicy) and isinstance(distinct, ConformalPolicy)
-    assert max(pooled.table_[s].own_weight for s in "AB") < 0.5
-    assert min(distinct.table_[s].own_weight for s in "AB") > 0.99
+    assert max(pooled.rule.table[s].own_weight for s in "AB") < 0.5
+    assert min(distinct.rule.table[s].own_weight for s in "AB") > 0.99
 
 
 def control_slice(n: int = 2000, seed: int = 5) -> CalibrationSlice:
@@ -136,49 +137,61 @@ def control_slice(n: int = 2000, seed: int = 5) -> CalibrationSlice:
     )
 
 
+def one_buffer(
+    policy: BufferPolicy, expected_hours: float = 100.0, state: ControlState | None = None
+) -> tuple[float, float]:
+    """(buffer hours, level) for one unsegmented order."""
+    answer = policy.buffers(np.array([expected_hours]), [()], state=state)
+    return float(answer.buffer_hours[0]), float(answer.levels[0])
+
+
 def test_adaptive_buffer_grows_after_broken_promises_and_shrinks_after_kept_ones() -> None:
     policy = make_policy("adaptive", target_late_rate=0.05).fit(control_slice())
     assert isinstance(policy, AdaptivePolicy)
-    control = policy.control_[GLOBAL_SEGMENT]
+    rule = policy.rule
+    assert isinstance(rule, AdaptiveBuffers)
+    control = rule.controls[GLOBAL_SEGMENT]
     # About 200 promises are open at once (2 an hour, ~100 hours each).
     assert control.flight == pytest.approx(200.0, rel=0.1)
-    before = policy.buffer_one(100.0, ())[0]
+    before = one_buffer(policy)[0]
     path = [(GLOBAL_SEGMENT,)]
     state = ControlState()
     for _ in range(100):
-        state = learn(state, path, np.array([True]), 0.05, policy.leaks())
-    after, _, level = policy.buffer_one(100.0, (), state=state)
+        state = learn(state, path, np.array([True]), 0.05, rule.leaks())
+    after, level = one_buffer(policy, state=state)
     assert after > before and level > 0.95
     for _ in range(3000):
-        state = learn(state, path, np.array([False]), 0.05, policy.leaks())
-    assert policy.buffer_one(100.0, (), state=state)[0] < before
+        state = learn(state, path, np.array([False]), 0.05, rule.leaks())
+    assert one_buffer(policy, state=state)[0] < before
 
 
 def test_adaptive_offset_is_bounded_however_many_promises_break() -> None:
     policy = make_policy("adaptive", target_late_rate=0.05).fit(control_slice())
     assert isinstance(policy, AdaptivePolicy)
+    rule = policy.rule
+    assert isinstance(rule, AdaptiveBuffers)
     state = ControlState()
     for _ in range(20):
-        state = learn(state, [(GLOBAL_SEGMENT,)] * 500, np.ones(500, bool), 0.05, policy.leaks())
-    segment = policy.table_[GLOBAL_SEGMENT]
-    control = policy.control_[GLOBAL_SEGMENT]
-    score, _ = policy.score_at(segment, state)
+        state = learn(state, [(GLOBAL_SEGMENT,)] * 500, np.ones(500, bool), 0.05, rule.leaks())
+    segment = rule.table[GLOBAL_SEGMENT]
+    control = rule.controls[GLOBAL_SEGMENT]
+    score, _ = rule.score_at(segment, state)
     assert score == pytest.approx(segment.score + MAX_CONTROL_OFFSET * control.scale)
     # All promises kept for ever: never below the median score.
     kept = ControlState()
     for _ in range(20):
-        kept = learn(kept, [(GLOBAL_SEGMENT,)] * 500, np.zeros(500, bool), 0.05, policy.leaks())
-    assert policy.score_at(segment, kept)[0] >= control.floor
+        kept = learn(kept, [(GLOBAL_SEGMENT,)] * 500, np.zeros(500, bool), 0.05, rule.leaks())
+    assert rule.score_at(segment, kept)[0] >= control.floor
 
 
 def test_fixed_and_proportional_use_the_spec_value_or_calibrate() -> None:
     expected = np.full(500, 10.0)
     needed = expected + np.linspace(-5, 5, 500)
     given = make_policy("fixed", target_late_rate=0.05, fixed_buffer_hours=48.0)
-    assert given.fit(slice_of(expected, needed, [()] * 500)).buffer_one(10.0, ())[0] == 48.0
+    assert one_buffer(given.fit(slice_of(expected, needed, [()] * 500)), 10.0)[0] == 48.0
     calibrated = make_policy("fixed", target_late_rate=0.05).fit(
         slice_of(expected, needed, [()] * 500)
     )
-    assert 4.4 < calibrated.buffer_one(10.0, ())[0] <= 5.0
+    assert 4.4 < one_buffer(calibrated, 10.0)[0] <= 5.0
     share = make_policy("proportional", target_late_rate=0.05, proportional_buffer=0.3)
-    assert share.fit(slice_of(expected, needed, [()] * 500)).buffer_one(20.0, ())[0] == 6.0
+    assert one_buffer(share.fit(slice_of(expected, needed, [()] * 500)), 20.0)[0] == 6.0

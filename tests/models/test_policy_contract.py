@@ -1,7 +1,7 @@
 """One contract for every buffer policy, the way scikit-learn's `parametrize_with_checks` runs
 one suite over every estimator: `fit` returns the policy, buffers are never negative, an unfitted
 policy says so, `clone` round-trips the parameters, `set_params` changes what it answers, and
-its three ways of answering (`buffers`, `column_buffers`, `buffer_one`) agree."""
+its two ways of answering (`buffers`, `column_buffers`) agree."""
 
 from __future__ import annotations
 
@@ -124,8 +124,6 @@ def test_an_unfitted_policy_says_so(case: tuple[str, dict[str, Any]]) -> None:
         policy.buffers(expected, [("A",)] * expected.size, quantile)
     with pytest.raises(NotFittedError, match="not fitted yet"):
         policy.column_buffers(expected, columns, SEGMENTS, quantile)
-    with pytest.raises(NotFittedError, match="not fitted yet"):
-        policy.buffer_one(10.0, ("A",), 12.0)
 
 
 def test_clone_round_trips_the_parameters(case: tuple[str, dict[str, Any]]) -> None:
@@ -170,16 +168,13 @@ def test_set_params_changes_what_the_policy_answers(case: tuple[str, dict[str, A
         make_policy(name).set_params(no_such_parameter=1.0)
 
 
-def test_its_three_answers_agree(case: tuple[str, dict[str, Any]]) -> None:
+def test_its_two_answers_agree(case: tuple[str, dict[str, Any]]) -> None:
     policy = make_policy(case[0], **case[1]).fit(calibration())
     expected, quantile, columns = new_orders(seed=3)
     labels = [(s,) for s in columns["store"].tolist()]
     for state in (None, STATE):
         want = policy.buffers(expected, labels, quantile, state)
         assert same(policy.column_buffers(expected, columns, SEGMENTS, quantile, state), want)
-        for i in range(0, expected.size, 13):
-            one = policy.buffer_one(float(expected[i]), labels[i], float(quantile[i]), state)
-            assert one == (want.buffer_hours[i], want.segments[i], want.levels[i])
 
 
 def test_a_pickled_policy_answers_the_same(case: tuple[str, dict[str, Any]]) -> None:

@@ -54,9 +54,9 @@ def tiny_engine() -> QuoteEngine:
     )
     return QuoteEngine(
         schema=schema,
-        regressor=model,
-        quantile_regressor=None,
-        policy=policy,
+        expected_trees=model.compiled(),
+        quantile_trees=None,
+        buffer_rule=policy.rule,
         policy_name="conformal",
         calendar=calendar,
         unit="day",
@@ -72,7 +72,7 @@ def engine_with(calendar: BusinessCalendar, unit: str, buffer_hours: float) -> Q
         tiny_engine(),
         calendar=calendar,
         unit=unit,  # type: ignore[arg-type]
-        policy=fixed,
+        buffer_rule=fixed.rule,
         policy_name="fixed",
     )
 
@@ -147,7 +147,9 @@ def test_a_lower_target_late_rate_never_shortens_a_promise(
     deadlines = []
     for target in (looser, stricter):
         policy = ConformalPolicy(target_late_rate=target, segments=("lens",)).fit(cal)
-        deadlines.append(quote_batch(replace(engine, policy=policy), columns, placed).deadline_s)
+        deadlines.append(
+            quote_batch(replace(engine, buffer_rule=policy.rule), columns, placed).deadline_s
+        )
     assert (deadlines[1] >= deadlines[0]).all()
 
 

@@ -6,16 +6,14 @@ import datetime as dt
 import hashlib
 import json
 import os
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 
-from models.errors import BundleError, NoRiskModel, NotFound
-from models.quoting import Order, QuoteEngine, quote
+from models.errors import BundleError, NotFound
+from models.quoting import Order, quote
 from models.registry import MODEL_FILE, Registry
-from models.revision import OpenPromise, assess
 from training.pipeline import train_bundle
 
 NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
@@ -152,33 +150,3 @@ def test_a_failed_write_leaves_no_half_bundle(
         train_bundle(small_sample_spec, registry, now=NOW + dt.timedelta(hours=1))
     assert registry.promoted_version() == version
     assert sorted(p.name for p in registry.root.iterdir()) == sorted([version, "PROMOTED"])
-
-
-def test_a_bundle_saved_before_risks_were_kept_loads_without_them(registry: Registry) -> None:
-    engine = registry.load(only_version(registry)).engine
-    assert engine.risk is not None
-    assert pickle.loads(pickle.dumps(engine)).risk is not None
-    # What an older model file holds: the engine's state without the newest field.
-    old_state = {name: value for name, value in engine.__getstate__().items() if name != "risk"}
-    old = QuoteEngine.__new__(QuoteEngine)
-    old.__setstate__(old_state)
-    assert old.risk is None and old.policy_name == engine.policy_name
-    [promise] = quote(old, [ORDER])
-    assert promise.deadline_at == quote(engine, [ORDER])[0].deadline_at
-    with pytest.raises(NoRiskModel, match="retrain"):
-        assess(old, OpenPromise(ORDER.features, 0.0, 0.0, 10.0, 3_600.0 * 100), 3_600.0)
-
-
-def test_an_engine_restores_its_fields_by_name(registry: Registry) -> None:
-    engine = registry.load(only_version(registry)).engine
-    # A field added in the middle (here: one the saved state lacks) takes its default and
-    # leaves every other field where it was.
-    state = {n: v for n, v in reversed(engine.__getstate__().items()) if n != "max_promise_units"}
-    restored = QuoteEngine.__new__(QuoteEngine)
-    restored.__setstate__(state)
-    assert restored.max_promise_units is None
-    assert restored.unit == engine.unit and restored.segments == engine.segments
-    assert restored.policy_name == engine.policy_name and restored.risk is engine.risk
-    without_calendar = {n: v for n, v in state.items() if n != "calendar"}
-    with pytest.raises(ValueError, match="no 'calendar'"):
-        QuoteEngine.__new__(QuoteEngine).__setstate__(without_calendar)

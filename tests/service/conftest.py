@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from threadpoolctl import threadpool_limits
 
+from models.buffers import SegmentBuffers
 from models.registry import Registry
 from service.app import create_app
 from service.settings import Settings
@@ -187,5 +188,7 @@ def segment_of(client: TestClient, store_id: str) -> str:
     """The calibrated segment that serves a store in the client's bundle (its own, or global:
     which stores get their own depends on the sample, so tests ask the model)."""
     engine = client.app.state.bundles.snapshot().bundle.engine  # type: ignore[attr-defined]
-    key: str = engine.policy.resolve((store_id,)).key
+    rule = engine.buffer_rule
+    assert isinstance(rule, SegmentBuffers)
+    key: str = rule.resolve((store_id,)).key
     return key

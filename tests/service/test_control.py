@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.buffers import AdaptiveBuffers
 from models.control import ControlState, learn
-from models.policies import GLOBAL_SEGMENT, AdaptivePolicy
+from models.policies import GLOBAL_SEGMENT
 from models.quoting import QuoteEngine
 from models.registry import Registry
 from service.bundles import Serving
@@ -64,9 +65,9 @@ class Shop:
         return self.serving.bundle.engine
 
     @property
-    def policy(self) -> AdaptivePolicy:
-        policy = self.engine.policy
-        assert isinstance(policy, AdaptivePolicy)
+    def policy(self) -> AdaptiveBuffers:
+        policy = self.engine.buffer_rule
+        assert isinstance(policy, AdaptiveBuffers)
         return policy
 
     def desk(self, now: dt.datetime, serving: Serving | None = None) -> QuoteDesk:
@@ -252,7 +253,7 @@ def test_buffers_grow_after_broken_promises_and_shrink_after_kept_ones(shop: Sho
     t2 = t1 + 40 * DAY
     [after_kept] = shop.quote(t2, ["MAN"])
 
-    segment = shop.policy.table_["MAN"]
+    segment = shop.policy.table["MAN"]
     assert calibrated.promise.buffer_hours == pytest.approx(max(segment.score, 0.0))
     assert calibrated.promise.level == pytest.approx(0.95)
     assert after_broken.promise.buffer_hours > calibrated.promise.buffer_hours + 24.0

@@ -133,7 +133,9 @@ def alarm_replay(
     sample_calendar: BusinessCalendar,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AlarmReplay:
-    engine, _ = fit_engine(sample_spec, sample_table, sample_calendar, at(CUTOFF), "conformal")
+    engine = fit_engine(sample_spec, sample_table, sample_calendar, at(CUTOFF), "conformal")[
+        0
+    ].engine
     assert engine.policy_name == "conformal"
     assert engine.segments == ("store_id",)
     placed = (sample_table.ordered_at_s >= at(CUTOFF)) & (

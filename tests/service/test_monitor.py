@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from models.buffers import AdaptiveBuffers
 from models.control import ControlState, learn
-from models.policies import AdaptivePolicy
 from models.registry import Registry
 from service.monitor import main
 from tests.service.conftest import (
@@ -137,12 +137,12 @@ def test_the_adaptive_policy_shows_where_its_buffer_stands(
     # What the core makes of 40 broken promises, learnt at their deadlines (no fulfilment
     # yet: no nowcast).
     engine = Registry(registry_root).load(trained.adaptive).engine
-    policy = engine.policy
-    assert isinstance(policy, AdaptivePolicy)
+    policy = engine.buffer_rule
+    assert isinstance(policy, AdaptiveBuffers)
     path = policy.resolve(("MAN",)).path
     state = learn(ControlState(), [path] * 40, np.ones(40, dtype=bool), 0.05, policy.leaks())
-    score, level = policy.score_at(policy.table_[segment], state)
-    offset = max(score, 0.0) - max(policy.table_[segment].score, 0.0)
+    score, level = policy.score_at(policy.table[segment], state)
+    offset = max(score, 0.0) - max(policy.table[segment].score, 0.0)
 
     assert main(["--database-url", url, "--registry", str(registry_root)]) == 2
     out, err = capsys.readouterr()

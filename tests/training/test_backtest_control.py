@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from models.buffers import AdaptiveBuffers
 from models.calendar import BusinessCalendar
 from models.control import ControlState, learn
-from models.policies import AdaptivePolicy
 from models.quoting import QuoteEngine, segment_labels
 from training.backtest import (
     AdaptiveStream,
@@ -29,9 +29,9 @@ def month_engine(
     spec: Spec, table: OrderTable, calendar: BusinessCalendar
 ) -> tuple[QuoteEngine, float]:
     cutoff = plan_folds(spec, table, calendar, folds=2).cutoffs_s[1]
-    engine, _ = fit_engine(spec, table, calendar, cutoff, "adaptive")
-    assert isinstance(engine.policy, AdaptivePolicy)
-    return engine, cutoff
+    model, _ = fit_engine(spec, table, calendar, cutoff, "adaptive")
+    assert isinstance(model.engine.buffer_rule, AdaptiveBuffers)
+    return model.engine, cutoff
 
 
 def run_month(
@@ -41,7 +41,7 @@ def run_month(
     end = cutoff + 30 * DAY_S
     rows = np.flatnonzero((table.ordered_at_s >= cutoff) & (table.ordered_at_s < end))
     watch = Watch.of(spec, table, calendar)
-    watch.expected_hours[table.ordered_at_s < end] = engine.regressor.predict_hours(
+    watch.expected_hours[table.ordered_at_s < end] = engine.expected_trees.predict_hours(
         engine.schema.encode(table.columns, calendar.local_parts(table.ordered_at_s))
     )[table.ordered_at_s < end]
     record, stream = quote_adaptive(engine, table, rows, cutoff, end, AdaptiveStream(), watch, 0)
@@ -64,8 +64,8 @@ def test_every_promise_is_learnt_at_its_deadline_kept_or_broken(
     assert all(deadline > last_look for deadline, *_ in stream.pending)
     # The misses are the left fold of `learn` over the decided promises in deadline order,
     # each late iff not fulfilled by its deadline.
-    policy = engine.policy
-    assert isinstance(policy, AdaptivePolicy)
+    policy = engine.buffer_rule
+    assert isinstance(policy, AdaptiveBuffers)
     rows = np.flatnonzero(
         (sample_table.ordered_at_s >= cutoff) & (sample_table.ordered_at_s < cutoff + 30 * DAY_S)
     )

@@ -66,13 +66,13 @@ def test_each_week_is_quoted_by_an_engine_fitted_at_its_start(
     run = walk_forward(weekly, sample_table, sample_calendar, ["conformal"], short)
     [record] = run.policies["conformal"]
     third_week = plan.cutoffs_s[0] + 14 * DAY_S
-    engine, _ = fit_engine(weekly, sample_table, sample_calendar, third_week, "conformal")
+    engine = fit_engine(weekly, sample_table, sample_calendar, third_week, "conformal")[0].engine
     in_week = record.rows[sample_table.ordered_at_s[record.rows] >= third_week]
     assert in_week.size > 300
     alone = quote_static(engine, sample_table, in_week, 0)
     np.testing.assert_array_equal(record.deadline_s[-in_week.size :], alone.deadline_s)
     # ... which is not the engine fitted at the fold's cut-off.
     first, _ = fit_engine(weekly, sample_table, sample_calendar, plan.cutoffs_s[0], "conformal")
-    stale = quote_static(first, sample_table, in_week, 0)
+    stale = quote_static(first.engine, sample_table, in_week, 0)
     assert not np.array_equal(stale.expected_hours, alone.expected_hours)
     assert record.expected_hours[-in_week.size :] == pytest.approx(alone.expected_hours)

@@ -35,7 +35,7 @@ def quote_window(
     until: str,
     policy: str | None = None,
 ) -> tuple[QuoteBatch, OrderTable]:
-    engine, _ = fit_engine(spec, table, calendar, at(cutoff), policy)
+    engine = fit_engine(spec, table, calendar, at(cutoff), policy)[0].engine
     held_out = table.subset((table.ordered_at_s >= at(cutoff)) & (table.ordered_at_s < at(until)))
     assert not held_out.is_open.any(), "the window must be old enough to be fully observed"
     return quote_batch(engine, held_out.columns, held_out.ordered_at_s), held_out
@@ -81,7 +81,9 @@ def test_per_store_buffers_hold_every_store_where_one_global_buffer_does_not(
         held_out = sample_table.subset(window)
         assert not held_out.is_open.any()
         for name, spec in (("store", sample_spec), ("global", global_only)):
-            engine, _ = calibrate(spec, fold, sample_calendar, spec.policy_config("conformal"))
+            engine = calibrate(spec, fold, sample_calendar, spec.policy_config("conformal"))[
+                0
+            ].engine
             batch = quote_batch(engine, held_out.columns, held_out.ordered_at_s)
             late_by_policy[name].append(late(batch, held_out))
         stores.append(held_out.columns["store_id"])

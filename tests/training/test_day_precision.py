@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from models.policies import GLOBAL_SEGMENT, ConformalPolicy
+from models.buffers import SegmentBuffers
+from models.policies import GLOBAL_SEGMENT
 from training.backtest import rule_record, score
 from training.data import load_orders
 from training.spec import load_spec
@@ -104,10 +105,11 @@ def test_calibration_counts_a_delivery_on_day_d_as_needing_a_promise_for_d(
     table = load_orders(spec)
     calendar = build_calendar(spec, table, TODAY)
     fold = fit_model(spec, table, calendar, local("2025-07-10 00:00"))
-    engine, report = calibrate(spec, fold, calendar)
+    model, report = calibrate(spec, fold, calendar)
     assert report.n_censored_calibration == 0
-    assert isinstance(engine.policy, ConformalPolicy)
-    scores = engine.policy.table_[GLOBAL_SEGMENT].distribution.values
+    rule = model.engine.buffer_rule
+    assert isinstance(rule, SegmentBuffers)
+    scores = rule.table[GLOBAL_SEGMENT].distribution.values
     needed_hours = scores + fold.cal_expected_hours
     # From 10:00 on D - 2 the promise for D is met by a raw completion from the start of D on
     # (38 hours), not from the start of D - 1 (14 hours, a promise the delivery breaks).

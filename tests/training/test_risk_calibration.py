@@ -113,7 +113,7 @@ def replay(
     until: str,
     policy: str,
 ) -> RiskReplay:
-    engine, _ = fit_engine(spec, table, calendar, at(cutoff), policy)
+    engine = fit_engine(spec, table, calendar, at(cutoff), policy)[0].engine
     assert engine.risk is not None
     held_out = table.subset((table.ordered_at_s >= at(cutoff)) & (table.ordered_at_s < at(until)))
     assert not held_out.is_open.any(), "the window must be old enough to be fully observed"

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from models.buffers import AdaptiveBuffers
 from models.calendar import BusinessCalendar
 from models.control import ControlState, learn, with_nowcast
-from models.policies import AdaptivePolicy
 from models.quoting import QuoteBatch, QuoteEngine, promise_units, quote_batch, segment_labels
 from models.units import Unit
 from training.data import OrderTable
@@ -175,8 +175,8 @@ def quote_adaptive(
     promise whose deadline had passed learnt (kept iff fulfilled by its deadline, an order still
     open at its deadline is late), and the nowcast of the orders in progress, from outcomes
     known by then only. Returns the quotes and the stream to carry on with."""
-    policy = engine.policy
-    if not isinstance(policy, AdaptivePolicy):
+    policy = engine.buffer_rule
+    if not isinstance(policy, AdaptiveBuffers):
         raise TypeError("quote_adaptive needs an engine with the adaptive policy")
     bucket = adaptive_bucket_seconds(engine.unit)
     ordered = table.ordered_at_s[rows]
@@ -231,11 +231,11 @@ def _learn_due(
 
 
 def _with_nowcast(
-    state: ControlState, policy: AdaptivePolicy, table: OrderTable, watch: Watch, now_s: float
+    state: ControlState, policy: AdaptiveBuffers, table: OrderTable, watch: Watch, now_s: float
 ) -> ControlState:
     """The state with the nowcast of the orders in progress at `now_s`: those quoted, started
     and not known fulfilled more than the widest nowcast window before `now_s`."""
-    widest_s = max(c.window_hours for c in policy.control_.values()) * 3600.0
+    widest_s = max(c.window_hours for c in policy.controls.values()) * 3600.0
     known = np.isfinite(watch.expected_hours)
     seen = np.flatnonzero(
         known & (watch.clock_start_s < now_s) & ~(table.fulfilled_at_s <= now_s - widest_s)

@@ -163,15 +163,16 @@ class _Quoter:
         """`task` calibrated on `fold` (fold number `k`), quoting `rows` placed in `period`."""
         choice = self.spec.policy_config(task.name, task.target_late_rate)
         # The trade-off sweeps calibrated buffers: a buffer given in the spec would not move.
-        engine, _ = calibrate(
+        model, _ = calibrate(
             self.spec,
             fold,
             self.calendar,
             choice.calibrating() if task.is_sweep else choice,
             self.quantile_models.get((k, task)),
         )
-        if engine.quantile_regressor is not None:
-            self.quantile_models[(k, task)] = engine.quantile_regressor
+        engine = model.engine
+        if model.quantile_regressor is not None:
+            self.quantile_models[(k, task)] = model.quantile_regressor
         if task.name != "adaptive":
             return quote_static(engine, self.table, rows, k)
         start, stop = period
@@ -220,7 +221,8 @@ def _walk_forward(
             say(f"{where}: {'fitting the model' if refit else 'recalibrating'}", done, total)
             fold = fit_model(spec, table, calendar, start, None if refit else fold)
             rows = np.flatnonzero((table.ordered_at_s >= start) & (table.ordered_at_s < stop))
-            conformal, fit = calibrate(spec, fold, calendar, spec.policy_config("conformal", goal))
+            calibrated, fit = calibrate(spec, fold, calendar, spec.policy_config("conformal", goal))
+            conformal = calibrated.engine
             if start == cutoff:
                 fits.append(fit)
                 fold_models.append(_fold_model_info(fold))
@@ -297,7 +299,7 @@ def _naive_engine(
     naive, _ = calibrate(
         spec, naive_fold, calendar, spec.policy_config("conformal", engine.target_late_rate)
     )
-    return naive
+    return naive.engine
 
 
 def _fold_model_info(fold: FoldModel) -> FoldModelInfo:
