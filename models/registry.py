@@ -1,15 +1,24 @@
-"""The registry of trained bundles: save, list, promote, load (hash checked before unpickling).
+"""The registry of trained bundles: save, list, promote, and load without running their code.
 
 Layout under the registry root:
 
-    <root>/<version>/model.joblib     the pickled `QuoteEngine`
-    <root>/<version>/manifest.json    what it is (see `Manifest`), with the model file's sha256
+    <root>/<version>/model.joblib     the pickled `TrainedModel`, for data scientists only
+    <root>/<version>/serving.json     the engine's scalars, strings, schema, keys, array index
+    <root>/<version>/serving.npz      the engine's arrays (`models.serving_form`)
+    <root>/<version>/manifest.json    what it is (see `Manifest`), with every file's sha256
+    <root>/<version>/manifest.sig     HMAC-SHA256 of the manifest (when a signing key is given)
     <root>/PROMOTED                   the promoted version, one line
 
 A bundle is written into a temporary folder and renamed into place, and PROMOTED is replaced
 atomically, so a crash or a full disk never leaves a half-written bundle or a dangling promotion.
-A pickle is code: `load` refuses a model file whose hash is not the one its manifest recorded,
-and a bundle made with other library versions than the running ones.
+
+`load` (the service's path) checks the signature when the registry has a key, then every file's
+hash, then reads only the serving form: JSON and `np.load(allow_pickle=False)`. It never
+unpickles, so a bundle loads whatever the scikit-learn, numpy and joblib versions (the manifest
+records them for information), and it imports neither joblib nor scikit-learn. `load_model`
+unpickles `model.joblib` for notebooks and the bench's reference: a pickle is code, so it is
+for trusted bundles only, and refused across library versions. A bundle of format 3 (a pickle
+only) is refused by `load` naming `promise rebuild-serving`, which `models.legacy` implements.
 """
 
 from __future__ import annotations
@@ -21,40 +30,51 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
-import sklearn
 
 from models.errors import BundleError, NotFound
 from models.quoting import QuoteEngine
-from models.trained import TrainedModel
+from models.serving_form import engine_form, engine_from_form
+from models.signing import is_signed_by, sign
 from models.units import iso_utc
 
+if TYPE_CHECKING:  # the pickled side: imported where used, never by the service
+    from models.trained import TrainedModel
+
 MODEL_FILE = "model.joblib"
+SERVING_JSON = "serving.json"
+SERVING_NPZ = "serving.npz"
 MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.sig"
 PROMOTED_FILE = "PROMOTED"
+SERVING_FILES = (SERVING_JSON, SERVING_NPZ)
 # 2: pooled segments and the adaptive policy's control (issue 13) changed what a policy pickles.
 # 3: policies pickle their scikit-learn parameters (no `PolicyConfig`), the engine its fields by
 # name.
-FORMAT_VERSION = 3
+# 4: a serving form of arrays and JSON beside the pickle; the manifest hashes every file.
+FORMAT_VERSION = 4
+PICKLE_ONLY_FORMAT = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """What a bundle is: identity, policy, library versions and everything recorded at training."""
+    """What a bundle is: identity, policy, its files' hashes, library versions, training info."""
 
     version: str
     created_at: str
-    model_sha256: str
     policy: str
     target_late_rate: float
     unit: str
     libraries: Mapping[str, str]
+    files: Mapping[str, str] = field(default_factory=dict)  # file name -> sha256
     info: Mapping[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -71,54 +91,91 @@ class LoadedBundle:
 
 
 def library_versions() -> dict[str, str]:
-    """The versions a pickled model depends on."""
+    """The versions of the libraries that made a bundle, read from the installed packages'
+    metadata (importing none of them)."""
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "joblib": joblib.__version__,
+        "scikit-learn": _installed("scikit-learn"),
+        "joblib": _installed("joblib"),
     }
 
 
-def _same_minor(a: str, b: str) -> bool:
-    return a.split(".")[:2] == b.split(".")[:2]
+def rebuild_command(version: str, root: Path) -> str:
+    """The command that gives a format-3 bundle its serving form."""
+    return f"promise rebuild-serving {version} --registry {root}"
 
 
 class Registry:
-    """Trained bundles in a folder; `root` is created on first save."""
+    """Trained bundles in a folder; `root` is created on first save.
 
-    def __init__(self, root: Path) -> None:
+    With `signing_key`, `save` signs each manifest and `load` refuses a bundle whose manifest
+    is unsigned or signed otherwise."""
+
+    def __init__(self, root: Path, signing_key: str | None = None) -> None:
         self.root = Path(root)
+        self.signing_key = signing_key or None
 
     def save(
         self, model: TrainedModel, info: Mapping[str, Any], created_at: dt.datetime
     ) -> Manifest:
         """Write a new bundle and return its manifest; the version is new and never reused."""
+        import joblib  # training's side only: the service never writes nor reads pickles
+
+        def write_model(path: Path) -> None:
+            joblib.dump(model, path, compress=3)
+
+        return self.save_files(model.engine, write_model, info, created_at)
+
+    def save_files(
+        self,
+        engine: QuoteEngine,
+        write_model: Callable[[Path], None],
+        info: Mapping[str, Any],
+        created_at: dt.datetime,
+        libraries: Mapping[str, str] | None = None,
+    ) -> Manifest:
+        """Write a bundle of `engine`'s serving form and the model file `write_model(path)`
+        writes (`save` pickles a `TrainedModel`; a rebuild copies the old pickle)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         except OSError as err:
             raise BundleError(f"cannot write to the registry {self.root}: {err.strerror}") from err
         try:
-            model_path = staging / MODEL_FILE
-            joblib.dump(model, model_path, compress=3)
-            engine = model.engine
-            _fsync(model_path)
-            digest = _sha256(model_path)
+            write_model(staging / MODEL_FILE)
+            document, arrays = engine_form(engine)
+            (staging / SERVING_JSON).write_text(
+                json.dumps(document, sort_keys=True), encoding="utf-8"
+            )
+            with (staging / SERVING_NPZ).open("wb") as handle:
+                # (numpy's stub reads the `allow_pickle` keyword into **kwds' type.)
+                np.savez(handle, **arrays)  # type: ignore[arg-type]
+            files = {}
+            for name in (MODEL_FILE, *SERVING_FILES):
+                _fsync(staging / name)
+                files[name] = _sha256(staging / name)
             stamp = created_at.astimezone(dt.UTC)
+            digest = hashlib.sha256("".join(files.values()).encode()).hexdigest()
             manifest = Manifest(
                 version=f"{stamp:%Y%m%d-%H%M%S}-{digest[:8]}",
                 created_at=iso_utc(stamp.timestamp()),
-                model_sha256=digest,
                 policy=engine.policy_name,
                 target_late_rate=engine.target_late_rate,
                 unit=engine.unit,
-                libraries=library_versions(),
+                libraries=dict(libraries or library_versions()),
+                files=files,
                 info=info,
             )
+            text = manifest.to_json()
             manifest_path = staging / MANIFEST_FILE
-            manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+            manifest_path.write_text(text, encoding="utf-8")
             _fsync(manifest_path)
+            if self.signing_key is not None:
+                signature_path = staging / SIGNATURE_FILE
+                signature = sign(json.loads(text), self.signing_key)
+                signature_path.write_text(signature + "\n", encoding="utf-8")
+                _fsync(signature_path)
             os.rename(staging, self.root / manifest.version)
         except OSError as err:
             shutil.rmtree(staging, ignore_errors=True)
@@ -145,15 +202,8 @@ class Registry:
         return sorted(found, key=lambda m: m.created_at)
 
     def manifest(self, version: str) -> Manifest:
-        folder = self._folder(version)
-        path = folder / MANIFEST_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return Manifest(**raw)
-        except FileNotFoundError as err:
-            raise BundleError(f"bundle {version} has no {MANIFEST_FILE}") from err
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as err:
-            raise BundleError(f"bundle {version}: {MANIFEST_FILE} is unreadable: {err}") from err
+        """The bundle's manifest as written (a format-3 one's model hash becomes `files`)."""
+        return _manifest_of(self._raw_manifest(version), version)
 
     def promoted_version(self) -> str | None:
         try:
@@ -177,38 +227,90 @@ class Registry:
         return self.manifest(version)
 
     def load(self, version: str) -> LoadedBundle:
-        """Load a bundle, refusing a tampered, truncated or incompatible one."""
-        manifest = self.manifest(version)
-        if manifest.format_version != FORMAT_VERSION:
-            raise BundleError(
-                f"bundle {version} has format {manifest.format_version}, "
-                f"this Promise reads format {FORMAT_VERSION}: retrain it with `promise train`"
-            )
+        """The bundle's engine from its serving form, refusing an unsigned (when a key is set),
+        tampered, truncated or old-format bundle. Runs no code from the bundle."""
+        manifest = self.checked_manifest(version)
+        folder = self._folder(version)
+        missing = [name for name in SERVING_FILES if name not in manifest.files]
+        if missing:
+            raise BundleError(f"bundle {version}: its manifest lists no {', '.join(missing)}")
+        try:
+            document = json.loads((folder / SERVING_JSON).read_text(encoding="utf-8"))
+            with np.load(folder / SERVING_NPZ, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+            # np.load raises ValueError for an object array rather than unpickling it.
+            raise BundleError(f"bundle {version}: its serving form cannot be read: {err}") from err
+        if not isinstance(document, dict):
+            raise BundleError(f"bundle {version}: {SERVING_JSON} is not an object")
+        try:
+            engine = engine_from_form(document, arrays)
+        except BundleError as err:
+            raise BundleError(f"bundle {version}: {err}") from err
+        return LoadedBundle(engine=engine, manifest=manifest)
+
+    def load_model(self, version: str) -> TrainedModel:
+        """The pickled `TrainedModel` (the booster, quantile model and policy) for notebooks and
+        the bench's reference. Unpickling runs code: trusted bundles only; hash checked, and
+        refused when made with other scikit-learn, numpy or joblib versions."""
+        import joblib
+
+        from models.trained import TrainedModel
+
+        manifest = self.checked_manifest(version)
         running = library_versions()
         for library in ("scikit-learn", "numpy", "joblib"):
             made_with = manifest.libraries.get(library, "unknown")
             if not _same_minor(made_with, running[library]):
                 raise BundleError(
-                    f"bundle {version} was made with {library} {made_with}, this service runs "
-                    f"{running[library]}: retrain it with `promise train`"
+                    f"bundle {version} was pickled with {library} {made_with}, this Python has "
+                    f"{running[library]}: its {MODEL_FILE} cannot be loaded here"
                 )
-        model_path = self._folder(version) / MODEL_FILE
         try:
-            digest = _sha256(model_path)
-        except FileNotFoundError as err:
-            raise BundleError(f"bundle {version} has no {MODEL_FILE}") from err
-        if digest != manifest.model_sha256:
-            raise BundleError(
-                f"bundle {version}: {MODEL_FILE} does not match its manifest's sha256 "
-                "(tampered with or damaged); refusing to load it"
-            )
-        try:
-            model = joblib.load(model_path)
+            model = joblib.load(self._folder(version) / MODEL_FILE)
         except Exception as err:  # a damaged file can fail in many ways inside unpickling
             raise BundleError(f"bundle {version}: {MODEL_FILE} cannot be read: {err}") from err
         if not isinstance(model, TrainedModel):
             raise BundleError(f"bundle {version}: {MODEL_FILE} does not hold a trained model")
-        return LoadedBundle(engine=model.engine, manifest=manifest)
+        return model
+
+    def checked_manifest(self, version: str) -> Manifest:
+        """The manifest of a bundle of this format whose signature (when a key is set) and
+        every file's hash are right; `BundleError` saying which is not."""
+        raw = self._raw_manifest(version)
+        manifest = _manifest_of(raw, version)
+        if manifest.format_version == PICKLE_ONLY_FORMAT:
+            raise BundleError(
+                f"bundle {version} has format {PICKLE_ONLY_FORMAT} (a pickle only, which the "
+                f"service never loads); this Promise serves format {FORMAT_VERSION}: give it a "
+                f"serving form with `{rebuild_command(version, self.root)}`"
+            )
+        if manifest.format_version != FORMAT_VERSION:
+            spec_path = manifest.info.get("spec_path", "SPEC")
+            raise BundleError(
+                f"bundle {version} has format {manifest.format_version}, this Promise reads "
+                f"format {FORMAT_VERSION}: retrain it with `promise train --spec {spec_path}`"
+            )
+        if self.signing_key is not None:
+            self._check_signature(version, raw)
+        self.check_files(version, manifest)
+        return manifest
+
+    def check_files(self, version: str, manifest: Manifest) -> None:
+        """Refuse a bundle missing a file its manifest lists, or whose file's hash differs."""
+        folder = self._folder(version)
+        for name, expected in sorted(manifest.files.items(), key=lambda kv: kv[0] != MODEL_FILE):
+            if Path(name).name != name or name.startswith("."):
+                raise BundleError(f"bundle {version}: its manifest lists a bad file {name!r}")
+            try:
+                digest = _sha256(folder / name)
+            except FileNotFoundError as err:
+                raise BundleError(f"bundle {version} has no {name}") from err
+            if digest != expected:
+                raise BundleError(
+                    f"bundle {version}: {name} does not match its manifest's sha256 "
+                    "(tampered with or damaged); refusing to load it"
+                )
 
     def load_promoted(self) -> LoadedBundle:
         version = self.promoted_version()
@@ -219,6 +321,40 @@ class Registry:
             )
         return self.load(version)
 
+    def folder(self, version: str) -> Path:
+        """The bundle's folder; `NotFound` for an unknown or unsafe version."""
+        return self._folder(version)
+
+    def _check_signature(self, version: str, raw: Mapping[str, Any]) -> None:
+        assert self.signing_key is not None
+        path = self._folder(version) / SIGNATURE_FILE
+        try:
+            signature = path.read_text(encoding="ascii")
+        except FileNotFoundError as err:
+            raise BundleError(
+                f"bundle {version} is not signed, and this service only loads signed bundles "
+                f"(PROMISE_BUNDLE_SIGNING_KEY is set): train it with the key set"
+            ) from err
+        except UnicodeDecodeError as err:
+            raise BundleError(f"bundle {version}: {SIGNATURE_FILE} is unreadable") from err
+        if not is_signed_by(raw, signature, self.signing_key):
+            raise BundleError(
+                f"bundle {version}: its manifest's signature does not match "
+                "(altered, or signed with another key); refusing to load it"
+            )
+
+    def _raw_manifest(self, version: str) -> dict[str, Any]:
+        path = self._folder(version) / MANIFEST_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise BundleError(f"bundle {version} has no {MANIFEST_FILE}") from err
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BundleError(f"bundle {version}: {MANIFEST_FILE} is unreadable: {err}") from err
+        if not isinstance(raw, dict):
+            raise BundleError(f"bundle {version}: {MANIFEST_FILE} is unreadable: not an object")
+        return raw
+
     def _folder(self, version: str) -> Path:
         if not version or "/" in version or "\\" in version or version.startswith("."):
             raise NotFound(f"no model version {version!r}")
@@ -226,6 +362,27 @@ class Registry:
         if not folder.is_dir():
             raise NotFound(f"no model version {version!r} in {self.root}")
         return folder
+
+
+def _manifest_of(raw: Mapping[str, Any], version: str) -> Manifest:
+    fields_ = dict(raw)
+    if "model_sha256" in fields_:  # format 3 and before hashed the pickle only
+        fields_["files"] = {MODEL_FILE: fields_.pop("model_sha256")}
+    try:
+        return Manifest(**fields_)
+    except TypeError as err:
+        raise BundleError(f"bundle {version}: {MANIFEST_FILE} is unreadable: {err}") from err
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return installed_version(distribution)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def _same_minor(a: str, b: str) -> bool:
+    return a.split(".")[:2] == b.split(".")[:2]
 
 
 def _sha256(path: Path) -> str:

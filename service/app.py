@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Start not ready instead of failing: requests answer 503 and the first one after the
         # database returns migrates (`deps.get_ledger`).
         log.error("ledger.unreachable_at_start", extra={"error": type(err).__name__})
-    holder = BundleHolder(Registry(settings.registry), ledger, settings.model_check_seconds)
+    registry = Registry(settings.registry, signing_key=settings.signing_key())
+    holder = BundleHolder(registry, ledger, settings.model_check_seconds)
     holder.start()
 
     @asynccontextmanager

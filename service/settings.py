@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         le=366.0,
         description="How long ago an order quoted now may have been placed.",
     )
+    bundle_signing_key: SecretStr | None = Field(
+        default=None,
+        description="PROMISE_BUNDLE_SIGNING_KEY: when set, only bundles whose manifest is signed "
+        "with it (HMAC-SHA256, `promise train` signs with the same variable set) are loaded. "
+        "Keep it in the environment or a secret store, never in the registry.",
+    )
     model_check_seconds: float = Field(
         default=2.0,
         ge=0.0,
@@ -196,7 +202,9 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("staff_key", "admin_key", "session_secret", mode="before")
+    @field_validator(
+        "staff_key", "admin_key", "session_secret", "bundle_signing_key", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -249,6 +257,11 @@ class Settings(BaseSettings):
         """Every key the service accepts (the environment's, hashed, then the file's)."""
         from_file = read_keys_file(self.keys_file) if self.keys_file is not None else []
         return (*(key.hashed() for key in self.configured_keys()), *from_file)
+
+    def signing_key(self) -> str | None:
+        """The key bundles must be signed with (`models.signing`), or None to accept any."""
+        key = self.bundle_signing_key
+        return None if key is None else key.get_secret_value()
 
     def has_role(self, role: Role) -> bool:
         return any(key.role == role for key in self.hashed_keys)

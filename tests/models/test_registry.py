@@ -6,14 +6,24 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from models.errors import BundleError, NotFound
 from models.quoting import Order, quote
-from models.registry import MODEL_FILE, Registry
+from models.registry import (
+    MODEL_FILE,
+    SERVING_JSON,
+    SERVING_NPZ,
+    SIGNATURE_FILE,
+    Registry,
+)
+from models.trained import TrainedModel
 from training.pipeline import train_bundle
 
 NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
@@ -68,45 +78,119 @@ def test_a_bundle_of_an_older_format_is_refused_with_the_command_to_retrain(
     version = only_version(registry)
     path = registry.root / version / "manifest.json"
     manifest = json.loads(path.read_text())
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == 4
     path.write_text(json.dumps({**manifest, "format_version": 2}))
-    with pytest.raises(BundleError, match="has format 2, this Promise reads format 3: retrain"):
+    spec_path = manifest["info"]["spec_path"]
+    with pytest.raises(
+        BundleError,
+        match=rf"has format 2, this Promise reads format 4: retrain it with "
+        rf"`promise train --spec {re.escape(spec_path)}`",
+    ):
         registry.load(version)
 
 
-def test_a_tampered_model_file_is_refused(registry: Registry) -> None:
+def test_a_saved_bundle_holds_a_serving_form_and_hashes_every_file(registry: Registry) -> None:
     version = only_version(registry)
-    path = registry.root / version / MODEL_FILE
+    folder = registry.root / version
+    manifest = registry.manifest(version)
+    assert sorted(manifest.files) == [MODEL_FILE, SERVING_JSON, SERVING_NPZ]
+    for name, digest in manifest.files.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    assert not (folder / SIGNATURE_FILE).exists()
+    with np.load(folder / SERVING_NPZ, allow_pickle=False) as npz:
+        assert all(npz[name].dtype.kind in "biuf" for name in npz.files)
+
+
+@pytest.mark.parametrize("name", [MODEL_FILE, SERVING_JSON, SERVING_NPZ])
+def test_a_tampered_file_is_refused(registry: Registry, name: str) -> None:
+    version = only_version(registry)
+    path = registry.root / version / name
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="does not match its manifest's sha256"):
+    with pytest.raises(BundleError, match=f"{name} does not match its manifest's sha256"):
         registry.load(version)
+    with pytest.raises(BundleError, match="sha256"):
+        registry.load_model(version)
     with pytest.raises(BundleError):
         registry.promote(version)
     assert registry.promoted_version() is None
 
 
-def test_a_truncated_model_with_a_matching_hash_is_still_refused(registry: Registry) -> None:
+def test_a_truncated_model_with_a_matching_hash_serves_but_cannot_be_unpickled(
+    registry: Registry,
+) -> None:
     version = only_version(registry)
     path = registry.root / version / MODEL_FILE
     path.write_bytes(path.read_bytes()[:1000])
     manifest_path = registry.root / version / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["model_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest["files"][MODEL_FILE] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
+    # The service never reads the pickle; a notebook that does is told it is damaged.
+    [promise] = quote(registry.load(version).engine, [ORDER])
+    assert promise.deadline_at > ORDER.ordered_at
     with pytest.raises(BundleError, match="cannot be read"):
-        registry.load(version)
+        registry.load_model(version)
 
 
-def test_a_bundle_from_another_library_version_is_refused(registry: Registry) -> None:
+def test_a_bundle_from_another_library_version_serves_but_is_not_unpickled(
+    registry: Registry,
+) -> None:
     version = only_version(registry)
+    want = quote(registry.load(version).engine, [ORDER])
+    assert isinstance(registry.load_model(version), TrainedModel)
     manifest_path = registry.root / version / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["libraries"]["scikit-learn"] = "0.24.2"
+    manifest["libraries"]["numpy"] = "1.19.0"
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"made with scikit-learn 0\.24\.2"):
-        registry.load(version)
+    assert quote(registry.load(version).engine, [ORDER]) == want
+    with pytest.raises(BundleError, match=r"pickled with scikit-learn 0\.24\.2"):
+        registry.load_model(version)
+
+
+def test_the_pickled_model_holds_the_estimators_and_the_engine_it_made(
+    registry: Registry,
+) -> None:
+    version = only_version(registry)
+    model = registry.load_model(version)
+    served = registry.load(version).engine
+    assert quote(model.engine, [ORDER]) == quote(served, [ORDER])
+    matrix = served.schema.encode(
+        {name: [value] for name, value in ORDER.features.items()},
+        served.calendar.local_parts(np.array([ORDER.ordered_at.timestamp()])),
+    )
+    with threadpool_limits(1):
+        reference = model.regressor.predict_hours(matrix)
+    assert np.array_equal(served.expected_trees.predict_hours(matrix), reference)
+
+
+def test_a_signed_registry_signs_and_refuses_unsigned_or_altered_bundles(
+    small_sample_spec: Path, tmp_path: Path, registry: Registry
+) -> None:
+    signed = Registry(tmp_path / "signed", signing_key="k3y-of-the-shop")
+    version = train_bundle(small_sample_spec, signed, now=NOW).version
+    assert (signed.root / version / SIGNATURE_FILE).is_file()
+    assert signed.load(version).manifest.version == version
+    # Without a key, a signed bundle loads like any other.
+    assert Registry(signed.root).load(version).manifest.version == version
+
+    with pytest.raises(BundleError, match="signed with another key"):
+        Registry(signed.root, signing_key="another-key").load(version)
+    unsigned = only_version(registry)
+    with pytest.raises(BundleError, match=r"is not signed.*PROMISE_BUNDLE_SIGNING_KEY is set"):
+        Registry(registry.root, signing_key="k3y-of-the-shop").load(unsigned)
+
+    # Re-indenting keeps the signature; changing a hash (as after swapping a file) breaks it.
+    path = signed.root / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps(manifest))
+    assert signed.load(version).manifest.version == version
+    manifest["files"][MODEL_FILE] = "0" * 64
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="signature does not match"):
+        signed.load(version)
 
 
 def test_unknown_versions_are_not_found(registry: Registry) -> None:
@@ -145,7 +229,7 @@ def test_a_failed_write_leaves_no_half_bundle(
     def disk_full(*_args: object, **_kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("models.registry.joblib.dump", disk_full)
+    monkeypatch.setattr("joblib.dump", disk_full)
     with pytest.raises(BundleError, match="No space left on device; the registry is unchanged"):
         train_bundle(small_sample_spec, registry, now=NOW + dt.timedelta(hours=1))
     assert registry.promoted_version() == version
