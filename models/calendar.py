@@ -1,7 +1,8 @@
 """The store's business calendar: open days, cut-off, time zone, and promise deadlines.
 
-Everything the quote path needs is precomputed when a `BusinessCalendar` is built, so a
-scalar call costs a few microseconds and a vectorised call a few array passes:
+Everything the quote path needs is precomputed when a `BusinessCalendar` is built, and every
+vector method runs one compiled loop over it (`models.calendar_loops`), so one time costs about
+a microsecond and a batch one pass:
 
 - a day table over the year range plus a margin, indexed by local day: whether the day is
   open, the next open day at or after it, the last open day at or before it, the UTC
@@ -10,8 +11,8 @@ scalar call costs a few microseconds and a vectorised call a few array passes:
 - the zone's UTC-offset transitions over the same range (`models.zone_offsets`), so UTC ->
   local is an array pass with no per-element zoneinfo call.
 
-Vector APIs take and return float64 seconds since the Unix epoch (UTC); scalar APIs take
-timezone-aware `datetime`s and give the same numbers (the tests compare them).
+Vector APIs take and return float64 seconds since the Unix epoch (UTC); the datetime
+conveniences (`clock_start`, `deadline`) are those APIs on one aware time.
 
 Local wall times that do not exist (spring forward) or occur twice (fall back) are mapped
 to instants one way everywhere (`ZoneOffsets.last_at`): a wall time W is the first instant after
@@ -24,6 +25,7 @@ invariants (never earlier than the raw completion, monotone) need.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -34,17 +36,27 @@ import holidays
 import numpy as np
 from numpy.typing import NDArray
 
+from models import calendar_loops as loops
 from models.errors import InputError, SpecError
 from models.units import SECONDS_PER_UNIT, Unit
 from models.zone_offsets import ZoneOffsets
 
-__all__ = ["BusinessCalendar", "CalendarSpec", "CalendarTables", "Deadline", "LocalParts"]
+__all__ = [
+    "TIME_PARTS",
+    "BusinessCalendar",
+    "CalendarSpec",
+    "CalendarTables",
+    "Deadline",
+    "LocalParts",
+]
 
 FloatArray = NDArray[np.float64]
 _A = TypeVar("_A", bound=NDArray[Any])
 IntArray = NDArray[np.int64]
 
 SECONDS_PER_DAY = 86_400
+# The local time features of an instant (`LocalParts`), in the order the model reads them.
+TIME_PARTS = ("weekday", "hour", "month", "day_of_year", "days_to_closed")
 DAYS_TO_CLOSED_CAP = 60  # keeps the model feature's range the same for every calendar
 # Days of table kept before the first and after the last year: room for a promise moved
 # past New Year, for the 60-day look-ahead of `days_to_closed`, and for the open day
@@ -89,18 +101,35 @@ class Deadline:
 
 @dataclass(frozen=True, slots=True)
 class LocalParts:
-    """Local time features, one float64 per input time, same shape as the input.
+    """Local time features: `values` has the input's shape plus one last axis of `TIME_PARTS`,
+    and each feature reads as an array of the input's shape (float64).
 
     `weekday` 0 = Monday; `hour` local wall-clock hours since midnight (14.5 = 14:30);
     `month` 1-12; `day_of_year` 1-366; `days_to_closed` days until the next closed day
     (0 if the day itself is closed), capped at 60.
     """
 
-    weekday: FloatArray
-    hour: FloatArray
-    month: FloatArray
-    day_of_year: FloatArray
-    days_to_closed: FloatArray
+    values: FloatArray
+
+    @property
+    def weekday(self) -> FloatArray:
+        return self.values[..., 0]
+
+    @property
+    def hour(self) -> FloatArray:
+        return self.values[..., 1]
+
+    @property
+    def month(self) -> FloatArray:
+        return self.values[..., 2]
+
+    @property
+    def day_of_year(self) -> FloatArray:
+        return self.values[..., 3]
+
+    @property
+    def days_to_closed(self) -> FloatArray:
+        return self.values[..., 4]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,29 +171,13 @@ class BusinessCalendar:
     __slots__ = (
         "_clock",
         "_day0",
-        "_day_cut",
-        "_day_cut_t",
-        "_day_doy_t",
-        "_day_month_t",
-        "_day_open",
-        "_day_open_t",
-        "_day_start",
-        "_day_start_t",
-        "_days_to_closed",
-        "_days_to_closed_t",
-        "_doy",
-        "_first_valid",
-        "_is_open",
-        "_is_open_t",
-        "_last_valid",
-        "_month",
-        "_next_intake",
-        "_next_intake_t",
-        "_next_open",
-        "_next_open_t",
-        "_prev_open",
+        "_days",
         "_range_end",
         "_range_start",
+        "_table_end",
+        "_table_start",
+        "_tables",
+        "_zone",
         "first_year",
         "last_year",
         "spec",
@@ -175,34 +188,17 @@ class BusinessCalendar:
     zone: ZoneInfo
     first_year: int
     last_year: int
-    # Day table, index i = local day `_day0 + i` (days since 1970-01-01); the valid range
-    # is [_first_valid, _last_valid], the rest is margin. Arrays for the vector path...
-    _day0: int
-    _first_valid: int
-    _last_valid: int
-    _is_open: NDArray[np.bool_]
-    _next_open: IntArray
-    _next_intake: IntArray  # the next open day whose order window is not empty
-    _prev_open: IntArray
-    _day_start: FloatArray  # UTC instant each day starts; one extra entry at the end
-    _day_open: FloatArray  # UTC instant of `opens`
-    _day_cut: FloatArray  # UTC instant of `cutoff` (inf without one)
-    _days_to_closed: FloatArray
-    _month: FloatArray
-    _doy: FloatArray
+    _tables: CalendarTables
     _clock: ZoneOffsets
-    _range_start: float
+    _day0: int
+    # The day table and the zone's segments packed for the compiled loops
+    # (`models.calendar_loops`).
+    _days: FloatArray
+    _zone: FloatArray
+    _range_start: float  # UTC instants where the valid years start and end
     _range_end: float
-    # ...and the same values as tuples of Python scalars for the scalar path.
-    _is_open_t: tuple[bool, ...]
-    _next_open_t: tuple[int, ...]
-    _next_intake_t: tuple[int, ...]
-    _day_start_t: tuple[float, ...]
-    _day_open_t: tuple[float, ...]
-    _day_cut_t: tuple[float, ...]
-    _days_to_closed_t: tuple[float, ...]
-    _day_month_t: tuple[float, ...]
-    _day_doy_t: tuple[float, ...]
+    _table_start: float  # ... and where the day table does (margin included)
+    _table_end: float
 
     def __init__(self, spec: CalendarSpec, first_year: int = 2000, last_year: int = 2060) -> None:
         self._set_spec(spec, first_year, last_year)
@@ -228,23 +224,7 @@ class BusinessCalendar:
     @property
     def tables(self) -> CalendarTables:
         """Everything this calendar computed from its spec (see `CalendarTables`)."""
-        return CalendarTables(
-            day0=self._day0,
-            first_valid=self._first_valid,
-            last_valid=self._last_valid,
-            is_open=self._is_open,
-            next_open=self._next_open,
-            next_intake=self._next_intake,
-            prev_open=self._prev_open,
-            day_start=self._day_start,
-            day_open=self._day_open,
-            day_cut=self._day_cut,
-            days_to_closed=self._days_to_closed,
-            month=self._month,
-            day_of_year=self._doy,
-            transitions=self._clock.transitions,
-            offsets=self._clock.offsets,
-        )
+        return self._tables
 
     def _set_spec(self, spec: CalendarSpec, first_year: int, last_year: int) -> None:
         self.spec = spec
@@ -259,34 +239,23 @@ class BusinessCalendar:
         self.last_year = last_year
 
     def _install(self, tables: CalendarTables) -> None:
+        clock = ZoneOffsets.from_arrays(tables.transitions, tables.offsets)
+        for field in dataclasses.fields(tables):
+            value = getattr(tables, field.name)
+            if isinstance(value, np.ndarray):
+                _frozen(value)  # the calendar is shared across requests: no edits
+        self._tables = dataclasses.replace(
+            tables, transitions=clock.transitions, offsets=clock.offsets
+        )
+        self._clock = clock
         self._day0 = tables.day0
-        self._first_valid = tables.first_valid
-        self._last_valid = tables.last_valid
-        self._clock = ZoneOffsets.from_arrays(tables.transitions, tables.offsets)
-        self._is_open = _frozen(tables.is_open)
-        self._next_open = _frozen(tables.next_open)
-        self._next_intake = _frozen(tables.next_intake)
-        self._prev_open = _frozen(tables.prev_open)
-        self._days_to_closed = _frozen(tables.days_to_closed)
-        self._day_start = _frozen(tables.day_start)
-        self._day_open = _frozen(tables.day_open)
-        self._day_cut = _frozen(tables.day_cut)
-        self._month = _frozen(tables.month)
-        self._doy = _frozen(tables.day_of_year)
-        self._range_start = float(self._day_start[self._first_valid])
-        self._range_end = float(self._day_start[self._last_valid + 1])
-
-        # Tuples of Python scalars for the scalar path: indexing them is ~20x cheaper than
-        # indexing numpy arrays, and they hold the very same float64 values.
-        self._day_start_t = tuple(self._day_start.tolist())
-        self._day_open_t = tuple(self._day_open.tolist())
-        self._day_cut_t = tuple(self._day_cut.tolist())
-        self._is_open_t = tuple(self._is_open.tolist())
-        self._next_open_t = tuple(self._next_open.tolist())
-        self._next_intake_t = tuple(self._next_intake.tolist())
-        self._days_to_closed_t = tuple(self._days_to_closed.tolist())
-        self._day_month_t = tuple(self._month.tolist())
-        self._day_doy_t = tuple(self._doy.tolist())
+        self._days = _frozen(_day_table(self._tables))
+        self._zone = _frozen(np.column_stack((np.append(clock.transitions, np.inf), clock.offsets)))
+        day_start = self._tables.day_start
+        self._range_start = float(day_start[tables.first_valid])
+        self._range_end = float(day_start[tables.last_valid + 1])
+        self._table_start = float(day_start[0])
+        self._table_end = float(day_start[-1])
 
     def __repr__(self) -> str:
         years = f"first_year={self.first_year}, last_year={self.last_year}"
@@ -298,10 +267,12 @@ class BusinessCalendar:
         """Local dates of epoch seconds `at_s` as days since 1970-01-01, same shape
         (read a day deadline's promised day as `local_day_numbers(deadline_s - 1.0)`)."""
         t, shape = _flat(at_s)
-        inside = (t >= self._day_start[0]) & (t < self._day_start[-1])
-        if not inside.all():
-            self._raise_out_of_range(t[~inside], "ordered_at")
-        return (self._wall_day_indices(t, self._clock.walls(t)) + self._day0).reshape(shape)
+        out = np.empty(t.size, dtype=np.int64)
+        bad = loops.day_numbers(
+            t, self._days, self._zone, self._day0, self._table_start, self._table_end, out
+        )
+        self._check(bad, t, "ordered_at")
+        return out.reshape(shape)
 
     # ----------------------------------------------------------------- clock start
 
@@ -310,36 +281,30 @@ class BusinessCalendar:
 
         `ordered_at` itself if it falls on an open local day, not before `opens` and
         strictly before the cut-off; `opens` that day if earlier; else `opens` on the
-        next open day.
+        next open day (`clock_starts` for one aware time).
         """
         t = self._seconds(ordered_at, "ordered_at")
-        start = self.clock_start_s(t)
+        start = float(self.clock_starts(np.array([t]))[0])
         if start == t:
             return ordered_at.astimezone(_UTC)  # exact, no float round trip
         return dt.datetime.fromtimestamp(start, _UTC)
 
     def clock_starts(self, ordered_at_s: FloatArray) -> FloatArray:
-        """`clock_start` for many orders: epoch seconds in, epoch seconds out, same shape."""
+        """When the clock starts for orders placed at `ordered_at_s` (see `clock_start`):
+        epoch seconds in, epoch seconds out, same shape."""
         t, shape = _flat(ordered_at_s)
-        day = self._day_indices(t, "ordered_at")
-        start = np.maximum(t, self._day_open[day])
-        same_day = self._is_open[day] & (start < self._day_cut[day])
-        later = self._day_open[self._next_intake[day + 1]]
-        return np.where(same_day, start, later).reshape(shape)
-
-    def clock_start_s(self, t: float) -> float:
-        """`clock_starts` for one order time, epoch seconds in and out (no datetime round trip,
-        which would round to microseconds)."""
-        day = self._day_index(t, "ordered_at")
-        start = max(t, self._day_open_t[day])
-        if self._is_open_t[day] and start < self._day_cut_t[day]:
-            return start
-        return self._day_open_t[self._next_intake_t[day + 1]]
+        out = np.empty(t.size)
+        bad = loops.clock_starts(
+            t, self._days, self._zone, self._day0, self._range_start, self._range_end, out
+        )
+        self._check(bad, t, "ordered_at")
+        return out.reshape(shape)
 
     # ----------------------------------------------------------------- deadlines
 
     def deadline(self, raw_completion: dt.datetime, unit: Unit) -> Deadline:
-        """The promise for an order expected to complete at `raw_completion` (aware).
+        """The promise for an order expected to complete at `raw_completion` (aware):
+        `deadlines` for one aware time.
 
         `day`: the promised day is the local date of `raw_completion`, moved to the next
         open day; the deadline is the local midnight that ends it. `hour`/`minute`: the
@@ -347,55 +312,84 @@ class BusinessCalendar:
         moves to `opens` on the next open day, and before `opens` on an open day to `opens`.
         """
         t = self._seconds(raw_completion, "ordered_at")
-        deadline_s, skipped, promised = self.deadline_s(t, unit)
-        local_s = self._day_start_t[promised] if promised >= 0 else deadline_s
+        deadline, skipped = self.deadlines(np.array([t]), unit)
+        deadline_s = float(deadline[0])
+        local_s = deadline_s
+        if unit == "day":
+            [promised] = self.local_day_numbers(deadline - 1.0)
+            local_s = float(self._tables.day_start[promised - self._day0])
         return Deadline(
             deadline_at=dt.datetime.fromtimestamp(deadline_s, _UTC),
             promise_local=dt.datetime.fromtimestamp(local_s, self.zone),
-            closed_days_skipped=skipped,
+            closed_days_skipped=int(skipped[0]),
         )
-
-    def deadline_s(self, raw_completion_s: float, unit: Unit) -> tuple[float, int, int]:
-        """`deadline` for one raw completion in epoch seconds: (deadline epoch seconds, closed
-        days skipped, the promised day's `day_index`, -1 unless `unit` is day)."""
-        unit_s = _unit_seconds(unit)
-        day = self._day_index(raw_completion_s, "ordered_at")
-        if unit_s == SECONDS_PER_DAY:
-            promised = self._next_open_t[day]
-            return self._day_start_t[promised + 1], promised - day, promised
-        deadline_s, skipped = self._round_up_open(raw_completion_s, unit_s)
-        return deadline_s, skipped, -1
 
     def deadlines(self, raw_completion_s: FloatArray, unit: Unit) -> tuple[FloatArray, IntArray]:
         """`deadline` for many raw completions (epoch seconds).
 
         Returns (deadline epoch seconds, closed days skipped), both the input's shape.
         """
-        unit_s = _unit_seconds(unit)
+        unit_s = float(_unit_seconds(unit))
         t, shape = _flat(raw_completion_s)
-        day = self._day_indices(t, "ordered_at")
-        if unit_s == SECONDS_PER_DAY:
-            promised = self._next_open[day]
-            return (
-                self._day_start[promised + 1].reshape(shape),
-                (promised - day).reshape(shape),
-            )
-        boundary, seg = self._clock.ceil_boundaries(t, float(unit_s))
-        bday = self._wall_day_indices(boundary, boundary + self._clock.offsets[seg])
-        is_open = self._is_open[bday]
-        open_at = self._day_open[bday]
-        promised = self._next_open[bday]
-        deadline_s = np.where(is_open, np.maximum(boundary, open_at), self._day_open[promised])
-        return deadline_s.reshape(shape), (promised - bday).reshape(shape)
+        out = np.empty(t.size)
+        skipped = np.empty(t.size, dtype=np.int64)
+        bad = loops.deadlines(
+            t,
+            self._days,
+            self._zone,
+            self._day0,
+            self._range_start,
+            self._range_end,
+            unit_s,
+            out,
+            skipped,
+        )
+        self._check(bad, t, "ordered_at")
+        return out.reshape(shape), skipped.reshape(shape)
 
-    def _round_up_open(self, t: float, unit_s: int) -> tuple[float, int]:
-        """Scalar hour/minute deadline: (epoch seconds, closed days skipped)."""
-        boundary, seg = self._clock.ceil_boundary(t, float(unit_s))
-        bday = self._wall_day_index(boundary, boundary + self._clock.offsets_t[seg])
-        if self._is_open_t[bday]:
-            return max(boundary, self._day_open_t[bday]), 0
-        promised = self._next_open_t[bday]
-        return self._day_open_t[promised], promised - bday
+    def promises(
+        self,
+        ordered_at_s: FloatArray,
+        clock_start_s: FloatArray,
+        expected_hours: FloatArray,
+        buffer_hours: FloatArray,
+        unit: Unit,
+        limit_units: float | None,
+    ) -> tuple[FloatArray, IntArray, FloatArray, NDArray[np.bool_]]:
+        """The back half of quotes, arrays of shape (n,): each order's raw completion
+        `clock_start_s + (expected_hours + buffer_hours) * 3600` to (its deadline as `deadlines`
+        gives it, closed days skipped, the promise length from the order in units, whether
+        that length passes `limit_units`). The length is the local days from the order's day
+        to the promised day for `day`, else hours or minutes from the order to the deadline."""
+        unit_s = float(_unit_seconds(unit))
+        n = ordered_at_s.size
+        deadline = np.empty(n)
+        units = np.empty(n)
+        skipped = np.empty(n, dtype=np.int64)
+        exceeds = np.empty(n, dtype=np.bool_)
+        bad = loops.promises(
+            ordered_at_s,
+            clock_start_s,
+            expected_hours,
+            buffer_hours,
+            self._days,
+            self._zone,
+            self._day0,
+            self._range_start,
+            self._range_end,
+            unit_s,
+            math.inf if limit_units is None else limit_units,
+            deadline,
+            units,
+            skipped,
+            exceeds,
+        )
+        if bad >= n:
+            self._check(bad - n, ordered_at_s, "ordered_at")
+        elif bad >= 0:
+            raw = clock_start_s[bad] + (expected_hours[bad] + buffer_hours[bad]) * 3600.0
+            self._raise_out_of_range(np.array([raw]), "ordered_at")
+        return deadline, skipped, units, exceeds
 
     # ----------------------------------------------------------------- inversion
 
@@ -409,18 +403,24 @@ class BusinessCalendar:
         """
         unit_s = _unit_seconds(unit)
         f, shape = _flat(fulfilled_s)
-        day = self._day_indices(f, "fulfilled_at")
+        tables = self._tables
+        day = np.empty(f.size, dtype=np.int64)
+        bad = loops.day_numbers(
+            f, self._days, self._zone, self._day0, self._range_start, self._range_end, day
+        )
+        self._check(bad, f, "fulfilled_at")
+        day -= self._day0
         if unit_s == SECONDS_PER_DAY:
             # Met iff the promised day P satisfies day_start[P + 1] >= f, i.e. P + 1 >= j
             # with j the first day starting at or after f; P >= j - 1 iff the raw day is
             # after the last open day before j - 1.
-            first = np.searchsorted(self._day_start, f, side="left")
-            return self._day_start[self._prev_open[first - 2] + 1].reshape(shape)
+            first = np.searchsorted(tables.day_start, f, side="left")
+            return tables.day_start[tables.prev_open[first - 2] + 1].reshape(shape)
         # Promises are projections onto the open intervals [opens, end of day): met iff the
         # rounded time is at or after `limit` (f itself inside an open interval, else the
         # end of the last open day before f), iff raw > the last unit boundary before it.
-        inside = self._is_open[day] & (self._day_open[day] < f)
-        limit = np.where(inside, f, self._day_start[self._prev_open[day - 1] + 1])
+        inside = tables.is_open[day] & (tables.day_open[day] < f)
+        limit = np.where(inside, f, tables.day_start[tables.prev_open[day - 1] + 1])
         below = self._clock.floor_boundaries_below(limit, float(unit_s))
         return np.nextafter(below, np.inf).reshape(shape)
 
@@ -429,31 +429,26 @@ class BusinessCalendar:
     def local_parts(self, at_s: FloatArray) -> LocalParts:
         """Local time features of epoch seconds `at_s`: see `LocalParts`."""
         t, shape = _flat(at_s)
-        self._check_range(t, "ordered_at")
-        wall = self._clock.walls(t)
-        day = self._wall_day_indices(t, wall)
-        return LocalParts(
-            weekday=((day + self._day0 + 3) % 7).astype(np.float64).reshape(shape),
-            hour=((wall - (day + self._day0) * float(SECONDS_PER_DAY)) / 3_600.0).reshape(shape),
-            month=self._month[day].reshape(shape),
-            day_of_year=self._doy[day].reshape(shape),
-            days_to_closed=self._days_to_closed[day].reshape(shape),
-        )
+        out = np.empty((t.size, len(TIME_PARTS)))
+        self.local_parts_into(t, out, 0)
+        return LocalParts(out.reshape((*shape, len(TIME_PARTS))))
 
-    def local_parts_one(self, at: dt.datetime) -> tuple[float, float, float, float, float]:
-        """`local_parts` for one aware time: (weekday, hour, month, day_of_year, days_to_closed)."""
-        t = self._seconds(at, "ordered_at")
-        day = self._day_index(t, "ordered_at")
-        wall = self._clock.wall(t)
-        return (
-            float((day + self._day0 + 3) % 7),
-            (wall - (day + self._day0) * float(SECONDS_PER_DAY)) / 3_600.0,
-            self._day_month_t[day],
-            self._day_doy_t[day],
-            self._days_to_closed_t[day],
+    def local_parts_into(self, at_s: FloatArray, out: FloatArray, column: int) -> None:
+        """`local_parts` of the times `at_s` (n,) written into out[:, column:column + 5] (a
+        float64 matrix of n rows): how the model matrix gets its time columns."""
+        bad = loops.local_parts_into(
+            at_s,
+            self._days,
+            self._zone,
+            self._day0,
+            self._range_start,
+            self._range_end,
+            out,
+            column,
         )
+        self._check(bad, at_s, "ordered_at")
 
-    # ----------------------------------------------------------------- local days
+    # ----------------------------------------------------------------- range errors
 
     def _seconds(self, at: dt.datetime, field: str) -> float:
         if not isinstance(at, dt.datetime):
@@ -462,38 +457,13 @@ class BusinessCalendar:
             raise InputError(f"{field} {at.isoformat()} has no time zone", field=field)
         return at.timestamp()
 
+    def _check(self, bad: int, t: FloatArray, field: str) -> None:
+        """Raise for the time a loop found outside its range (`bad` its index, -1: none)."""
+        if bad >= 0:
+            self._raise_out_of_range(t[bad : bad + 1], field)
+
     def _range_message(self, day: dt.date | str) -> str:
         return f"date {day} is outside the calendar's range {self.first_year}-{self.last_year}"
-
-    def day_index(self, t: float, field: str = "ordered_at") -> int:
-        """The table index of the local day holding epoch second `t` (consecutive days have
-        consecutive indices); `InputError` naming `field` outside the calendar's years."""
-        return self._day_index(t, field)
-
-    def _day_index(self, t: float, field: str) -> int:
-        """Table index of the local day holding epoch second `t`; InputError if out of range."""
-        if not self._range_start <= t < self._range_end:
-            self._raise_out_of_range(np.array([t]), field)
-        return self._wall_day_index(t, self._clock.wall(t))
-
-    def _wall_day_index(self, t: float, wall: float) -> int:
-        day = math.floor(wall / SECONDS_PER_DAY) - self._day0
-        # The clock can still read day `day` before it reads its midnight for the last
-        # time (a fall-back across midnight); such instants belong to the day before.
-        return day - 1 if t < self._day_start_t[day] else day
-
-    def _day_indices(self, t: FloatArray, field: str) -> IntArray:
-        self._check_range(t, field)
-        return self._wall_day_indices(t, self._clock.walls(t))
-
-    def _wall_day_indices(self, t: FloatArray, wall: FloatArray) -> IntArray:
-        day = np.floor(wall / SECONDS_PER_DAY).astype(np.int64) - self._day0
-        return day - (t < self._day_start[day])
-
-    def _check_range(self, t: FloatArray, field: str) -> None:
-        inside = (t >= self._range_start) & (t < self._range_end)  # False for NaN
-        if not inside.all():
-            self._raise_out_of_range(t[~inside], field)
 
     def _raise_out_of_range(self, bad: FloatArray, field: str) -> None:
         t = float(bad[0])
@@ -504,6 +474,27 @@ class BusinessCalendar:
         except (OverflowError, OSError, ValueError):
             day = f"{t:.6g} s after 1970-01-01"
         raise InputError(self._range_message(day), field=field)
+
+
+def _day_table(tables: CalendarTables) -> FloatArray:
+    """The day table packed for `models.calendar_loops` (see its docstring)."""
+    n_days = tables.is_open.size
+    days = np.full((n_days + 1, loops.DAY_COLUMNS), np.nan)
+    days[:, loops.START] = tables.day_start
+    for column, values in (
+        (loops.OPEN, tables.day_open),
+        (loops.CUT, tables.day_cut),
+        (loops.IS_OPEN, tables.is_open),
+        (loops.NEXT_OPEN, tables.next_open),
+        (loops.NEXT_INTAKE, tables.next_intake),
+        (loops.PREV_OPEN, tables.prev_open),
+        (loops.TO_CLOSED, tables.days_to_closed),
+        (loops.MONTH, tables.month),
+        (loops.DOY, tables.day_of_year),
+    ):
+        days[:n_days, column] = values
+    days[n_days, loops.IS_OPEN] = 0.0
+    return days
 
 
 def _day_range(first_year: int, last_year: int) -> tuple[int, int, int]:

@@ -37,13 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.tree_loops import (
-    mask_one,
-    mask_rows,
-    on_cores,
-    walk_row,
-    walk_rows,
-)
+from models.tree_loops import mask_rows, on_cores, walk_rows
 
 __all__ = ["MAX_MASK_TABLE_BYTES", "CompiledTrees", "LeafMaskTrees", "WalkedTrees", "frozen"]
 
@@ -70,7 +64,8 @@ class _Hours:
         raise NotImplementedError
 
     def predict_raw_one(self, row: FloatArray) -> float:
-        raise NotImplementedError
+        """`predict_raw` of one row (n_columns,): a convenience over the matrix path."""
+        return float(self.predict_raw(np.asarray(row, dtype=np.float64).reshape((1, -1)))[0])
 
     def _rows(self, matrix: FloatArray) -> FloatArray:
         rows = np.ascontiguousarray(matrix, dtype=np.float64)
@@ -78,21 +73,10 @@ class _Hours:
             raise ValueError(f"expected a matrix of {self.n_columns} columns, got {rows.shape}")
         return rows
 
-    def _row(self, row: FloatArray) -> FloatArray:
-        if row.shape != (self.n_columns,) or row.dtype != np.float64:
-            raise ValueError(f"expected a float64 row of {self.n_columns} values, got {row.shape}")
-        return np.ascontiguousarray(row)
-
     def predict_hours(self, matrix: FloatArray) -> FloatArray:
         """The source regressor's `predict_hours`, shape (n,), for a matrix (n, n_columns)."""
         raw = self.predict_raw(matrix)
         return np.exp(raw) if self.inverse_link == "exp" else raw
-
-    def predict_hours_one(self, row: FloatArray) -> float:
-        """`predict_hours` for one row of shape (n_columns,)."""
-        raw = self.predict_raw_one(row)
-        # numpy's exp on a scalar runs the loop it runs on arrays: the same bits.
-        return float(np.exp(raw)) if self.inverse_link == "exp" else raw
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -134,19 +118,6 @@ class LeafMaskTrees(_Hours):
         )
         return out
 
-    def predict_raw_one(self, row: FloatArray) -> float:
-        """The raw prediction for one float64 row of shape (n_columns,)."""
-        return float(
-            mask_one(
-                self._row(row),
-                self.features,
-                self.edges,
-                self.masks,
-                self.leaf_values,
-                self.baseline,
-            )
-        )
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class WalkedTrees(_Hours):
@@ -183,14 +154,6 @@ class WalkedTrees(_Hours):
             out,
         )
         return out
-
-    def predict_raw_one(self, row: FloatArray) -> float:
-        """The raw prediction for one float64 row of shape (n_columns,)."""
-        return float(
-            walk_row(
-                self._row(row), self.nodes, self.values, self.bitsets, self.roots, self.baseline
-            )
-        )
 
 
 CompiledTrees = LeafMaskTrees | WalkedTrees

@@ -14,17 +14,17 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from models.calendar import LocalParts
+from models.calendar import TIME_PARTS, BusinessCalendar, LocalParts
 from models.errors import InputError
 
 FloatArray = NDArray[np.float64]
 
-TIME_FEATURES: tuple[str, ...] = ("weekday", "hour", "month", "day_of_year", "days_to_closed")
+TIME_FEATURES: tuple[str, ...] = TIME_PARTS
 # Histogram gradient boosting gives categorical features at most 255 bins, one kept for missing.
 MAX_CATEGORY_CODES = 254
 MIN_CATEGORY_COUNT = 5
@@ -107,31 +107,33 @@ class FeatureSchema:
     ) -> FloatArray:
         """The model matrix, shape (n_orders, n_columns), for columns of raw feature values."""
         n = len(parts.weekday)
+        matrix = self._matrix(columns, n)
+        matrix[:, len(self.feature_names) :] = parts.values.reshape((n, len(TIME_FEATURES)))
+        return matrix
+
+    def encode_at(
+        self,
+        columns: Mapping[str, Sequence[object] | NDArray[np.generic]],
+        ordered_at_s: FloatArray,
+        calendar: BusinessCalendar,
+    ) -> FloatArray:
+        """`encode(columns, calendar.local_parts(ordered_at_s))`, the time columns written in
+        place by the calendar (`ordered_at_s` of shape (n,)): the quote path's matrix."""
+        matrix = self._matrix(columns, int(ordered_at_s.size))
+        calendar.local_parts_into(ordered_at_s, matrix, len(self.feature_names))
+        return matrix
+
+    def _matrix(
+        self, columns: Mapping[str, Sequence[object] | NDArray[np.generic]], n: int
+    ) -> FloatArray:
+        """The model matrix with its feature columns filled and its time columns not yet."""
         matrix = np.empty((n, len(self.column_names)), dtype=np.float64)
         for j, cat in enumerate(self.categorical):
             matrix[:, j] = category_codes(cat.codes, columns[cat.name], n)
         offset = len(self.categorical)
         for j, num in enumerate(self.numeric):
             matrix[:, offset + j] = np.asarray(columns[num.name], dtype=np.float64)
-        offset += len(self.numeric)
-        for j, part in enumerate(_time_columns(parts)):
-            matrix[:, offset + j] = part
         return matrix
-
-    def encode_row(self, features: Mapping[str, object], time_parts: Sequence[float]) -> FloatArray:
-        """One model row, shape (n_columns,), for one order's validated features."""
-        row = np.empty(len(self.categorical) + len(self.numeric) + len(TIME_FEATURES))
-        j = 0
-        for cat in self.categorical:
-            row[j] = cat.codes.get(features[cat.name], math.nan)
-            j += 1
-        for num in self.numeric:
-            # A numeric feature of an order is a number or None (`check_order` makes floats).
-            value = cast("float | None", features[num.name])
-            row[j] = math.nan if value is None else float(value)
-            j += 1
-        row[j:] = time_parts
-        return row
 
     def check_order(
         self, features: Mapping[str, object], *, strict_categories: bool = True
@@ -249,7 +251,3 @@ def category_codes(
     return np.fromiter(
         map(codes.get, values, itertools.repeat(math.nan, n)), dtype=np.float64, count=n
     )
-
-
-def _time_columns(parts: LocalParts) -> tuple[FloatArray, ...]:
-    return (parts.weekday, parts.hour, parts.month, parts.day_of_year, parts.days_to_closed)

@@ -12,9 +12,10 @@ For an order placed at `ordered_at`:
 Each step only ever moves the promise later, so it is never before the expected completion.
 
 Inside, the scikit-learn model runs compiled (`models.fast`: the same numbers, bit for bit, at a
-fraction of the cost), built when the model is fitted or loaded and never pickled. A few orders
-are quoted one by one on Python floats (`_quote_one`, ~25 us each, where the arrays of
-`quote_batch` cost ~0.15 ms to set up); more go through `quote_batch`.
+fraction of the cost), and the calendar's steps run as compiled loops over its day tables
+(`models.calendar_loops`). One order goes through `quote_batch` as a batch of one: there is no
+second path to keep in step. Every promise's back half (rounding, closed days, length) is
+`promise_batch`, which revisions and the back-test's flat rule use too.
 """
 
 from __future__ import annotations
@@ -133,27 +134,56 @@ def quote_batch(
     Every column holds one value per order (shape (n,)); the answer's arrays have shape (n,).
     """
     calendar = engine.calendar
-    parts = calendar.local_parts(ordered_at_s)
-    matrix = engine.schema.encode(columns, parts)
+    matrix = engine.schema.encode_at(columns, ordered_at_s, calendar)
     expected = engine.expected_trees.predict_hours(matrix)
     quantile_trees = engine.quantile_trees
     quantile = None if quantile_trees is None else quantile_trees.predict_hours(matrix)
     answer = engine.buffer_rule.column_buffers(expected, columns, engine.segments, quantile, state)
-    clock_start = calendar.clock_starts(ordered_at_s)
-    raw = clock_start + (expected + answer.buffer_hours) * 3600.0
-    deadline, skipped = calendar.deadlines(raw, engine.unit)
-    units = promise_units(calendar, engine.unit, ordered_at_s, deadline)
-    limit = engine.max_promise_units
-    exceeds = np.zeros(units.size, dtype=bool) if limit is None else units > limit + 1e-9
-    return QuoteBatch(
+    return promise_batch(
+        calendar,
+        engine.unit,
+        engine.max_promise_units,
         ordered_at_s=ordered_at_s,
-        clock_start_s=clock_start,
+        clock_start_s=calendar.clock_starts(ordered_at_s),
         expected_hours=expected,
         buffer_hours=answer.buffer_hours,
-        deadline_s=deadline,
-        closed_days_skipped=skipped,
         segments=answer.segments,
         levels=answer.levels,
+    )
+
+
+def promise_batch(
+    calendar: BusinessCalendar,
+    unit: Unit,
+    max_promise_units: float | None,
+    *,
+    ordered_at_s: FloatArray,
+    clock_start_s: FloatArray,
+    expected_hours: FloatArray,
+    buffer_hours: FloatArray,
+    segments: list[str],
+    levels: FloatArray,
+) -> QuoteBatch:
+    """The back half of every quote: orders whose clocks start at `clock_start_s`, expected to
+    take `expected_hours` and given `buffer_hours` more, as promises (arrays of shape (n,)).
+
+    The raw completion `clock_start_s + (expected_hours + buffer_hours) * 3600` is rounded up
+    to the unit and moved off closed days, its length from the order counted in units and
+    checked against `max_promise_units`, all by the calendar's compiled loop. `quote_batch`,
+    the revisions (`models.revision`) and the back-test's flat rule all promise through here.
+    """
+    deadline, skipped, units, exceeds = calendar.promises(
+        ordered_at_s, clock_start_s, expected_hours, buffer_hours, unit, max_promise_units
+    )
+    return QuoteBatch(
+        ordered_at_s=ordered_at_s,
+        clock_start_s=clock_start_s,
+        expected_hours=expected_hours,
+        buffer_hours=buffer_hours,
+        deadline_s=deadline,
+        closed_days_skipped=skipped,
+        segments=segments,
+        levels=levels,
         promise_units=units,
         exceeds_max_promise=exceeds,
     )
@@ -177,41 +207,6 @@ def quote(
     ordered_at_s = np.array([order.ordered_at.timestamp() for order in orders])
     batch = quote_batch(engine, columns, ordered_at_s, state)
     return [promise_at(engine, batch, i) for i in range(batch.size)]
-
-
-def promise_from_hours(
-    engine: QuoteEngine,
-    ordered_s: float,
-    start_s: float,
-    expected_hours: float,
-    buffer_hours: float,
-    level: float,
-    segment: str,
-) -> Promise:
-    """The promise for an order whose clock started at `start_s` (epoch seconds), expected
-    to take `expected_hours`, given `buffer_hours` more: rounded to the unit and moved off
-    closed days as every quote is (a revision is built the same way)."""
-    calendar = engine.calendar
-    raw = start_s + (expected_hours + buffer_hours) * 3600.0
-    deadline, skipped, promised_day = calendar.deadline_s(raw, engine.unit)
-    if engine.unit == "day":
-        units = float(promised_day - calendar.day_index(ordered_s))
-    else:
-        units = (deadline - ordered_s) / (HOURS_PER_UNIT[engine.unit] * 3600.0)
-    limit = engine.max_promise_units
-    return _promise(
-        engine,
-        ordered_s=ordered_s,
-        start_s=start_s,
-        expected_hours=expected_hours,
-        buffer_hours=buffer_hours,
-        deadline_s=deadline,
-        promise_units=units,
-        level=level,
-        segment=segment,
-        closed_days_skipped=skipped,
-        exceeds_max_promise=limit is not None and units > limit + 1e-9,
-    )
 
 
 def promise_at(engine: QuoteEngine, batch: QuoteBatch, i: int) -> Promise:

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from models.calendar import BusinessCalendar
 from models.errors import NoRiskModel
-from models.quoting import Promise, QuoteBatch, QuoteEngine, promise_at, promise_units
+from models.quoting import Promise, QuoteBatch, QuoteEngine, promise_at, promise_batch
 from models.risk import OpenOrderOutlooks, RiskModel, outlooks
 from models.units import Unit
 
@@ -184,25 +184,20 @@ def _revision_batch(
     found: Revisions,
     revised: NDArray[np.intp],
 ) -> QuoteBatch:
-    """The revised orders' promises as a quote batch: their lengths counted, and checked
-    against the longest promise allowed, as `quote_batch` counts and checks every quote's."""
-    ordered = np.array([promises[i].ordered_s for i in revised.tolist()])
-    deadline = found.deadline_s[revised]
-    units = promise_units(engine.calendar, engine.unit, ordered, deadline)
-    limit = engine.max_promise_units
-    return QuoteBatch(
-        ordered_at_s=ordered,
-        clock_start_s=np.array([promises[i].clock_start_s for i in revised.tolist()]),
+    """The revised orders' promises as a quote batch, made by `promise_batch` from the revised
+    expectation and buffer as every quote is: rounded, counted and checked against the longest
+    promise allowed (the same deadlines `revise` found, by the same arithmetic)."""
+    rows = revised.tolist()
+    return promise_batch(
+        engine.calendar,
+        engine.unit,
+        engine.max_promise_units,
+        ordered_at_s=np.array([promises[i].ordered_s for i in rows]),
+        clock_start_s=np.array([promises[i].clock_start_s for i in rows]),
         expected_hours=found.expected_hours[revised],
         buffer_hours=found.buffer_hours[revised],
-        deadline_s=deadline,
-        closed_days_skipped=found.closed_days_skipped[revised],
-        segments=[keys[i] for i in revised.tolist()],
+        segments=[keys[i] for i in rows],
         levels=np.full(revised.size, 1.0 - engine.target_late_rate),
-        promise_units=units,
-        exceeds_max_promise=(
-            np.zeros(revised.size, dtype=bool) if limit is None else units > limit + 1e-9
-        ),
     )
 
 

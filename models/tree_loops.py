@@ -182,37 +182,6 @@ def _mask_rows(
 mask_rows = jit(_mask_rows)
 
 
-def _mask_one(
-    row: FloatArray,
-    features: IntArray,
-    edges: FloatArray,
-    masks: NDArray[Any],
-    leaf_values: FloatArray,
-    baseline: float,
-) -> float:
-    """The raw prediction of one row (n_columns,), with scratch of its own (callers on other
-    threads share nothing)."""
-    out = np.empty(1, dtype=np.float64)
-    _mask_block_jit(
-        row.reshape((1, row.shape[0])),
-        0,
-        1,
-        features,
-        edges,
-        masks,
-        leaf_values,
-        baseline,
-        np.empty((1, masks.shape[1]), dtype=masks.dtype),
-        np.empty((1, leaf_values.shape[0]), dtype=np.int64),
-        np.empty(1, dtype=np.float64),
-        out,
-    )
-    return float(out[0])
-
-
-mask_one = jit(_mask_one)
-
-
 # --------------------------------------------------------------------------- walk
 
 
@@ -248,7 +217,7 @@ def _walk_row(
     return total
 
 
-walk_row = jit(_walk_row)
+_walk_row_jit = jit(_walk_row)
 
 
 def _walk_rows(
@@ -260,9 +229,9 @@ def _walk_rows(
     baseline: float,
     out: FloatArray,
 ) -> None:
-    """`walk_row` for each row of `rows` (n, n_columns) into `out` (n,)."""
+    """`_walk_row` for each row of `rows` (n, n_columns) into `out` (n,)."""
     for i in range(rows.shape[0]):
-        out[i] = walk_row(rows[i], nodes, values, bitsets, roots, baseline)
+        out[i] = _walk_row_jit(rows[i], nodes, values, bitsets, roots, baseline)
 
 
 walk_rows = jit(_walk_rows)
@@ -278,6 +247,9 @@ def on_cores(
     may run on (the loops release the GIL; each slice writes only its part of `out`). Batches
     under `_ROWS_PER_THREAD` rows a core run in the calling thread: a thread costs ~0.1 ms."""
     n = rows.shape[0]
+    if n < 2 * _ROWS_PER_THREAD:  # one thread in any case: no affinity call
+        kernel(rows, out)
+        return
     threads = min(len(os.sched_getaffinity(0)), n // _ROWS_PER_THREAD)
     if threads <= 1:
         kernel(rows, out)

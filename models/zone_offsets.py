@@ -1,8 +1,9 @@
 """A time zone's UTC offsets as arrays: local wall clock <-> UTC without a zoneinfo call per time.
 
 The zone's offset transitions over a span are found once (zoneinfo exposes no list of them), so
-UTC -> local is `utc + offsets[searchsorted(transitions, utc, "right")]`, and the instants where
-the local clock reads a wall time or a unit boundary are array passes.
+UTC -> local is `utc + offsets[searchsorted(transitions, utc, "right")]` (read by the calendar's
+compiled loops, `models.calendar_loops`), and the instants where the local clock reads a wall
+time or the last unit boundary before a limit are array passes.
 
 Local wall times that do not exist (spring forward) or occur twice (fall back) are mapped to
 instants one way everywhere: a wall time W is the first instant after which the clock never again
@@ -12,9 +13,7 @@ occurrence (see `BusinessCalendar` for why).
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-import math
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -35,17 +34,14 @@ class ZoneOffsets:
     """A zone's UTC offsets from `start` to `stop` (epoch seconds); immutable once built.
 
     `offsets[i]` seconds east of UTC hold from `transitions[i - 1]` (inclusive) to
-    `transitions[i]` (exclusive); the first and last offsets extend without end. The `_t`
-    tuples hold the same float64 values as Python floats for the scalar path (indexing them is
-    ~20x cheaper than indexing numpy arrays).
+    `transitions[i]` (exclusive); the first and last offsets extend without end. UTC -> local
+    and unit boundaries are read by the calendar's compiled loops (`models.calendar_loops`).
     """
 
-    __slots__ = ("offsets", "offsets_t", "transitions", "transitions_t")
+    __slots__ = ("offsets", "transitions")
 
     transitions: FloatArray
     offsets: FloatArray
-    transitions_t: tuple[float, ...]
-    offsets_t: tuple[float, ...]
 
     def __init__(self, zone: ZoneInfo, start: int, stop: int) -> None:
         self._install(*_offset_segments(zone, start, stop))
@@ -64,16 +60,6 @@ class ZoneOffsets:
         offsets.flags.writeable = False
         self.transitions = transitions
         self.offsets = offsets
-        self.transitions_t = tuple(transitions.tolist())
-        self.offsets_t = tuple(offsets.tolist())
-
-    def walls(self, t: FloatArray) -> FloatArray:
-        """The local wall-clock reading (as epoch seconds) at each instant `t`."""
-        return t + self.offsets[np.searchsorted(self.transitions, t, side="right")]
-
-    def wall(self, t: float) -> float:
-        """`walls` for one instant."""
-        return t + self.offsets_t[bisect.bisect_right(self.transitions_t, t)]
 
     def last_at(self, wall: FloatArray) -> FloatArray:
         """The first instant after which the local clock never reads earlier than `wall`.
@@ -86,44 +72,6 @@ class ZoneOffsets:
         clock_starts = transitions[:-1] + self.offsets
         seg = np.searchsorted(clock_starts, wall, side="left") - 1
         return np.minimum(wall - self.offsets[seg], transitions[seg + 1])
-
-    def ceil_boundaries(self, t: FloatArray, unit_s: float) -> tuple[FloatArray, IntArray]:
-        """The first instant at or after each `t` whose local wall time is a multiple of
-        `unit_s`, and the offset segment it lies in."""
-        transitions = self.transitions
-        seg = np.searchsorted(transitions, t, side="right")
-        offset = self.offsets[seg]
-        boundary = np.ceil((t + offset) / unit_s) * unit_s - offset
-        # t + offset can round onto a boundary just below it; the comparison in UTC is exact.
-        boundary = np.where(boundary < t, boundary + unit_s, boundary)
-        ends = np.append(transitions, np.inf)
-        late = boundary >= ends[seg]
-        # A boundary past the segment's end is not on this segment's clock: take the first
-        # boundary of the next segment instead (once per clock change, so rarely looped).
-        while late.any():
-            which = np.flatnonzero(late)
-            nxt = seg[which] + 1
-            offset_n = self.offsets[nxt]
-            boundary[which] = (
-                np.ceil((transitions[nxt - 1] + offset_n) / unit_s) * unit_s - offset_n
-            )
-            seg[which] = nxt
-            late[which] = boundary[which] >= ends[nxt]
-        return boundary, seg
-
-    def ceil_boundary(self, t: float, unit_s: float) -> tuple[float, int]:
-        """`ceil_boundaries` for one instant."""
-        transitions = self.transitions_t
-        seg = bisect.bisect_right(transitions, t)
-        offset = self.offsets_t[seg]
-        boundary = math.ceil((t + offset) / unit_s) * unit_s - offset
-        if boundary < t:
-            boundary += unit_s
-        while seg < len(transitions) and boundary >= transitions[seg]:
-            seg += 1
-            offset = self.offsets_t[seg]
-            boundary = math.ceil((transitions[seg - 1] + offset) / unit_s) * unit_s - offset
-        return boundary, seg
 
     def floor_boundaries_below(self, limit: FloatArray, unit_s: float) -> FloatArray:
         """The last instant strictly before each `limit` whose local wall time is a multiple

@@ -186,7 +186,7 @@ def test_compiled_hours_equal_the_sklearn_model_bit_for_bit(
         with threadpool_limits(1):
             reference = regressor.predict_hours(rows)
         assert np.array_equal(compiled.predict_hours(rows), reference)
-        singles = [compiled.predict_hours_one(row) for row in rows[:300]]
+        singles = [compiled.predict_hours(row.reshape((1, -1)))[0] for row in rows[:300]]
         assert np.array_equal(np.array(singles), reference[:300])
     if max_leaf_nodes > 64:  # the case the test is for: trees that need two mask words
         assert max(int(t[0].nodes["is_leaf"].sum()) for t in model.booster_._predictors) > 64

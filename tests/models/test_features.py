@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 
 import numpy as np
@@ -43,9 +42,9 @@ def test_encoding_lays_out_codes_numbers_then_time_features() -> None:
     assert math.isnan(matrix[1, 1]) and matrix[2, 1] == 5.0
     assert matrix[0, 2] == 0.0  # Monday
     assert matrix[0, 3] == pytest.approx(7 + 13 / 60 + 20 / 3600)  # local hour
-    at = dt.datetime.fromtimestamp(placed[0], tz=dt.UTC)
-    row = schema.encode_row({"store": "A", "items": 1.0}, calendar.local_parts_one(at))
-    np.testing.assert_array_equal(row, matrix[0])
+    # The quote path writes the time columns in place: the same matrix.
+    columns = {"store": ["A", "B", "Z", None], "items": [1.0, np.nan, 5.0, 2.0]}
+    np.testing.assert_array_equal(schema.encode_at(columns, placed, calendar), matrix)
 
 
 def test_rare_categories_are_known_but_modelled_as_missing() -> None:

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from models.calendar import BusinessCalendar
+from models.quoting import promise_batch
 from models.units import HOURS_PER_UNIT
 from training.backtest.folds import FoldPlan
 from training.backtest.replay import rule_record
@@ -64,9 +65,23 @@ def flat_points(
     if units.size > FLAT_MAX_POINTS:
         units = np.unique(np.round(np.linspace(first, last, FLAT_MAX_POINTS)))
     points = []
+    n = reference.clock_start_s.size
+    no_buffer = np.zeros(n)
     for n_units in units:
         hours = float(n_units * unit_h)
-        deadline, _ = calendar.deadlines(reference.clock_start_s + hours * 3600.0, unit)
+        # Promised as every quote is: `hours` expected from the clock start, no buffer.
+        promised = promise_batch(
+            calendar,
+            unit,
+            None,
+            ordered_at_s=reference.ordered_at_s,
+            clock_start_s=reference.clock_start_s,
+            expected_hours=np.full(n, hours),
+            buffer_hours=no_buffer,
+            segments=[FLAT] * n,
+            levels=np.full(n, np.nan),
+        )
+        deadline = promised.deadline_s
         record = rule_record(
             calendar,
             unit,
