@@ -1,10 +1,13 @@
 """The HTTP service: JSON API for point-of-sale, web form for staff, and the quote ledger.
 
 A serving worker stays lean (issue 15): it imports neither scikit-learn, scipy, pandas, pyarrow
-nor matplotlib (`tests/service/test_lean_worker.py`). numba's `__init__` imports scipy when it
-can, only to check its version; our kernels use nothing of scipy, so the service imports numba
-first with scipy hidden (a `None` in `sys.modules` makes `import scipy` fail, as documented for
-the import system). Where scipy or numba is loaded already (training, the CLI) nothing changes.
+nor matplotlib (`tests/service/test_lean_worker.py`). numba imports scipy when it can: its
+`__init__` to check scipy's version, and `numba.np.arraymath` (loaded with the first kernel) to
+look for scipy's BLAS, which only `np.dot`-like functions inside kernels need. Ours use none, so
+the service imports both first with scipy hidden (a `None` in `sys.modules` makes `import scipy`
+fail, as the import system documents); a kernel that did need BLAS would fail to compile, and
+the service tests quote through every kernel. Where scipy or numba is loaded already (training,
+the CLI) nothing changes.
 """
 
 import sys
@@ -15,7 +18,8 @@ def _import_numba_without_scipy() -> None:
         return
     sys.modules["scipy"] = None  # type: ignore[assignment]  # None: "import scipy" fails
     try:
-        import numba  # noqa: F401  # loaded now, without scipy, for models.tree_loops
+        import numba  # loaded now, without scipy, for models.tree_loops
+        import numba.np.arraymath  # noqa: F401  # its BLAS check, which imports scipy
     finally:
         del sys.modules["scipy"]
 
