@@ -40,6 +40,7 @@ console = Console()
 errors = Console(stderr=True)
 
 DEFAULT_REGISTRY = Path(os.environ.get("PROMISE_REGISTRY", "models/bundles"))
+SIGNING_KEY_VARIABLE = "PROMISE_BUNDLE_SIGNING_KEY"
 RegistryOption = Annotated[Path, typer.Option(help="Folder of trained bundles.")]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -130,7 +131,7 @@ def train(
 
     manifest = train_bundle(
         spec,
-        Registry(registry),
+        _registry(registry),
         now=dt.datetime.now(dt.UTC),
         policy=policy,
         backtest_folds=backtest_folds,
@@ -150,7 +151,7 @@ def train(
                 f"not promoted: the back-test broke {_rate(late)} of promises (target {target:.1%})"
             )
     if (promote or promote_if_on_target) and kept is None:
-        Registry(registry).promote(manifest.version)
+        _registry(registry).promote(manifest.version)
         console.print(f"promoted {manifest.version}", highlight=False)
     elif kept is not None:
         console.print(f"[red]{kept}[/red]", highlight=False)
@@ -167,8 +168,30 @@ def promote_command(
     registry: RegistryOption = DEFAULT_REGISTRY,
 ) -> None:
     """Make VERSION the promoted bundle (the service loads it on start or reload)."""
-    manifest = Registry(registry).promote(version)
+    manifest = _registry(registry).promote(version)
     console.print(f"promoted {manifest.version}", highlight=False)
+
+
+@app.command("rebuild-serving")
+@user_errors
+def rebuild_serving_command(
+    version: Annotated[str, typer.Argument(help="A format-3 bundle (a pickle only).")],
+    registry: RegistryOption = DEFAULT_REGISTRY,
+) -> None:
+    """Give a bundle made before serving forms (format 3) one: unpickle its model (trust it!)
+    and save it again as a new format-4 bundle, signed when PROMISE_BUNDLE_SIGNING_KEY is set.
+    The old bundle stays; promote the new version to serve it."""
+    from models.legacy import rebuild_serving
+
+    manifest = rebuild_serving(_registry(registry), version, dt.datetime.now(dt.UTC))
+    console.print(f"rebuilt {version} as {manifest.version}", highlight=False)
+    sys.stdout.write(manifest.version + "\n")
+
+
+def _registry(root: Path) -> Registry:
+    """The registry at `root`, signing (and checking) with PROMISE_BUNDLE_SIGNING_KEY if set;
+    the key lives in the environment only, never in the registry."""
+    return Registry(root, signing_key=os.environ.get(SIGNING_KEY_VARIABLE) or None)
 
 
 @app.command()
