@@ -50,27 +50,19 @@ def distinct_labels(
     columns: Columns, segments: Sequence[str], n: int
 ) -> tuple[NDArray[np.int64], list[tuple[Any, ...]]]:
     """(inverse, distinct): each order's index (n,) into the distinct tuples of its segment
-    values, which are told apart as dictionary keys (as `segment_labels`' tuples would be)."""
+    values, in order of first appearance, told apart as dictionary keys (as `segment_labels`'
+    tuples would be). One pass over the orders: a few hundred ns for one order, ~0.1 us an order
+    in a batch."""
     if not segments:
         return np.zeros(n, dtype=np.int64), [()]
-    combined = np.zeros(n, dtype=np.int64)
-    uniques: list[list[Any]] = []
     for name in segments:
-        column = columns[name]
-        if len(column) != n:
-            raise ValueError(f"segment column {name!r} has {len(column)} values, expected {n}")
-        # Two passes that stay in C (dict.fromkeys, map): ~30 ns an order, not ~200.
-        values = list(dict.fromkeys(column))
-        index = {value: code for code, value in enumerate(values)}
-        codes = np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=n)
-        combined = combined * max(len(values), 1) + codes
-        uniques.append(values)
-    distinct_codes, inverse = np.unique(combined, return_inverse=True)
-    distinct: list[tuple[Any, ...]] = []
-    for code in distinct_codes.tolist():
-        parts: list[Any] = []
-        for values in reversed(uniques):
-            code, part = divmod(code, len(values))
-            parts.append(values[part])
-        distinct.append(tuple(reversed(parts)))
-    return inverse.astype(np.int64, copy=False), distinct
+        if len(columns[name]) != n:
+            raise ValueError(
+                f"segment column {name!r} has {len(columns[name])} values, expected {n}"
+            )
+    index: dict[tuple[Any, ...], int] = {}
+    rows = zip(*(columns[name] for name in segments), strict=True)
+    inverse = np.fromiter(
+        (index.setdefault(row, len(index)) for row in rows), dtype=np.int64, count=n
+    )
+    return inverse, list(index)
