@@ -63,10 +63,6 @@ class _Hours:
     def predict_raw(self, matrix: FloatArray) -> FloatArray:
         raise NotImplementedError
 
-    def predict_raw_one(self, row: FloatArray) -> float:
-        """`predict_raw` of one row (n_columns,): a convenience over the matrix path."""
-        return float(self.predict_raw(np.asarray(row, dtype=np.float64).reshape((1, -1)))[0])
-
     def _rows(self, matrix: FloatArray) -> FloatArray:
         rows = np.ascontiguousarray(matrix, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != self.n_columns:

@@ -102,7 +102,6 @@ def compile_trees(
         warnings.simplefilter("ignore", numba.NumbaWarning)
         # Load (or compile) the loops now rather than in the first quote.
         compiled.predict_raw(np.zeros((1, n_columns)))
-        compiled.predict_raw_one(np.zeros(n_columns))
     return compiled
 
 
