@@ -25,15 +25,20 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from models.calendar import DAYS_TO_CLOSED_CAP
-from models.quoting import QuoteEngine, segment_labels
+from models.quoting import segment_labels
+from models.trained import TrainedModel
 
 FloatArray = NDArray[np.float64]
 
 
 class NaiveQuoter:
-    """Quotes like a first implementation would: DataFrame in, pandas dates out."""
+    """Quotes like a first implementation would: DataFrame in, pandas dates out.
 
-    def __init__(self, engine: QuoteEngine) -> None:
+    It needs the fitted booster, so it takes the pickled `TrainedModel`
+    (`Registry.load_model`), not the serving form."""
+
+    def __init__(self, model: TrainedModel) -> None:
+        engine = model.engine
         if engine.unit != "day":
             raise ValueError("the naive reference quotes day promises only")
         self.engine = engine
@@ -55,7 +60,7 @@ class NaiveQuoter:
         self.pipeline = Pipeline(
             [
                 ("features", FunctionTransformer(self.features)),
-                ("model", engine.regressor.booster_),
+                ("model", model.regressor.booster_),
             ]
         )
 

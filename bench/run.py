@@ -12,7 +12,15 @@ that bundle, each figure in the same run as its reference and on the same orders
 - HTTP: `promise serve --workers 2` (every quote written to a SQLite ledger) against
   `bench.reference_app` (2 workers, no ledger), 32 keep-alive clients on 127.0.0.1, bounded
   in requests and seconds, the two servers measured in turn, twice;
-- resident memory of a serving worker after the load.
+- resident memory of a serving worker after the load;
+- worker start-up: a fresh process imports `service.app`, loads the promoted bundle's serving
+  form and quotes one order (numba's cache warm from an earlier run), spawn to answer, 5 times;
+  then it builds the app and answers one `POST /v1/quotes` (ledger on SQLite); with its
+  resident memory and whether any of the training stack got imported;
+- resident memory of `promise serve --workers 2` workers after 2,000 quotes, on their own.
+
+The engine is loaded from the serving form (`Registry.load`, what the service does); the naive
+reference gets the pickled model (`Registry.load_model`), since it needs the booster.
 
 Prints one table and writes `bench/results.json`. Nothing here asserts a speed: the targets are
 shown next to the figures. A section that fails is reported as failed; the others still run.
@@ -28,21 +36,19 @@ import os
 import platform
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
+
+from bench.processes import free_port, server, wait_ready, worker_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "optical.toml"
@@ -64,6 +70,9 @@ KEYS = (
     "train_1m_peak_mib",
     "backtest_1m_seconds",
     "worker_rss_mib",
+    "worker_startup_seconds",
+    "worker_startup_rss_mib",
+    "serve_worker_rss_mib",
 )
 
 
@@ -83,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--http-requests", type=int, default=6_000, help="per server and round")
     parser.add_argument("--http-seconds", type=float, default=15.0, help="per server and round")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated sections to run after data, train and load "
+        "(backtest, single, batch, startup, workers, http; default: all)",
+    )
     args = parser.parse_args(argv)
+    chosen = {name.strip() for name in args.only.split(",") if name.strip()}
     results: dict[str, Any] = {key: None for key in KEYS}
     results.update(machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat())
     errors: dict[str, str] = {}
@@ -98,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             ("backtest", bench.backtest),
             ("single", bench.single),
             ("batch", bench.batch),
+            ("startup", bench.startup),
+            ("workers", bench.workers),
             ("http", bench.http),
         ):
+            if chosen and name not in chosen | {"data", "train", "load"}:
+                continue
             say(f"[{time.perf_counter() - began:6.0f} s] {name} ...")
             try:
                 step()
@@ -130,6 +150,7 @@ class Bench:
         self.spec_path = work / "optical.toml"
         self.version = ""
         self.engine: Any = None
+        self.model: Any = None
         self.table: Any = None
         self.calendar: Any = None
         self.spec: Any = None
@@ -192,9 +213,15 @@ class Bench:
         self.calendar = build_calendar(self.spec, self.table, NOW.date())
         self.results["load_1m_seconds"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
-        self.engine = Registry(self.registry).load(self.version).engine  # compiles the trees
-        self.results["load_bundle_seconds"] = round(time.perf_counter() - start, 2)
-        trees = self.engine.regressor.compiled()
+        self.engine = Registry(self.registry).load(self.version).engine  # the serving form
+        self.results["load_bundle_seconds"] = round(time.perf_counter() - start, 3)
+        self.model = Registry(self.registry).load_model(self.version)  # for the reference
+        folder = self.registry / self.version
+        self.results["serving_form_mib"] = round(
+            sum((folder / name).stat().st_size for name in ("serving.json", "serving.npz")) / 2**20,
+            2,
+        )
+        trees = self.engine.expected_trees
         self.results["model"] = {
             "trees": trees.n_trees,
             "columns": trees.n_columns,
@@ -238,7 +265,7 @@ class Bench:
             Order(f, dt.datetime.fromtimestamp(float(t), dt.UTC))
             for f, t in zip(features, times, strict=True)
         ]
-        naive = NaiveQuoter(self.engine)
+        naive = NaiveQuoter(self.model)
         for order in orders[:200]:  # warm-up: caches, branch predictors, lazy imports
             quote(self.engine, [order])
             naive.quote(order.features, order.ordered_at)
@@ -296,7 +323,7 @@ class Bench:
         }
         frame = pd.DataFrame(features)
         frame["ordered_at"] = pd.to_datetime(times, unit="s", utc=True)
-        naive = NaiveQuoter(self.engine)
+        naive = NaiveQuoter(self.model)
         fast_s: list[float] = []
         ref_s: list[float] = []
         quote_batch(self.engine, columns, times)  # warm-up
@@ -323,6 +350,22 @@ class Bench:
                 ),
             },
         )
+
+    # ------------------------------------------------------------------ a fresh worker
+
+    def startup(self) -> None:
+        """Spawn to first answer of a fresh worker process (`bench.startup`)."""
+        from bench.startup import worker_startup
+
+        features, _ = self.orders(1, seed=4)
+        self.results.update(worker_startup(self.registry, self.work, features[0]))
+
+    def workers(self) -> None:
+        """Resident memory of `promise serve --workers 2` workers after 2,000 quotes."""
+        from bench.startup import serve_worker_rss
+
+        features, _ = self.orders(2_000, seed=5)
+        self.results.update(serve_worker_rss(self.registry, self.work, features))
 
     # ------------------------------------------------------------------ HTTP
 
@@ -406,68 +449,6 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server for the block; stop it (SIGTERM, then SIGKILL) whatever happens."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: its workers stop with it
-        )  # fmt: skip
-        try:
-            yield process
-        finally:
-            stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)  # the group this benchmark created
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180.0
-    url = f"http://127.0.0.1:{port}{path}"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} was not ready within 180 s")
-
-
-def worker_rss_mib(master: int) -> list[float]:
-    """VmRSS (MiB) of each child of process `master` (uvicorn's workers)."""
-    sizes = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0").strip()) == master and "VmRSS" in fields:
-            sizes.append(round(int(fields["VmRSS"].split()[0]) / 1024.0, 1))
-    return sorted(sizes)
-
-
 def machine() -> dict[str, Any]:
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -505,7 +486,7 @@ def per_s(v: float) -> str:
 
 
 def sec(v: float) -> str:
-    return f"{v:,.1f} s"
+    return f"{v:,.2f} s" if v < 10 else f"{v:,.1f} s"
 
 
 def mib(v: float) -> str:
@@ -547,7 +528,12 @@ def table(r: dict[str, Any]) -> str:
         ("training peak memory", num("train_1m_peak_mib", mib), "", "", "≤ 4 GiB"),
         ("back-test, 5 folds, 1M orders", num("backtest_1m_seconds", sec), "", "", ""),
         ("serving worker RSS", num("worker_rss_mib", mib), num("reference_worker_rss_mib", mib),
-         "", "≤ 250 MB"),
+         "", "≤ 200 MiB"),
+        ("serving worker RSS, no reference", num("serve_worker_rss_mib", mib), "", "",
+         "≤ 200 MiB"),
+        ("worker start-up to first quote", num("worker_startup_seconds", sec), "", "", "< 1 s"),
+        ("fresh worker RSS after a quote", num("worker_startup_rss_mib", mib), "", "",
+         "≤ 200 MiB"),
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"

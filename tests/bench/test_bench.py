@@ -32,3 +32,6 @@ def test_the_benchmark_measures_every_figure_against_its_reference(
     for agreement in (results["reference_single_agreement"], results["reference_batch_agreement"]):
         assert min(agreement.values()) > 0.99
     assert "single quote p50" in printed
+    # A fresh worker quotes without the training stack.
+    assert results["worker_training_stack"] == []
+    assert "worker start-up to first quote" in printed
