@@ -7,6 +7,7 @@ Buffers, risk distributions and the back-test's scorecard all name their segment
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,9 +61,16 @@ def distinct_labels(
             raise ValueError(
                 f"segment column {name!r} has {len(columns[name])} values, expected {n}"
             )
-    index: dict[tuple[Any, ...], int] = {}
-    rows = zip(*(columns[name] for name in segments), strict=True)
-    inverse = np.fromiter(
-        (index.setdefault(row, len(index)) for row in rows), dtype=np.int64, count=n
+    # Each order's position of the first order with its values, all in C (`map` with the
+    # dictionary's own `setdefault`, no Python-level loop); then those positions, which rise in
+    # order of first appearance, are numbered 0, 1, ...
+    # One segment column is keyed by its values themselves: no tuple to build and hash per order.
+    first_seen: dict[Any, int] = {}
+    one = len(segments) == 1
+    rows = columns[segments[0]] if one else zip(*(columns[name] for name in segments), strict=True)
+    positions = np.fromiter(
+        map(first_seen.setdefault, rows, itertools.count()), dtype=np.int64, count=n
     )
-    return inverse, list(index)
+    firsts = np.fromiter(first_seen.values(), dtype=np.int64, count=len(first_seen))
+    distinct = [(value,) for value in first_seen] if one else list(first_seen)
+    return np.searchsorted(firsts, positions), distinct
