@@ -40,6 +40,7 @@ from models.pooling import SegmentBuffer
 from models.quoting import QuoteEngine
 from models.risk import RiskModel
 from models.scores import ScoreDistribution
+from models.units import HOURS_PER_UNIT, Unit
 
 __all__ = ["FORM_VERSION", "Arrays", "engine_form", "engine_from_form"]
 
@@ -99,7 +100,7 @@ def engine_from_form(
             buffer_rule=_rule_from(document["buffer_rule"], reader),
             policy_name=str(document["policy_name"]),
             calendar=_calendar_from(document["calendar"], reader),
-            unit=document["unit"],
+            unit=_unit(document["unit"]),
             target_late_rate=float(document["target_late_rate"]),
             segments=tuple(str(s) for s in document["segments"]),
             max_promise_units=_optional_float(document["max_promise_units"]),
@@ -372,6 +373,12 @@ def _risk_from(form: Mapping[str, Any], reader: _Reader) -> RiskModel:
     values, cdf = reader.get("risk.values"), reader.get("risk.cdf")
     table = {str(key): _distribution_from(dist, values, cdf) for key, dist in form["table"].items()}
     return RiskModel(table=table, depth=int(form["depth"]))
+
+
+def _unit(value: object) -> Unit:
+    if value not in HOURS_PER_UNIT:
+        raise BundleError(f"the serving form's unit {value!r} is none of {sorted(HOURS_PER_UNIT)}")
+    return cast("Unit", value)
 
 
 def _optional_float(value: object) -> float | None:

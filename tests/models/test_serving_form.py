@@ -204,3 +204,14 @@ def test_a_form_naming_an_unknown_kind_or_a_text_array_is_refused(
     _rehash(registry, version, SERVING_NPZ)
     with pytest.raises(BundleError, match=r"'risk\.values' has dtype <U8: refused"):
         registry.load(version)
+
+
+def test_a_form_with_an_unknown_unit_or_missing_array_is_refused() -> None:
+    engine = engine_for("conformal", "hour")
+    document, arrays = engine_form(engine)
+    with pytest.raises(BundleError, match="unit 'fortnight' is none of"):
+        engine_from_form({**document, "unit": "fortnight"}, arrays)
+    without = {name: array for name, array in arrays.items() if name != "buffer.cdf"}
+    with pytest.raises(BundleError, match=r"names an array 'buffer\.cdf' its npz lacks"):
+        engine_from_form(document, without)
+    assert through_files(engine).unit == "hour"
