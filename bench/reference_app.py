@@ -20,8 +20,11 @@ from models.registry import Registry
 
 def create_app() -> FastAPI:
     """The reference app for the bundle promoted in `$PROMISE_REGISTRY`."""
-    engine = Registry(Path(os.environ["PROMISE_REGISTRY"])).load_promoted().engine
-    quoter = NaiveQuoter(engine)
+    registry = Registry(Path(os.environ["PROMISE_REGISTRY"]))
+    version = registry.promoted_version()
+    if version is None:
+        raise SystemExit(f"no model is promoted in {registry.root}")
+    quoter = NaiveQuoter(registry.load_model(version))
     app = FastAPI(title="Promise naive reference")
 
     @app.post("/v1/quotes", status_code=201)

@@ -32,16 +32,24 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 import numpy as np
 from numpy.typing import NDArray
 
 from models import calendar_loops as loops
+from models.calendar_tables import (
+    DAYS_TO_CLOSED_CAP,
+    SECONDS_PER_DAY,
+    CalendarSpec,
+    CalendarTables,
+    build_tables,
+    day_range,
+)
 from models.errors import InputError, SpecError
 from models.units import SECONDS_PER_UNIT, Unit
 from models.zone_offsets import ZoneOffsets
 
 __all__ = [
+    "DAYS_TO_CLOSED_CAP",
     "TIME_PARTS",
     "BusinessCalendar",
     "CalendarSpec",
@@ -54,34 +62,9 @@ FloatArray = NDArray[np.float64]
 _A = TypeVar("_A", bound=NDArray[Any])
 IntArray = NDArray[np.int64]
 
-SECONDS_PER_DAY = 86_400
 # The local time features of an instant (`LocalParts`), in the order the model reads them.
 TIME_PARTS = ("weekday", "hour", "month", "day_of_year", "days_to_closed")
-DAYS_TO_CLOSED_CAP = 60  # keeps the model feature's range the same for every calendar
-# Days of table kept before the first and after the last year: room for a promise moved
-# past New Year, for the 60-day look-ahead of `days_to_closed`, and for the open day
-# before a fulfilment early on 1 January (earliest_raw_meeting).
-_MARGIN_DAYS = 70
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _UTC = dt.UTC
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarSpec:
-    """How the store keeps time: its zone, open weekdays, public holidays and cut-off.
-
-    `cutoff` and `opens` are naive local clock times, `cutoff` later than `opens`; orders
-    at or after `cutoff` count from `opens` on the next open day.
-    """
-
-    timezone: str = "UTC"
-    open_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # Monday = 0
-    holidays_country: str | None = None  # a `holidays` country code, e.g. "GB"
-    holidays_subdivision: str | None = None  # e.g. "ENG"
-    cutoff: dt.time | None = None  # local; orders at or after it count from the next open day
-    # Local time the clock starts on an open day after a cut-off or closed day; also where
-    # an hour/minute promise falling on a closed day (or before opening) is moved to.
-    opens: dt.time = dt.time(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,34 +115,6 @@ class LocalParts:
         return self.values[..., 4]
 
 
-@dataclass(frozen=True, slots=True)
-class CalendarTables:
-    """What a `BusinessCalendar` computes from its spec, as plain numbers and arrays: a serving
-    bundle stores these (`models.serving_form`), so a calendar loads exactly as it was trained,
-    whatever the `holidays` and tzdata versions where it is loaded.
-
-    Day table index i is local day `day0 + i` (days since 1970-01-01); the valid range is
-    [first_valid, last_valid], the rest is margin. `day_start` has one extra entry at the end;
-    `transitions` and `offsets` are the zone's UTC offsets (`models.zone_offsets.ZoneOffsets`).
-    """
-
-    day0: int
-    first_valid: int
-    last_valid: int
-    is_open: NDArray[np.bool_]
-    next_open: IntArray
-    next_intake: IntArray  # the next open day whose order window is not empty
-    prev_open: IntArray
-    day_start: FloatArray  # UTC instant each day starts
-    day_open: FloatArray  # UTC instant of `opens`
-    day_cut: FloatArray  # UTC instant of `cutoff` (inf without one)
-    days_to_closed: FloatArray
-    month: FloatArray
-    day_of_year: FloatArray
-    transitions: FloatArray
-    offsets: FloatArray
-
-
 class BusinessCalendar:
     """Built once (per bundle load) from a CalendarSpec and a year range; immutable afterwards.
 
@@ -202,7 +157,7 @@ class BusinessCalendar:
 
     def __init__(self, spec: CalendarSpec, first_year: int = 2000, last_year: int = 2060) -> None:
         self._set_spec(spec, first_year, last_year)
-        self._install(_build_tables(spec, self.zone, first_year, last_year))
+        self._install(build_tables(spec, self.zone, first_year, last_year))
 
     @classmethod
     def from_tables(
@@ -213,7 +168,7 @@ class BusinessCalendar:
         tables that do not cover the years."""
         calendar = cls.__new__(cls)
         calendar._set_spec(spec, first_year, last_year)
-        expected = _day_range(first_year, last_year)
+        expected = day_range(first_year, last_year)
         if (tables.day0, tables.first_valid, tables.last_valid) != expected:
             raise SpecError(
                 f"the calendar's tables do not cover {first_year}-{last_year} as they should"
@@ -497,82 +452,6 @@ def _day_table(tables: CalendarTables) -> FloatArray:
     return days
 
 
-def _day_range(first_year: int, last_year: int) -> tuple[int, int, int]:
-    """(day0, first_valid, last_valid) of the day table for the years (see `CalendarTables`)."""
-    first_day = dt.date(first_year, 1, 1).toordinal() - _EPOCH_ORDINAL
-    last_day = dt.date(last_year, 12, 31).toordinal() - _EPOCH_ORDINAL
-    day0 = first_day - _MARGIN_DAYS
-    return day0, first_day - day0, last_day - day0
-
-
-def _build_tables(
-    spec: CalendarSpec, zone: ZoneInfo, first_year: int, last_year: int
-) -> CalendarTables:
-    """The day table and the zone's offsets for the years, computed from the spec."""
-    # Day table: index i is local day `day0 + i` (days since 1970-01-01).
-    day0, first_valid, last_valid = _day_range(first_year, last_year)
-    n_days = last_valid + _MARGIN_DAYS + 1
-    days = np.arange(day0, day0 + n_days, dtype=np.int64)
-
-    # UTC-offset segments: offsets[i] holds on [transitions[i-1], transitions[i]).
-    clock = ZoneOffsets(zone, (day0 - 2) * SECONDS_PER_DAY, (day0 + n_days + 2) * SECONDS_PER_DAY)
-    walls = days.astype(np.float64) * SECONDS_PER_DAY
-    day_start = clock.last_at(np.append(walls, walls[-1] + SECONDS_PER_DAY))
-    day_open = clock.last_at(walls + _seconds_of(spec.opens))
-    if spec.cutoff is None:
-        day_cut = np.full(n_days, np.inf)
-    else:
-        # A cut-off skipped by a clock change never falls later than the day's end.
-        day_cut = np.minimum(clock.last_at(walls + _seconds_of(spec.cutoff)), day_start[1:])
-
-    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
-    is_open = np.isin(weekday, np.asarray(spec.open_weekdays, dtype=np.int64))
-    holiday = _holiday_days(spec, first_year - 1, last_year + 1) - day0
-    is_open[holiday[(holiday >= 0) & (holiday < n_days)]] = False
-    # A day whose opening time never shows on its clocks (a day skipped by a date-line
-    # move, Pacific/Apia 2011-12-30) cannot hold a promise: treat it as closed.
-    is_open &= day_open < day_start[1:]
-
-    index = np.arange(n_days, dtype=np.int64)
-    # n_days and -1 mark "no open day within the table"; checked just below.
-    next_open = np.minimum.accumulate(np.where(is_open, index, n_days)[::-1])[::-1]
-    prev_open = np.maximum.accumulate(np.where(is_open, index, -1))
-    # A day whose whole order window falls in a clock change (opens and cut-off skipped
-    # to the same instant) is open but takes no orders: they count from the next day.
-    takes_orders = is_open & (day_open < day_cut)
-    next_intake = np.minimum.accumulate(np.where(takes_orders, index, n_days)[::-1])[::-1]
-    if next_intake[last_valid + 1] >= n_days or prev_open[first_valid - 2] < 0:
-        raise SpecError(
-            f"the calendar has no open day within {_MARGIN_DAYS} days of "
-            f"{first_year}-{last_year}'s ends; check open_weekdays and holidays"
-        )
-    next_closed = np.minimum.accumulate(
-        np.where(is_open, n_days + DAYS_TO_CLOSED_CAP, index)[::-1]
-    )[::-1]
-    days_to_closed = np.minimum(next_closed - index, DAYS_TO_CLOSED_CAP).astype(np.float64)
-
-    civil = days.astype("datetime64[D]")
-    years = civil.astype("datetime64[Y]")
-    months = civil.astype("datetime64[M]") - years.astype("datetime64[M]")
-    return CalendarTables(
-        day0=day0,
-        first_valid=first_valid,
-        last_valid=last_valid,
-        is_open=is_open,
-        next_open=next_open,
-        next_intake=next_intake,
-        prev_open=prev_open,
-        day_start=day_start,
-        day_open=day_open,
-        day_cut=day_cut,
-        days_to_closed=days_to_closed,
-        month=months.astype(np.float64) + 1.0,
-        day_of_year=(civil - years.astype("datetime64[D]")).astype(np.float64) + 1.0,
-        transitions=clock.transitions,
-        offsets=clock.offsets,
-    )
-
-
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -595,10 +474,6 @@ def _check_spec(spec: CalendarSpec) -> None:
         raise SpecError("holidays_subdivision is given without a holidays_country")
 
 
-def _seconds_of(clock: dt.time) -> float:
-    return clock.hour * 3_600.0 + clock.minute * 60.0 + clock.second + clock.microsecond / 1e6
-
-
 def _unit_seconds(unit: str) -> int:
     try:
         return SECONDS_PER_UNIT[unit]
@@ -616,20 +491,3 @@ def _flat(values: FloatArray) -> tuple[FloatArray, tuple[int, ...]]:
 def _frozen(array: _A) -> _A:
     array.flags.writeable = False  # the calendar is shared across requests: no edits
     return array
-
-
-def _holiday_days(spec: CalendarSpec, first_year: int, last_year: int) -> IntArray:
-    """Public holidays (including substitute days) as days since 1970-01-01."""
-    if spec.holidays_country is None:
-        return np.empty(0, dtype=np.int64)
-    try:
-        table = holidays.country_holidays(
-            spec.holidays_country,
-            subdiv=spec.holidays_subdivision,
-            years=range(first_year, last_year + 1),
-        )
-    except NotImplementedError as err:  # how `holidays` says "unknown country/subdivision"
-        raise SpecError(f"holidays: {err}") from err
-    return np.fromiter(
-        (day.toordinal() - _EPOCH_ORDINAL for day in table), dtype=np.int64, count=len(table)
-    )

@@ -254,8 +254,9 @@ def _without_risks(registry_root: Path, root: Path) -> Path:
     loaded = source.load_promoted()
     manifest = loaded.manifest
     target = Registry(root)
-    engine = dataclasses.replace(loaded.engine, risk=None)
-    saved = target.save(engine, manifest.info, dt.datetime.fromisoformat(manifest.created_at))
+    model = source.load_model(manifest.version)
+    without = dataclasses.replace(model, engine=dataclasses.replace(model.engine, risk=None))
+    saved = target.save(without, manifest.info, dt.datetime.fromisoformat(manifest.created_at))
     target.promote(saved.version)
     return root
 
