@@ -11,8 +11,9 @@ learns is one of these rules, which the quote path reads and a serving bundle st
 
 A rule answers two ways with the same numbers: `buffers` for each order's tuple of segment labels
 (the reference) and `column_buffers` for feature columns, which resolves each distinct segment
-once (the quote path). Each rule owns its arithmetic (`_buffer_hours`): nothing else derives a
-buffer from a score.
+once (the quote path) in two halves: `resolve_columns` (segment, score and level, before the
+expectation is known) and `buffer_hours`. Each rule owns its arithmetic (`buffer_hours`):
+nothing else derives a buffer from a score.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from models.segments import (
     Columns,
     distinct_labels,
     segment_key,
-    segment_labels,
 )
 
 FloatArray = NDArray[np.float64]
@@ -61,6 +61,16 @@ class BufferAnswer:
     levels: FloatArray
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What a rule serves each order of a batch before its expectation is known: the score
+    (None for rules without one), the segment key and the confidence level, shape (n,)."""
+
+    scores: FloatArray | None
+    segments: list[str]
+    levels: FloatArray
+
+
 class _Rule:
     """What every rule answers; `target_late_rate` is the share of promises it may break."""
 
@@ -80,8 +90,9 @@ class _Rule:
         quantile_hours: FloatArray | None = None,
         state: ControlState | None = None,
     ) -> BufferAnswer:
-        """Buffers for expectations (n,) and each order's tuple of segment labels."""
-        raise NotImplementedError
+        """Buffers for expectations (n,) and each order's tuple of segment labels (a rule without
+        segments serves every order alike)."""
+        return self.column_buffers(expected_hours, {}, (), quantile_hours, state)
 
     def column_buffers(
         self,
@@ -91,9 +102,27 @@ class _Rule:
         quantile_hours: FloatArray | None = None,
         state: ControlState | None = None,
     ) -> BufferAnswer:
-        """`buffers` for orders given as feature columns, `segments` naming the label columns."""
-        labels = segment_labels(columns, segments, int(expected_hours.size))
-        return self.buffers(expected_hours, labels, quantile_hours, state)
+        """`buffers` for orders given as feature columns, `segments` naming the label columns:
+        `resolve_columns`, then `buffer_hours`."""
+        resolved = self.resolve_columns(columns, segments, int(expected_hours.size), state)
+        return BufferAnswer(
+            self.buffer_hours(resolved, expected_hours, quantile_hours),
+            resolved.segments,
+            resolved.levels,
+        )
+
+    def resolve_columns(
+        self, columns: Columns, segments: Sequence[str], n: int, state: ControlState | None
+    ) -> Resolved:
+        """The first half of `column_buffers`, which needs no expectation (the quote path runs
+        it while the trees predict): every order served globally at the target's level."""
+        return Resolved(None, [GLOBAL_SEGMENT] * n, np.full(n, self.level))
+
+    def buffer_hours(
+        self, resolved: Resolved, expected_hours: FloatArray, quantile_hours: FloatArray | None
+    ) -> FloatArray:
+        """The second half of `column_buffers`: each order's buffer, given its expectation."""
+        raise NotImplementedError
 
     def segment_table(self) -> list[dict[str, object]]:
         """What the manifest records about each calibrated segment (none for most rules)."""
@@ -109,19 +138,12 @@ class ConstantBuffer(_Rule):
     score: float
     relative: bool
 
-    def buffers(
-        self,
-        expected_hours: FloatArray,
-        labels: Labels,
-        quantile_hours: FloatArray | None = None,
-        state: ControlState | None = None,
-    ) -> BufferAnswer:
+    def buffer_hours(
+        self, resolved: Resolved, expected_hours: FloatArray, quantile_hours: FloatArray | None
+    ) -> FloatArray:
         if self.relative:
-            hours = expected_hours * self.score
-        else:
-            hours = np.full(expected_hours.size, self.score)
-        n = hours.size
-        return BufferAnswer(hours, [GLOBAL_SEGMENT] * n, np.full(n, self.level))
+            return expected_hours * self.score
+        return np.full(expected_hours.size, self.score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,18 +152,12 @@ class QuantileBuffer(_Rule):
 
     target_late_rate: float
 
-    def buffers(
-        self,
-        expected_hours: FloatArray,
-        labels: Labels,
-        quantile_hours: FloatArray | None = None,
-        state: ControlState | None = None,
-    ) -> BufferAnswer:
+    def buffer_hours(
+        self, resolved: Resolved, expected_hours: FloatArray, quantile_hours: FloatArray | None
+    ) -> FloatArray:
         if quantile_hours is None:
             raise ValueError("the quantile policy needs the quantile model's hours")
-        hours = np.maximum(quantile_hours - expected_hours, 0.0)
-        n = hours.size
-        return BufferAnswer(hours, [GLOBAL_SEGMENT] * n, np.full(n, self.level))
+        return np.maximum(quantile_hours - expected_hours, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +207,10 @@ class SegmentBuffers(_Rule):
             levels[i] = hit[2]
         return BufferAnswer(self._buffer_hours(expected_hours, scores), keys, levels)
 
-    def column_buffers(
-        self,
-        expected_hours: FloatArray,
-        columns: Columns,
-        segments: Sequence[str],
-        quantile_hours: FloatArray | None = None,
-        state: ControlState | None = None,
-    ) -> BufferAnswer:
-        inverse, distinct = distinct_labels(columns, segments, int(expected_hours.size))
+    def resolve_columns(
+        self, columns: Columns, segments: Sequence[str], n: int, state: ControlState | None
+    ) -> Resolved:
+        inverse, distinct = distinct_labels(columns, segments, n)
         keys: list[str] = []
         scores = np.empty(len(distinct))
         levels = np.empty(len(distinct))
@@ -207,9 +218,15 @@ class SegmentBuffers(_Rule):
             segment = self.resolve(values)
             keys.append(segment.key)
             scores[j], levels[j] = self.score_at(segment, state)
-        buffer_hours = self._buffer_hours(expected_hours, scores[inverse])
         served: list[str] = np.array(keys, dtype=object)[inverse].tolist()
-        return BufferAnswer(buffer_hours, served, levels[inverse])
+        return Resolved(scores[inverse], served, levels[inverse])
+
+    def buffer_hours(
+        self, resolved: Resolved, expected_hours: FloatArray, quantile_hours: FloatArray | None
+    ) -> FloatArray:
+        if resolved.scores is None:
+            raise ValueError("segment buffers need the scores `resolve_columns` gives")
+        return self._buffer_hours(expected_hours, resolved.scores)
 
     def _buffer_hours(self, expected_hours: FloatArray, scores: FloatArray) -> FloatArray:
         if self.relative:

@@ -71,7 +71,10 @@ class _Hours:
 
     def predict_hours(self, matrix: FloatArray) -> FloatArray:
         """The source regressor's `predict_hours`, shape (n,), for a matrix (n, n_columns)."""
-        raw = self.predict_raw(matrix)
+        return self.hours(self.predict_raw(matrix))
+
+    def hours(self, raw: FloatArray) -> FloatArray:
+        """Raw predictions as the regressor's hours (one numpy pass, however they were cut)."""
         return np.exp(raw) if self.inverse_link == "exp" else raw
 
 

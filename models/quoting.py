@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,10 +39,14 @@ from models.features import FeatureSchema
 from models.risk import RiskModel
 from models.segments import Columns
 from models.segments import segment_labels as segment_labels  # where training reads it
+from models.tree_loops import usable_cores
 from models.units import HOURS_PER_UNIT, Unit
 
 FloatArray = NDArray[np.float64]
 UTC = dt.UTC
+# A batch of at least twice this many orders is encoded slice by slice, each slice's trees
+# predicting on another core meanwhile (`_predict`); below, one slice and no threads.
+PIPELINE_SLICE = 12_500
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +140,68 @@ def quote_batch(
     Every column holds one value per order (shape (n,)); the answer's arrays have shape (n,).
     """
     calendar = engine.calendar
-    matrix = engine.schema.encode_at(columns, ordered_at_s, calendar)
-    expected = engine.expected_trees.predict_hours(matrix)
-    quantile_trees = engine.quantile_trees
-    quantile = None if quantile_trees is None else quantile_trees.predict_hours(matrix)
-    answer = engine.buffer_rule.column_buffers(expected, columns, engine.segments, quantile, state)
+    rule = engine.buffer_rule
+    n = int(ordered_at_s.size)
+    with ThreadPoolExecutor(usable_cores()) if n >= 2 * PIPELINE_SLICE else nullcontext() as pool:
+        predicted = _predict(engine, columns, ordered_at_s, pool)
+        # What needs no expectation runs while the trees predict.
+        resolved = rule.resolve_columns(columns, engine.segments, n, state)
+        clock_start = calendar.clock_starts(ordered_at_s)
+        expected, quantile = predicted()
     return promise_batch(
         calendar,
         engine.unit,
         engine.max_promise_units,
         ordered_at_s=ordered_at_s,
-        clock_start_s=calendar.clock_starts(ordered_at_s),
+        clock_start_s=clock_start,
         expected_hours=expected,
-        buffer_hours=answer.buffer_hours,
-        segments=answer.segments,
-        levels=answer.levels,
+        buffer_hours=rule.buffer_hours(resolved, expected, quantile),
+        segments=resolved.segments,
+        levels=resolved.levels,
     )
+
+
+def _predict(
+    engine: QuoteEngine,
+    columns: Columns,
+    ordered_at_s: FloatArray,
+    pool: ThreadPoolExecutor | None,
+) -> Callable[[], tuple[FloatArray, FloatArray | None]]:
+    """Encode the orders and start their trees: (expected hours, quantile hours or None) once
+    the returned function is called. With a `pool`, slices of `PIPELINE_SLICE` orders are
+    encoded here one after another, each slice's trees running on a pool thread (the loops
+    release the GIL) while the next is encoded. A row's prediction does not depend on how the
+    batch is cut, and the inverse link runs once over the whole batch: the same numbers."""
+    forest = [engine.expected_trees]
+    if engine.quantile_trees is not None:
+        forest.append(engine.quantile_trees)
+    if pool is None:
+        matrix = engine.schema.encode_at(columns, ordered_at_s, engine.calendar)
+        hours = [trees.predict_hours(matrix) for trees in forest]
+        return lambda: (hours[0], hours[1] if len(hours) > 1 else None)
+    n = int(ordered_at_s.size)
+    raw = [np.empty(n) for _ in forest]
+    parts: list[Future[None]] = []
+    names = engine.schema.feature_names
+    for start in range(0, n, PIPELINE_SLICE):
+        part = slice(start, min(start + PIPELINE_SLICE, n))
+        matrix = engine.schema.encode_at(
+            {name: columns[name][part] for name in names}, ordered_at_s[part], engine.calendar
+        )
+        for trees, out in zip(forest, raw, strict=True):
+            parts.append(pool.submit(_predict_into, trees, matrix, out[part]))
+
+    def result() -> tuple[FloatArray, FloatArray | None]:
+        for done in parts:
+            done.result()  # re-raises what a thread raised
+        hours = [trees.hours(values) for trees, values in zip(forest, raw, strict=True)]
+        return hours[0], hours[1] if len(hours) > 1 else None
+
+    return result
+
+
+def _predict_into(trees: CompiledTrees, matrix: FloatArray, out: FloatArray) -> None:
+    out[:] = trees.predict_raw(matrix)
 
 
 def promise_batch(

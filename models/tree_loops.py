@@ -240,6 +240,11 @@ walk_rows = jit(_walk_rows)
 # --------------------------------------------------------------------------- threads
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def on_cores(
     kernel: Callable[[FloatArray, FloatArray], None], rows: FloatArray, out: FloatArray
 ) -> None:
@@ -250,7 +255,7 @@ def on_cores(
     if n < 2 * _ROWS_PER_THREAD:  # one thread in any case: no affinity call
         kernel(rows, out)
         return
-    threads = min(len(os.sched_getaffinity(0)), n // _ROWS_PER_THREAD)
+    threads = min(usable_cores(), n // _ROWS_PER_THREAD)
     if threads <= 1:
         kernel(rows, out)
         return

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from models import fast, tree_loops
+from models import fast, quoting, tree_loops
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.control import ControlState
 from models.errors import InputError
@@ -295,6 +295,19 @@ def test_one_order_alone_gets_the_promise_the_batch_gives_it(
     assert quote(engine, orders, state) == alone
     assert any(p.exceeds_max_promise for p in alone)
     assert any(p.closed_days_skipped for p in alone)
+
+
+@pytest.mark.parametrize(("policy", "state"), [("adaptive", ADAPTIVE_STATE), ("quantile", None)])
+def test_a_batch_encoded_in_slices_gives_every_order_the_same_promise(
+    monkeypatch: pytest.MonkeyPatch, policy: str, state: ControlState | None
+) -> None:
+    # Slices of 97 orders (the last one short), their trees predicted on pool threads while the
+    # next slice is encoded: each order's promise is the one it gets alone.
+    engine = engine_for(policy, "hour", "Europe/London", 16)
+    orders = random_orders(engine.schema, 1000, seed=21)
+    alone = [quote(engine, [order], state)[0] for order in orders]
+    monkeypatch.setattr(quoting, "PIPELINE_SLICE", 97)
+    assert batch_promises(engine, orders, state) == alone
 
 
 def test_fast_buffers_equal_the_policies_own() -> None:
