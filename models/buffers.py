@@ -231,7 +231,8 @@ class SegmentBuffers(_Rule):
     def _buffer_hours(self, expected_hours: FloatArray, scores: FloatArray) -> FloatArray:
         if self.relative:
             return expected_hours * np.maximum(scores, 0.0)
-        return np.maximum(scores, 0.0) + np.zeros_like(expected_hours)
+        # Scores are per order here; + 0.0 makes a -0.0 score's buffer +0.0.
+        return np.maximum(scores, 0.0) + 0.0
 
     def segment_table(self) -> list[dict[str, object]]:
         return [

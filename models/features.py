@@ -126,13 +126,25 @@ class FeatureSchema:
     def _matrix(
         self, columns: Mapping[str, Sequence[object] | NDArray[np.generic]], n: int
     ) -> FloatArray:
-        """The model matrix with its feature columns filled and its time columns not yet."""
-        matrix = np.empty((n, len(self.column_names)), dtype=np.float64)
-        for j, cat in enumerate(self.categorical):
-            matrix[:, j] = category_codes(cat.codes, columns[cat.name], n)
-        offset = len(self.categorical)
-        for j, num in enumerate(self.numeric):
-            matrix[:, offset + j] = np.asarray(columns[num.name], dtype=np.float64)
+        """The model matrix with its feature columns filled and its time columns not yet.
+
+        All categorical columns are coded in one `fromiter` over the chained look-ups and all
+        numeric ones converted in one `np.array` (None and NaN both become NaN): a few calls
+        whatever the number of features, so one order costs little more than a row of a batch."""
+        n_cat, n_num = len(self.categorical), len(self.numeric)
+        matrix = np.empty((n, n_cat + n_num + len(TIME_FEATURES)), dtype=np.float64)
+        if n_cat:
+            lookups = itertools.chain.from_iterable(
+                map(cat.codes.get, columns[cat.name], itertools.repeat(math.nan, n))
+                for cat in self.categorical
+            )
+            codes = np.fromiter(lookups, dtype=np.float64, count=n_cat * n)
+            matrix[:, :n_cat] = codes.reshape((n_cat, n)).T
+        if n_num:
+            values = np.array([columns[num.name] for num in self.numeric], dtype=np.float64)
+            if values.shape != (n_num, n):
+                raise ValueError(f"numeric feature columns of shape {values.shape}, expected n={n}")
+            matrix[:, n_cat : n_cat + n_num] = values.T
         return matrix
 
     def check_order(
