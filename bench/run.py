@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {key: None for key in KEYS}
     results.update(machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat())
     errors: dict[str, str] = {}
+    skipped: list[str] = []
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="promise-bench-") as scratch:
         work = Path(scratch)
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             ("http", bench.http),
         ):
             if chosen and name not in chosen | {"data", "train", "load"}:
+                skipped.append(name)
                 continue
             say(f"[{time.perf_counter() - began:6.0f} s] {name} ...")
             try:
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name in ("data", "train", "load"):
                     break  # everything after needs the data and the bundle
     results["errors"] = errors
+    results["not_run"] = skipped
     results["load_average_end"] = os.getloadavg()
     results["total_seconds"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -498,7 +501,10 @@ def table(r: dict[str, Any]) -> str:
 
     def num(key: str, fmt: Callable[[float], str]) -> str:
         value = r.get(key)
-        return "failed" if value is None else fmt(float(value))
+        if value is not None:
+            return fmt(float(value))
+        # A figure no section gave: its section was left out with --only, or it failed.
+        return "not run" if r.get("not_run") else "failed"
 
     def ratio(fast: str, ref: str, higher_is_better: bool) -> str:
         a, b = r.get(fast), r.get(ref)
