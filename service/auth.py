@@ -11,8 +11,8 @@
 `X-API-Key: KEY`; staff at a browser sign in once at `/signin` and carry a signed session
 cookie instead (`service.sessions`; never HTTP Basic, which a browser would replay for any
 site's form). Keys are held as sha256 digests only (`PROMISE_KEYS_FILE` holds nothing else).
-With no key configured at all the service is open, but only to loopback clients
-(`LoopbackOnly`), and says so loudly at start.
+With no key configured at all the service is open, but only to this machine (`LoopbackOnly`:
+loopback clients, a loopback `Host`, no write from another site), and says so loudly at start.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -136,24 +137,70 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+# What a browser may send without asking: a page on another site can make these too, but
+# their answers never reach it, and none of them changes anything here.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 class LoopbackOnly:
-    """ASGI middleware for open mode: refuse every client that is not on this machine."""
+    """ASGI middleware for open mode: this machine only, in every sense.
+
+    A client not on loopback is refused; so is a request whose `Host` is not `localhost`,
+    `127.0.0.1` or `[::1]` (a web page reaching the service through a DNS name rebound to
+    127.0.0.1), and a write that a browser marks as coming from another site (`Origin` not on
+    loopback, or `Sec-Fetch-Site: cross-site`): any page the user opens could send one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            client = scope.get("client")
-            if not is_loopback(client[0] if client else None):
-                await _refuse(send)
+            problem = _open_mode_problem(scope)
+            if problem is not None:
+                await send_error(send, 403, "forbidden", f"{problem}; {_OPEN_MODE_ADVICE}")
                 return
         await self.app(scope, receive, send)
 
 
-async def _refuse(send: Send) -> None:
-    message = (
-        "this service runs without API keys and answers loopback clients only; "
-        "set PROMISE_API_KEYS, PROMISE_STAFF_KEY and PROMISE_ADMIN_KEY"
-    )
-    await send_error(send, 403, "forbidden", message)
+_OPEN_MODE_ADVICE = (
+    "this service runs without API keys and answers loopback clients only; "
+    "set PROMISE_API_KEYS, PROMISE_STAFF_KEY and PROMISE_ADMIN_KEY"
+)
+
+
+def _open_mode_problem(scope: Scope) -> str | None:
+    """Why open mode refuses this request, or None."""
+    client = scope.get("client")
+    if not is_loopback(client[0] if client else None):
+        return "the client is not on loopback"
+    headers = {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+    }
+    host = headers.get("host", "")
+    if _host_name(host) not in _LOOPBACK_NAMES:
+        return f"Host {host[:100]!r} is not localhost, 127.0.0.1 or [::1]"
+    if scope["method"] in _SAFE_METHODS:
+        return None
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return "a write from another site (Sec-Fetch-Site: cross-site) is refused"
+    origin = headers.get("origin")
+    if origin is not None and _origin_name(origin) not in _LOOPBACK_NAMES:
+        return f"a write from another site (Origin {origin[:100]!r}) is refused"
+    return None
+
+
+def _host_name(host: str) -> str:
+    """The name in a `Host` header, without its port (`[::1]:8000` -> `::1`)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _origin_name(origin: str) -> str | None:
+    """The host of an `Origin` header (None for `null` or anything unreadable)."""
+    try:
+        return urlsplit(origin.strip()).hostname
+    except ValueError:
+        return None

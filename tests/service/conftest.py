@@ -36,6 +36,7 @@ POS_KEY_2 = "pos-key-two-0123456789abcdef"
 STAFF_KEY = "staff-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
 LOOPBACK = ("127.0.0.1", 50000)
+LOCAL_URL = "http://localhost"
 ORDER: dict[str, Any] = {
     "store_id": "MAN",
     "lens_type": "single_vision",
@@ -164,7 +165,10 @@ def make_client(make_settings: SettingsFactory) -> Iterator[ClientFactory]:
         **overrides: Any,
     ) -> TestClient:
         app = create_app(settings or make_settings(**overrides))
-        test_client = TestClient(app, client=client, headers=bearer(key) if key else None)
+        # Host `localhost`: open mode answers nothing else (`service.auth.LoopbackOnly`).
+        test_client = TestClient(
+            app, base_url=LOCAL_URL, client=client, headers=bearer(key) if key else None
+        )
         test_client.__enter__()
         started.append(test_client)
         return test_client

@@ -167,6 +167,59 @@ def test_open_mode_refuses_clients_not_on_loopback(make_client: ClientFactory) -
         assert "loopback clients only" in response.json()["message"]
 
 
+OPEN = {"api_keys": (), "staff_key": None, "admin_key": None}
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8000", "10.0.0.7", "localhost.evil"]
+)
+def test_open_mode_answers_no_other_host_name(make_client: ClientFactory, host: str) -> None:
+    # A page whose DNS name is rebound to 127.0.0.1 reaches a loopback socket, but its
+    # requests name its own host: refused, reads and writes alike.
+    client = make_client(key=None, **OPEN)
+    for method, path in (("GET", "/v1/model"), ("GET", "/"), ("POST", "/v1/model/reload")):
+        response = client.request(method, path, headers={"Host": host})
+        assert response.status_code == 403, (method, path, host)
+        assert f"Host {host!r} is not localhost" in response.json()["message"]
+    for local in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST"):
+        assert client.get("/v1/model", headers={"Host": local}).status_code == 200, local
+
+
+def test_open_mode_refuses_writes_from_another_site(make_client: ClientFactory) -> None:
+    client = make_client(key=None, **OPEN)
+    quote_id = client.post("/v1/quotes", json=QUOTE).json()["quote_id"]
+    contact = {"note": "Left voicemail"}
+    cross_site = (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://localhost:8000", "Sec-Fetch-Site": "cross-site"},
+    )
+    for headers in cross_site:
+        for path, body in (
+            ("/v1/model/reload", None),
+            (f"/v1/quotes/{quote_id}/contacts", contact),
+            ("/v1/quotes", QUOTE),
+        ):
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 403, (path, headers)
+            assert "a write from another site" in response.json()["message"]
+        # Reading is harmless (a page cannot see the answer): served.
+        assert client.get(f"/v1/quotes/{quote_id}", headers=headers).status_code == 200
+    # The same writes from this machine's own pages, or from no browser at all, are served.
+    for headers in (
+        {"Origin": "http://localhost:8000", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "http://127.0.0.1:8000"},
+        {"Sec-Fetch-Site": "none"},
+        {},
+    ):
+        assert client.post("/v1/model/reload", headers=headers).status_code == 200, headers
+    assert client.post(f"/v1/quotes/{quote_id}/contacts", json=contact).status_code == 201
+    # Only that one contact was recorded: none of the refused ones reached the ledger.
+    contacts = client.get(f"/v1/quotes/{quote_id}/risk").json()["contacts"]
+    assert [c["note"] for c in contacts] == ["Left voicemail"]
+
+
 def test_ipv6_loopback_counts_as_loopback(make_client: ClientFactory) -> None:
     client = make_client(
         key=None, client=("::1", 40000), api_keys=(), staff_key=None, admin_key=None

@@ -21,7 +21,9 @@ from service.settings import Settings
 
 ORDER = json.loads(sys.argv[4])
 settings = Settings(database_url=sys.argv[2], registry=sys.argv[1])
-with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as client:
+with TestClient(
+    create_app(settings), base_url="http://localhost", client=("127.0.0.1", 50000)
+) as client:
     quoted = client.post("/v1/quotes", json={"order": ORDER})
     batch = client.post("/v1/quotes/batch", json={"orders": [{"order": ORDER}] * 40})
 stack = json.loads(sys.argv[3])
