@@ -39,6 +39,7 @@ from service.schemas import (
     RiskResponse,
     UtcDatetime,
 )
+from service.strict_json import StrictJsonRoute
 
 REPLAY_HEADER = "Idempotent-Replayed"
 MAX_WITHIN = dt.timedelta(days=366)
@@ -65,7 +66,7 @@ def _first_quote(recorded: Recorded, response: Response) -> QuoteResponse:
     return QuoteResponse.model_validate(recorded.quotes[0])
 
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 QuoteId = Annotated[str, Path(description="The id a quote was given, e.g. Q-7K3M-9XRT-2HDP.")]
 

@@ -127,6 +127,30 @@ def test_malformed_json_is_422(client: TestClient) -> None:
     assert "not valid JSON" in response.json()["message"]
 
 
+def test_a_key_named_twice_is_refused_not_halved(client: TestClient) -> None:
+    # json.loads would keep the last one: quote B for a body that also says A.
+    order = json.dumps(ORDER)
+    bodies = {
+        "order": f'{{"order": {order}, "order": {order}}}',
+        "store_id": '{"order": ' + order[:-1] + ', "store_id": "LDS"}}',
+        "reference": f'{{"order": {order}, "reference": "A", "reference": "B"}}',
+    }
+    for key, body in bodies.items():
+        for path in ("/v1/quotes", "/v1/quotes/batch"):
+            sent = body if path == "/v1/quotes" else f'{{"orders": [{body}]}}'
+            response = client.post(
+                path, content=sent.encode(), headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 422, (path, key)
+            assert f"duplicate key {key!r}" in response.json()["message"], (path, key)
+    # The same bodies with each key once are quoted.
+    once = f'{{"order": {order}, "reference": "A"}}'
+    response = client.post(
+        "/v1/quotes", content=once.encode(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 201
+
+
 def test_a_body_that_is_not_json_is_422(client: TestClient) -> None:
     response = client.post(
         "/v1/quotes", content=b"store=MAN", headers={"content-type": "text/plain"}
