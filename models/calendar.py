@@ -346,6 +346,33 @@ class BusinessCalendar:
             self._raise_out_of_range(np.array([raw]), "ordered_at")
         return deadline, skipped, units, exceeds
 
+    def promise_lengths(
+        self, ordered_at_s: FloatArray, deadline_s: FloatArray, unit: Unit
+    ) -> FloatArray:
+        """The length from the order of promises already given (deadlines, epoch seconds) in
+        units, shape (n,), counted as `promises` counts a new quote's: local days from the
+        order's day to the promised day for `day`, else hours or minutes to the deadline."""
+        ordered_at_s, _ = _flat(ordered_at_s)
+        deadline_s, _ = _flat(deadline_s)
+        n = ordered_at_s.size
+        out = np.empty(n)
+        bad = loops.lengths(
+            ordered_at_s,
+            deadline_s,
+            self._days,
+            self._zone,
+            self._day0,
+            self._table_start,
+            self._table_end,
+            float(_unit_seconds(unit)),
+            out,
+        )
+        if bad >= n:
+            self._check(bad - n, deadline_s - 1.0, "ordered_at")
+        else:
+            self._check(bad, ordered_at_s, "ordered_at")
+        return out
+
     # ----------------------------------------------------------------- inversion
 
     def earliest_raw_meeting(self, fulfilled_s: FloatArray, unit: Unit) -> FloatArray:

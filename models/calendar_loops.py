@@ -226,6 +226,51 @@ def _deadlines(
 deadlines = jit(_deadlines)
 
 
+def _length_in_units(
+    days: FloatArray, zone: FloatArray, day0: int, ordered: float, deadline: float, unit_s: float
+) -> float:
+    """A promise's length from its order: for a day unit the local days from the order's day to
+    the promised day (the one whose closing midnight is the deadline), else `unit_s` seconds
+    from the order to the deadline."""
+    if unit_s == _DAY_S:
+        promised = _day_of_jit(days, zone, day0, deadline - 1.0)
+        return float(promised - _day_of_jit(days, zone, day0, ordered))
+    return (deadline - ordered) / unit_s
+
+
+_length_in_units_jit = jit(_length_in_units)
+
+
+def _lengths(
+    ordered: FloatArray,
+    deadline: FloatArray,
+    days: FloatArray,
+    zone: FloatArray,
+    day0: int,
+    low: float,
+    high: float,
+    unit_s: float,
+    out: FloatArray,
+) -> int:
+    """`_length_in_units` of each (order time, deadline). -1; or for a day unit, whose days
+    are read, the first index whose order time is outside [low, high), or n plus the first
+    whose deadline (less a second) is."""
+    n: int = ordered.shape[0]
+    if unit_s == _DAY_S:
+        bad = _first_outside_jit(ordered, low, high)
+        if bad >= 0:
+            return bad
+        for i in range(n):
+            if not (low <= deadline[i] - 1.0 < high):
+                return n + i
+    for i in range(n):
+        out[i] = _length_in_units_jit(days, zone, day0, ordered[i], deadline[i], unit_s)
+    return -1
+
+
+lengths = jit(_lengths)
+
+
 def _promises(
     ordered: FloatArray,
     start: FloatArray,
@@ -245,8 +290,7 @@ def _promises(
 ) -> int:
     """The back half of a quote: each order's raw completion (its clock start plus expected and
     buffer hours) to its deadline and closed days skipped (`_deadline`), its promise length in
-    units (local days from the order's day to the promised day for a day unit, else `unit_s`
-    seconds from the order to the deadline) and whether that passes `limit_units` (inf: no
+    units (`_length_in_units`) and whether that passes `limit_units` (inf: no
     limit). -1; or the first index whose raw completion is outside [low, high); or n plus the
     first index whose order time is outside the day table (day unit)."""
     n: int = ordered.shape[0]
@@ -263,12 +307,7 @@ def _promises(
     for i in range(n):
         raw = start[i] + (expected_hours[i] + buffer_hours[i]) * 3600.0
         deadline[i], skipped[i] = _deadline_jit(days, zone, day0, raw, unit_s)
-        if unit_s == _DAY_S:
-            # The deadline is the midnight that ends the promised day.
-            promised = _day_of_jit(days, zone, day0, deadline[i] - 1.0)
-            units[i] = float(promised - _day_of_jit(days, zone, day0, ordered[i]))
-        else:
-            units[i] = (deadline[i] - ordered[i]) / unit_s
+        units[i] = _length_in_units_jit(days, zone, day0, ordered[i], deadline[i], unit_s)
         exceeds[i] = units[i] > limit_units + 1e-9
     return -1
 

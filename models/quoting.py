@@ -329,19 +329,6 @@ def _promise(
     )
 
 
-def promise_units(
-    calendar: BusinessCalendar, unit: Unit, ordered_at_s: FloatArray, deadline_s: FloatArray
-) -> FloatArray:
-    """Promise length from the order in units: local days between order and promised day
-    for `day`, else hours or minutes from the order to the deadline."""
-    if unit == "day":
-        ordered_day = calendar.local_day_numbers(ordered_at_s)
-        # The deadline is the midnight that ends the promised day.
-        promised_day = calendar.local_day_numbers(deadline_s - 1.0)
-        return (promised_day - ordered_day).astype(np.float64)
-    return (deadline_s - ordered_at_s) / (HOURS_PER_UNIT[unit] * 3600.0)
-
-
 def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(float(seconds), tz=UTC)
 

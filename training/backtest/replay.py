@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from models.buffers import AdaptiveBuffers
 from models.calendar import BusinessCalendar
 from models.control import ControlState, learn, with_nowcast
-from models.quoting import QuoteBatch, QuoteEngine, promise_units, quote_batch, segment_labels
+from models.quoting import QuoteBatch, QuoteEngine, quote_batch, segment_labels
 from models.units import Unit
 from training.data import OrderTable
 from training.spec import Spec
@@ -97,7 +97,7 @@ def rule_record(
     has_promise = ~np.isnan(deadline_s)
     safe_deadline = np.where(has_promise, deadline_s, ordered_at_s + 3600.0)
     units = np.where(
-        has_promise, promise_units(calendar, unit, ordered_at_s, safe_deadline), np.nan
+        has_promise, calendar.promise_lengths(ordered_at_s, safe_deadline, unit), np.nan
     )
     return QuoteRecord(
         rows=rows,
