@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import platform
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
@@ -229,14 +230,13 @@ class Registry:
     def load(self, version: str) -> LoadedBundle:
         """The bundle's engine from its serving form, refusing an unsigned (when a key is set),
         tampered, truncated or old-format bundle. Runs no code from the bundle."""
-        manifest = self.checked_manifest(version)
-        folder = self._folder(version)
-        missing = [name for name in SERVING_FILES if name not in manifest.files]
+        manifest, contents = self._checked(version, SERVING_FILES)
+        missing = [name for name in SERVING_FILES if name not in contents]
         if missing:
             raise BundleError(f"bundle {version}: its manifest lists no {', '.join(missing)}")
         try:
-            document = json.loads((folder / SERVING_JSON).read_text(encoding="utf-8"))
-            with np.load(folder / SERVING_NPZ, allow_pickle=False) as npz:
+            document = json.loads(contents[SERVING_JSON].decode("utf-8"))
+            with np.load(io.BytesIO(contents[SERVING_NPZ]), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except (ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError) as err:
             # np.load raises ValueError for an object array rather than unpickling it.
@@ -277,6 +277,11 @@ class Registry:
     def checked_manifest(self, version: str) -> Manifest:
         """The manifest of a bundle of this format whose signature (when a key is set) and
         every file's hash are right; `BundleError` saying which is not."""
+        return self._checked(version, ())[0]
+
+    def _checked(self, version: str, keep: Collection[str]) -> tuple[Manifest, dict[str, bytes]]:
+        """`checked_manifest`, and the bytes of the files named in `keep` that it hashed (so a
+        reader parses exactly what was checked, read once)."""
         raw = self._raw_manifest(version)
         manifest = _manifest_of(raw, version)
         if manifest.format_version == PICKLE_ONLY_FORMAT:
@@ -293,17 +298,24 @@ class Registry:
             )
         if self.signing_key is not None:
             self._check_signature(version, raw)
-        self.check_files(version, manifest)
-        return manifest
+        return manifest, self.check_files(version, manifest, keep)
 
-    def check_files(self, version: str, manifest: Manifest) -> None:
-        """Refuse a bundle missing a file its manifest lists, or whose file's hash differs."""
+    def check_files(
+        self, version: str, manifest: Manifest, keep: Collection[str] = ()
+    ) -> dict[str, bytes]:
+        """Refuse a bundle missing a file its manifest lists, or whose file's hash differs;
+        the contents of the files named in `keep` (the others are hashed as they stream)."""
         folder = self._folder(version)
+        kept: dict[str, bytes] = {}
         for name, expected in sorted(manifest.files.items(), key=lambda kv: kv[0] != MODEL_FILE):
             if Path(name).name != name or name.startswith("."):
                 raise BundleError(f"bundle {version}: its manifest lists a bad file {name!r}")
             try:
-                digest = _sha256(folder / name)
+                if name in keep:
+                    kept[name] = (folder / name).read_bytes()
+                    digest = hashlib.sha256(kept[name]).hexdigest()
+                else:
+                    digest = _sha256(folder / name)
             except FileNotFoundError as err:
                 raise BundleError(f"bundle {version} has no {name}") from err
             if digest != expected:
@@ -311,6 +323,7 @@ class Registry:
                     f"bundle {version}: {name} does not match its manifest's sha256 "
                     "(tampered with or damaged); refusing to load it"
                 )
+        return kept
 
     def load_promoted(self) -> LoadedBundle:
         version = self.promoted_version()
