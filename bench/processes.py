@@ -63,9 +63,9 @@ def wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} was not ready within 180 s")
 
 
-def worker_rss_mib(master: int) -> list[float]:
-    """VmRSS (MiB) of each child of process `master` (uvicorn's workers)."""
-    sizes = []
+def _children(master: int) -> list[Path]:
+    """The /proc folders of process `master`'s children (uvicorn's workers) still running."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -73,23 +73,33 @@ def worker_rss_mib(master: int) -> list[float]:
             status = (entry / "status").read_text()
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0").strip()) == master and "VmRSS" in fields:
-            sizes.append(round(int(fields["VmRSS"].split()[0]) / 1024.0, 1))
-    return sorted(sizes)
+        if f"\nPPid:\t{master}\n" in status:
+            found.append(entry)
+    return found
+
+
+def _status_field(entry: Path, name: str) -> int | None:
+    """A kB figure of /proc/PID/status (None once the process is gone or lacks it)."""
+    try:
+        status = (entry / "status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields[name].split()[0]) if name in fields else None
+
+
+def worker_rss_mib(master: int) -> list[float]:
+    """VmRSS (MiB) of each child of process `master` (uvicorn's workers)."""
+    sizes = (_status_field(entry, "VmRSS") for entry in _children(master))
+    return sorted(round(kb / 1024.0, 1) for kb in sizes if kb is not None)
 
 
 def worker_private_mib(master: int) -> list[float]:
     """Private (unshared) memory, MiB, of each child of `master`: RSS less the pages shared
     with other processes (libllvmlite's ~86 MiB of code, for one, is mapped once for all)."""
     sizes = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _children(master):
         try:
-            status = (entry / "status").read_text()
-            if f"\nPPid:\t{master}\n" not in status:
-                continue
             rollup = (entry / "smaps_rollup").read_text()
         except OSError:
             continue
