@@ -23,10 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.registry import Registry
 from service import api, ops, web
-from service.auth import KeyRing, LoopbackOnly
+from service.auth import LoopbackOnly
 from service.bundles import BundleHolder
 from service.control import ControlCache
 from service.errors import install_error_handlers
+from service.keyring import KeyRing
 from service.ledger import Ledger
 from service.limits import BodyLimit
 from service.metrics import Metrics, RequestMetrics
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bundles = holder
     app.state.control = ControlCache(ledger, settings.control_refresh_seconds)
     app.state.keyring = KeyRing(settings.hashed_keys)
-    app.state.sessions = Sessions(settings)
+    app.state.sessions = Sessions(settings, ledger)
     app.state.metrics = metrics = Metrics(ledger, holder, settings)
     app.state.templates = Jinja2Templates(
         env=Environment(

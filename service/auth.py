@@ -17,10 +17,8 @@ loopback clients, a loopback `Host`, no write from another site), and says so lo
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -30,7 +28,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import AccessDenied, send_error
-from service.settings import ApiKey, HashedKey, Role, Settings
+from service.keyring import KeyRing
+from service.settings import HashedKey, Role, Settings, Stores
 
 OPEN_CLIENT = "open"
 
@@ -49,37 +48,26 @@ bearer = HTTPBearer(
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: a role (None when the service runs open) and a stable client id."""
+    """Who is calling: a role (None when the service runs open), a stable client id (the key's
+    id), who holds the key (`name`, what contacts and revisions record) and the stores it may
+    act for (`stores`, None: every store)."""
 
     role: Role | None
     client_id: str
+    name: str
+    stores: Stores = None
+
+    @classmethod
+    def of_key(cls, key: HashedKey) -> Caller:
+        return cls(role=key.role, client_id=key.key_id, name=key.name, stores=key.stores)
+
+    def allows(self, store: str | None) -> bool:
+        """True when this caller may act for `store` (an order naming no store: all-stores
+        callers only)."""
+        return self.stores is None or (store is not None and store in self.stores)
 
 
-class KeyRing:
-    """The configured keys, held as sha256 digests only; `identify` compares a presented key's
-    digest with all of them."""
-
-    def __init__(self, keys: Sequence[ApiKey | HashedKey]) -> None:
-        hashed = [key.hashed() if isinstance(key, ApiKey) else key for key in keys]
-        self._keys = [(bytes.fromhex(key.sha256_hex), key) for key in hashed]
-
-    def has_key(self, key_id: str, role: Role) -> bool:
-        """True while a key with this id and role is configured (a session's key)."""
-        return any(key.key_id == key_id and key.role == role for _, key in self._keys)
-
-    def identify(self, presented: str) -> HashedKey | None:
-        """The key matching `presented`, or None; the time taken does not depend on which."""
-        digest = _digest(presented)
-        match = None
-        for stored, key in self._keys:
-            if hmac.compare_digest(digest, stored):
-                match = key
-        return match
-
-
-def _digest(text: str) -> bytes:
-    # Equal-length digests: compare_digest then leaks neither content nor length.
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+OPEN_CALLER = Caller(role=None, client_id=OPEN_CLIENT, name="this machine")
 
 
 def require(*roles: Role) -> Callable[..., Caller]:
@@ -94,7 +82,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
     ) -> Caller:
         settings: Settings = request.app.state.settings
         if settings.is_open:
-            return Caller(role=None, client_id=OPEN_CLIENT)
+            return OPEN_CALLER
         presented = presented_key(header_key, bearer_key)
         if not presented:
             raise AccessDenied(
@@ -119,12 +107,20 @@ def presented_key(
 
 def identify(request: Request, presented: str, allowed: frozenset[Role], needed: str) -> Caller:
     """The caller a presented key makes; raises `AccessDenied` for an unknown or wrong key."""
-    key: HashedKey | None = request.app.state.keyring.identify(presented)
+    keyring: KeyRing = request.app.state.keyring
+    key = keyring.identify(presented)
     if key is None:
         raise AccessDenied(401, "the API key is not valid")
     if key.role not in allowed:
         raise AccessDenied(403, f"a {key.role} key cannot do this; it needs a {needed} key")
-    return Caller(role=key.role, client_id=key.key_id)
+    return Caller.of_key(key)
+
+
+def sign_in_key(request: Request, presented: str) -> HashedKey | None:
+    """The staff key a sign-in form presents, or None for any other text."""
+    keyring: KeyRing = request.app.state.keyring
+    key = keyring.identify(presented)
+    return key if key is not None and key.role == "staff" else None
 
 
 def is_loopback(host: str | None) -> bool:

@@ -39,6 +39,7 @@ from service.ledger.records import (
     RequestKind,
     StoredQuote,
     new_quote_id,
+    store_of,
 )
 from service.metrics import Metrics
 from service.performance import drift_report, late_rates, revision_summary
@@ -361,6 +362,7 @@ class QuoteDesk(Desk):
             features=features,
             reference=reference,
             warnings=warnings,
+            store=store_of(features, self.settings.store_field),
         )
 
     def _outlook(self, quote: StoredQuote) -> OrderRisk:

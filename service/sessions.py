@@ -25,9 +25,10 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from service.auth import OPEN_CLIENT, Caller, api_key_header, bearer, identify, presented_key
+from service.auth import OPEN_CALLER, Caller, api_key_header, bearer, identify, presented_key
 from service.errors import AccessDenied
-from service.settings import Settings
+from service.ledger import Ledger
+from service.settings import HashedKey, Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,13 @@ class Session:
 class Sessions:
     """Makes and reads signed session cookies."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger) -> None:
+        self._ledger = ledger
         self._signer = URLSafeTimedSerializer(_secret(settings), salt="promise-staff-session")
 
-    def start(self, response: Response, request: Request, key_id: str) -> None:
-        """Set a new session cookie for `key_id` on `response`."""
-        value = self._signer.dumps({"k": key_id, "c": secrets.token_urlsafe(24)})
+    def start(self, response: Response, request: Request, key: HashedKey) -> None:
+        """Set a new session cookie for the staff `key` on `response`."""
+        value = self._signer.dumps({"k": key.key_id, "c": secrets.token_urlsafe(24)})
         response.set_cookie(
             COOKIE,
             value,
@@ -77,8 +79,8 @@ class Sessions:
         token = data.get("c")
         return Session(key_id=data["k"], csrf_token=token) if isinstance(token, str) else None
 
-    @staticmethod
-    def end(response: Response) -> None:
+    def end(self, request: Request, response: Response) -> None:
+        """End the request's session: its cookie is deleted on `response`."""
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
 
 
@@ -90,15 +92,16 @@ def require_staff(
     """The staff caller of a web page: a staff key in a header, or a signed-in session (kept on
     `request.state.staff_session` for the CSRF check); raises `AccessDenied` (401 / 403)."""
     if request.app.state.settings.is_open:
-        return Caller(role=None, client_id=OPEN_CLIENT)
+        return OPEN_CALLER
     presented = presented_key(header_key, bearer_key)
     if presented:
         return identify(request, presented, frozenset({"staff"}), "staff")
     session = request.app.state.sessions.read(request)
-    if session is None or not request.app.state.keyring.has_key(session.key_id, "staff"):
+    key = None if session is None else request.app.state.keyring.find(session.key_id, "staff")
+    if key is None:
         raise AccessDenied(401, "please sign in with the staff key")
     request.state.staff_session = session
-    return Caller(role="staff", client_id=session.key_id)
+    return Caller.of_key(key)
 
 
 def check_csrf(request: Request, presented: object) -> None:

@@ -23,15 +23,24 @@ from models.monitoring import (
     DEFAULT_WINDOW_DAYS,
 )
 
-Role = Literal["pos", "staff", "admin"]
-ROLES: tuple[Role, ...] = ("pos", "staff", "admin")
+Role = Literal["pos", "staff", "admin", "metrics"]
+ROLES: tuple[Role, ...] = ("pos", "staff", "admin", "metrics")
+# A store name in a key's scope: what a till sends in the PROMISE_STORE_FIELD feature.
+STORE_NAME = re.compile(r"^[^\s,=]{1,200}$")
 MIN_KEY_CHARS = 16
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
+Stores = frozenset[str] | None
+"""The stores a key may act for (the orders' `PROMISE_STORE_FIELD` values); None: every store
+(a head-office key, an environment key, open mode)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """A configured key: its role and a short id (a hash prefix, safe to store and log)."""
+    """A configured key: its role and a short id (a hash prefix, safe to store and log).
+
+    Environment keys act for every store; scopes are set in the keys file."""
 
     secret: SecretStr
     role: Role
@@ -43,16 +52,20 @@ class ApiKey:
     def hashed(self) -> HashedKey:
         """The key as the keyring holds it: its sha256 only."""
         digest = hashlib.sha256(self.secret.get_secret_value().encode("utf-8")).hexdigest()
-        return HashedKey(role=self.role, sha256_hex=digest, name=self.role)
+        return HashedKey(role=self.role, sha256_hex=digest, name=self.role, stores=None)
 
 
 @dataclass(frozen=True, slots=True)
 class HashedKey:
-    """A key known by its sha256 (hex) only: from PROMISE_KEYS_FILE, or an env key hashed."""
+    """A key known by its sha256 (hex) only: from PROMISE_KEYS_FILE, or an env key hashed.
+
+    `name` says who holds it (a staff member's name is what the call list records), `stores`
+    which stores it may act for (None: all)."""
 
     role: Role
     sha256_hex: str
     name: str
+    stores: Stores = None
 
     @property
     def key_id(self) -> str:
@@ -60,8 +73,11 @@ class HashedKey:
 
 
 def read_keys_file(path: Path) -> list[HashedKey]:
-    """The keys in a file of lines `ROLE SHA256-HEX NAME` (blank lines and `#` comments skipped);
-    raises ValueError naming the file and line of a bad one."""
+    """The keys in a file of lines `ROLE SHA256-HEX NAME [stores=A,B]` (blank lines and `#`
+    comments skipped); raises ValueError naming the file and line of a bad one.
+
+    NAME may hold spaces ("Ann Lee"); a last field `stores=LDS,MAN` limits the key to those
+    stores, and without it the key acts for every store (a head-office key)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -74,8 +90,9 @@ def read_keys_file(path: Path) -> list[HashedKey]:
         parts = stripped.split(maxsplit=2)
         where = f"{path}, line {number}"
         if len(parts) != 3:
-            raise ValueError(f"{where}: expected 'ROLE SHA256-HEX NAME'")
-        role, digest, name = parts
+            raise ValueError(f"{where}: expected 'ROLE SHA256-HEX NAME [stores=A,B]'")
+        role, digest, rest = parts
+        name, stores = _name_and_stores(rest, where)
         if role not in ROLES:
             raise ValueError(f"{where}: the role must be one of {', '.join(ROLES)}, not {role!r}")
         if not SHA256_HEX.match(digest):
@@ -83,8 +100,26 @@ def read_keys_file(path: Path) -> list[HashedKey]:
                 f"{where}: the second field must be the key's sha256 as 64 lowercase hex "
                 "digits (never the key itself)"
             )
-        keys.append(HashedKey(role=role, sha256_hex=digest, name=name))
+        keys.append(HashedKey(role=role, sha256_hex=digest, name=name, stores=stores))
     return keys
+
+
+def _name_and_stores(rest: str, where: str) -> tuple[str, Stores]:
+    """A keys-file line's NAME and optional `stores=A,B` scope."""
+    name, _, last = rest.rpartition(" ")
+    if not last.startswith("stores="):
+        return rest, None
+    name = name.strip()
+    if not name:
+        raise ValueError(f"{where}: the key needs a NAME before its stores=")
+    names = last.removeprefix("stores=").split(",")
+    bad = [store for store in names if not STORE_NAME.match(store)]
+    if bad or not names:
+        raise ValueError(
+            f"{where}: stores= takes store names separated by commas (no spaces), "
+            f"for example stores=LDS,MAN; not {last!r}"
+        )
+    return name, frozenset(names)
 
 
 class Settings(BaseSettings):
@@ -102,13 +137,48 @@ class Settings(BaseSettings):
     )
     staff_key: SecretStr | None = Field(default=None, description="Key for the staff web form.")
     admin_key: SecretStr | None = Field(default=None, description="Key for model operations.")
+    metrics_key: SecretStr | None = Field(
+        default=None, description="Key for Prometheus to read /metrics (the admin key may too)."
+    )
     session_secret: SecretStr | None = Field(
         default=None, description="Signs staff session cookies; the same for every worker."
     )
     keys_file: Path | None = Field(
         default=None,
-        description="A file of hashed keys, one per line: `ROLE SHA256-HEX NAME` "
-        "(role pos, staff or admin).",
+        description="A file of hashed keys, one per line: `ROLE SHA256-HEX NAME [stores=A,B]` "
+        "(role pos, staff, admin or metrics; without stores= a key acts for every store).",
+    )
+    session_idle_minutes: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=7 * 24 * 60,
+        description="A staff session unused this long ends (sign in again).",
+    )
+    session_lifetime_hours: float = Field(
+        default=12.0,
+        gt=0.0,
+        le=31 * 24,
+        description="A staff session ends this long after sign-in, however busy.",
+    )
+    auth_failures_allowed: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Failed authentications one client address may make per "
+        "PROMISE_AUTH_FAILURE_WINDOW_SECONDS before it is answered 429.",
+    )
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0.0, le=86_400.0)
+    body_read_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3_600.0,
+        description="A request body not read in full within this long is answered 408.",
+    )
+    readiness_probe_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=3_600.0,
+        description="/readyz probes a ledger write at most this often (0: on every call).",
     )
     max_batch: int = Field(default=500, ge=1, le=10_000, description="Orders per batch request.")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=64 * 1_048_576)
@@ -203,7 +273,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "staff_key", "admin_key", "session_secret", "bundle_signing_key", mode="before"
+        "staff_key",
+        "admin_key",
+        "metrics_key",
+        "session_secret",
+        "bundle_signing_key",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -250,6 +325,8 @@ class Settings(BaseSettings):
             keys.append(ApiKey(self.staff_key, "staff"))
         if self.admin_key is not None:
             keys.append(ApiKey(self.admin_key, "admin"))
+        if self.metrics_key is not None:
+            keys.append(ApiKey(self.metrics_key, "metrics"))
         return keys
 
     @cached_property

@@ -7,6 +7,12 @@ migrations in `service/migrations`; a test checks that both agree).
     outcomes        at most one per quote: when it was really fulfilled
     served_model    one row: the version workers should serve and a generation counter
     contacts        staff calls about an order at risk: which quote, who, when, a note
+    outcome_corrections  each correction of an outcome: old and new value, who, when, why
+    staff_sessions  signed-in staff sessions (a token's sha256), ended at sign-out
+    write_probes    one row per worker, rewritten by readiness probes: can the ledger write?
+
+A quote belongs to its store (`quotes.store`, the order's `PROMISE_STORE_FIELD` feature as
+text, null when it names none): a key scoped to some stores sees only their quotes.
 
 A revision is a quote too: `revision_of` names the original (the root of the chain) and
 `revision` counts from 1; originals have `revision` 0. The original is never overwritten. A
@@ -44,6 +50,7 @@ from sqlalchemy import (
 
 UTC = dt.UTC
 MAX_QUOTE_ID_CHARS = 64
+MAX_STORE_CHARS = 200
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -87,6 +94,7 @@ quote_requests = Table(
     Column("request_sha256", String(64), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("caller_name", String(200), nullable=True),
     UniqueConstraint("client_id", "idempotency_key"),
 )
 
@@ -122,10 +130,12 @@ quotes = Table(
     Column("revision_of", String(MAX_QUOTE_ID_CHARS), ForeignKey("quotes.id"), nullable=True),
     Column("revision", Integer, nullable=False, server_default=text("0")),
     Column("model_expected_hours", Double, nullable=True),
+    Column("store", String(MAX_STORE_CHARS), nullable=True),
     Index(None, "request_id", "position", unique=True),
     Index(None, "created_at"),
     Index(None, "revision_of", "revision", unique=True),
     Index(None, "deadline_at"),
+    Index(None, "store", "deadline_at"),
 )
 
 outcomes = Table(
@@ -136,7 +146,33 @@ outcomes = Table(
     Column("was_late", Boolean, nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False),
     Column("source", String(20), nullable=False),
+    Column("recorded_by", String(200), nullable=True),
     Index(None, "recorded_at"),
+)
+
+outcome_corrections = Table(
+    "outcome_corrections",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("quote_id", String(MAX_QUOTE_ID_CHARS), ForeignKey("quotes.id"), nullable=False),
+    Column("old_fulfilled_at", UTCDateTime(), nullable=False),
+    Column("new_fulfilled_at", UTCDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("corrected_by", String(200), nullable=False),
+    Column("corrected_at", UTCDateTime(), nullable=False),
+    Index(None, "quote_id"),
+)
+
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    Column("ended_reason", String(40), nullable=True),
+    Index(None, "key_id"),
 )
 
 contacts = Table(
@@ -157,6 +193,13 @@ served_model = Table(
     Column("version", String(100), nullable=False),
     Column("generation", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+write_probes = Table(
+    "write_probes",
+    metadata,
+    Column("worker", String(200), primary_key=True),
+    Column("probed_at", UTCDateTime(), nullable=False),
 )
 
 

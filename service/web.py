@@ -32,6 +32,7 @@ from pydantic import JsonValue, ValidationError
 from starlette.datastructures import FormData
 
 from models.features import FeatureSchema
+from service.auth import sign_in_key
 from service.deps import (
     BundleDep,
     DeskDep,
@@ -151,11 +152,11 @@ async def signin(request: Request, _origin: SameOrigin) -> Response:
     """Check the staff key once and start a session (303 to where the staff member was going)."""
     form = await request.form()
     next_path = _local(_text(form.get("next")) or "/")
-    key = request.app.state.keyring.identify(_text(form.get("key")))
-    if key is None or key.role != "staff":
+    key = sign_in_key(request, _text(form.get("key")))
+    if key is None:
         return _signin_page(request, next_path, "That is not a staff key.", 401)
     response = RedirectResponse(next_path, status_code=303)
-    request.app.state.sessions.start(response, request, key.key_id)
+    request.app.state.sessions.start(response, request, key)
     log.info("web.signed_in", extra={"key_id": key.key_id})
     return response
 
@@ -165,7 +166,8 @@ async def signout(request: Request, caller: StaffCaller, _origin: SameOrigin) ->
     """End the session."""
     await checked_form(request)
     response = RedirectResponse("/signin", status_code=303)
-    Sessions.end(response)
+    sessions: Sessions = request.app.state.sessions
+    await run_in_threadpool(sessions.end, request, response)
     return response
 
 

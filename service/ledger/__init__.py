@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 class Ledger:
     """The quote ledger behind one SQLAlchemy engine, in parts."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, store_field: str = "store_id") -> None:
         self.engine = engine
+        self.store_field = store_field  # which feature names the store (migration r0004)
         self.is_migrated = False
         self.quotes = QuoteBook(engine)
         self.outcomes = OutcomeBook(engine)
@@ -53,10 +54,15 @@ class Ledger:
 
     @classmethod
     def connect(
-        cls, url: str, busy_timeout_ms: int = 10_000, connect_timeout_seconds: int = 5
+        cls,
+        url: str,
+        busy_timeout_ms: int = 10_000,
+        connect_timeout_seconds: int = 5,
+        store_field: str = "store_id",
     ) -> Ledger:
         """A ledger for `url` (sqlite:///FILE or postgresql+psycopg://...); no query is run."""
-        return cls(create_ledger_engine(url, busy_timeout_ms, connect_timeout_seconds))
+        engine = create_ledger_engine(url, busy_timeout_ms, connect_timeout_seconds)
+        return cls(engine, store_field)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ledger:
@@ -65,6 +71,7 @@ class Ledger:
             settings.database_url,
             settings.sqlite_busy_timeout_ms,
             settings.database_connect_timeout_seconds,
+            settings.store_field,
         )
 
     def close(self) -> None:
@@ -77,6 +84,7 @@ class Ledger:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             config = alembic_config()
             config.attributes["connection"] = conn
+            config.attributes["store_field"] = self.store_field
             command.upgrade(config, "head")
         self.is_migrated = True
         log.info("ledger.migrated", extra={"dialect": self.engine.dialect.name})

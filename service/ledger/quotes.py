@@ -74,6 +74,7 @@ class QuoteBook:
                         request_sha256=request.request_sha256,
                         kind=request.kind,
                         created_at=request.created_at,
+                        caller_name=request.caller_name,
                     )
                     .returning(quote_requests.c.id)
                 ).scalar_one()

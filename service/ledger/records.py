@@ -15,12 +15,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from models.quoting import Promise
+from service.tables import MAX_STORE_CHARS
 
 # Crockford's base32 without I, L, O, U: easy to read off a slip and to type.
 ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 RequestKind = Literal["single", "batch", "web", "revision"]
 OutcomeStatus = Literal["recorded", "already_recorded", "conflict", "unknown", "before_order"]
+
+
+def store_of(features: Mapping[str, Any], store_field: str) -> str | None:
+    """The store an order names (its `store_field` feature, as text), None when it names none:
+    what a quote belongs to, and what a key's scope is checked against."""
+    value = features.get(store_field)
+    return None if value is None else str(value)[:MAX_STORE_CHARS]
 
 
 def new_quote_id() -> str:
@@ -38,6 +46,7 @@ class NewRequest:
     request_sha256: str
     kind: RequestKind
     created_at: dt.datetime
+    caller_name: str | None = None  # who holds the key: a staff member, a till
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +91,7 @@ class StoredQuote:
     revision_of: str | None = None  # the original quote this revises
     revision: int = 0  # 1 for the first revision of an original, 2 for the next...
     model_expected_hours: float | None = None  # a revision's: the model's expectation
+    store: str | None = None  # the store the order names (`store_of`): who may see the quote
 
     @property
     def original_id(self) -> str:

@@ -82,6 +82,7 @@ def quote_row(quote: StoredQuote, request_id: int, position: int) -> dict[str, A
         "revision_of": quote.revision_of,
         "revision": quote.revision,
         "model_expected_hours": quote.model_expected_hours,
+        "store": quote.store,
     }
 
 
@@ -100,6 +101,7 @@ def stored_quote(row: Mapping[Any, Any], outcome: StoredOutcome | None) -> Store
         revision_of=row["revision_of"],
         revision=int(row["revision"]),
         model_expected_hours=row["model_expected_hours"],
+        store=row["store"],
     )
 
 

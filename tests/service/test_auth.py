@@ -307,8 +307,11 @@ def test_hashed_keys_from_a_file_admit_their_roles_only(
     ("line", "message"),
     [
         ("pos abc desk", "line 2: the second field must be the key's sha256"),
-        (f"boss {'a' * 64} desk", "line 2: the role must be one of pos, staff, admin"),
-        (f"pos {'a' * 64}", "line 2: expected 'ROLE SHA256-HEX NAME'"),
+        (f"boss {'a' * 64} desk", "line 2: the role must be one of pos, staff, admin, metrics"),
+        (f"pos {'a' * 64}", "line 2: expected 'ROLE SHA256-HEX NAME [stores=A,B]'"),
+        (f"pos {'a' * 64} till stores=", "line 2: stores= takes store names separated by"),
+        (f"pos {'a' * 64} till stores=LDS,,MAN", "line 2: stores= takes store names"),
+        (f"pos {'a' * 64} stores=LDS", "line 2: the key needs a NAME before its stores="),
         (f"pos {_sha256(POS_KEY)} again", "each key must be different"),
     ],
 )

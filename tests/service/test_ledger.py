@@ -23,7 +23,16 @@ from service.tables import metadata, quote_requests, quotes
 from tests.service.conftest import ClientFactory, TrainedBundles, quote_body
 
 UTC = dt.UTC
-TABLES = {"quote_requests", "quotes", "outcomes", "served_model", "contacts"}
+TABLES = {
+    "quote_requests",
+    "quotes",
+    "outcomes",
+    "served_model",
+    "contacts",
+    "outcome_corrections",
+    "staff_sessions",
+    "write_probes",
+}
 
 
 @pytest.fixture
@@ -39,7 +48,7 @@ def test_the_migrations_make_exactly_the_tables_the_code_uses(ledger: Ledger) ->
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert differences == []
-    assert version == "0003"
+    assert version == "0004"
     assert set(inspect(ledger.engine).get_table_names()) >= TABLES
 
 
