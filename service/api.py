@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -13,14 +14,13 @@ from service.deps import (
     DeskDep,
     HolderDep,
     IdempotencyKey,
-    LedgerDep,
     QuoteCaller,
     QuoteDeskDep,
     ReadCaller,
     SettingsDep,
 )
-from service.errors import ErrorBody
-from service.ledger.records import Recorded
+from service.errors import Conflict, ErrorBody
+from service.ledger.records import OutcomeCorrection, OutcomeResult, Recorded
 from service.risk import AtRiskQuery
 from service.schemas import (
     AtRiskResponse,
@@ -28,7 +28,9 @@ from service.schemas import (
     BatchQuoteResponse,
     ContactRequest,
     ContactView,
+    CorrectionView,
     ModelResponse,
+    OutcomeCorrectionRequest,
     OutcomeRequest,
     OutcomeResponse,
     OutcomeView,
@@ -50,8 +52,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
         400: "The body cannot be read (for example a number with thousands of digits)",
         401: "No API key, or an unknown one",
-        403: "A key without the needed role",
-        404: "No such quote",
+        403: "A key without the needed role, or an order of a store the key does not act for",
+        404: "No such quote (a quote of a store the key does not act for is not found either)",
         409: "Contradicts what the ledger holds",
         413: "Request body too large",
         422: "Invalid input: `field` names it",
@@ -86,7 +88,7 @@ def create_quote(
 ) -> QuoteResponse:
     """Quote one order. The quote is stored before it is answered; a retry with the same
     `Idempotency-Key` gets the same quote back (header `Idempotent-Replayed: true`)."""
-    recorded = desk.issue([body], "single", caller.client_id, idempotency_key)
+    recorded = desk.issue([body], "single", caller, idempotency_key)
     return _first_quote(recorded, response)
 
 
@@ -105,7 +107,7 @@ def create_quotes(
 ) -> BatchQuoteResponse:
     """Quote many orders in one call (at most `PROMISE_MAX_BATCH`): all are quoted and stored,
     or none when any is invalid (each bad field named, e.g. `orders[3].order.lens_type`)."""
-    recorded = desk.issue(body.orders, "batch", caller.client_id, idempotency_key)
+    recorded = desk.issue(body.orders, "batch", caller, idempotency_key)
     response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
     return BatchQuoteResponse(quotes=[QuoteResponse.model_validate(q) for q in recorded.quotes])
 
@@ -118,9 +120,10 @@ def create_quotes(
     responses=_errors(401, 403, 404, 503),
     openapi_extra={NEVER_422: True},
 )
-def get_quote(quote_id: QuoteId, caller: QuoteCaller, ledger: LedgerDep) -> QuoteResponse:
-    """The quote as it was given, with its outcome once recorded."""
-    return QuoteResponse.model_validate(ledger.quotes.get(quote_id))
+def get_quote(quote_id: QuoteId, caller: QuoteCaller, desk: DeskDep) -> QuoteResponse:
+    """The quote as it was given, with its outcome once recorded. Another store's quote is
+    not found, as an unknown id."""
+    return QuoteResponse.model_validate(desk.quote(quote_id, caller))
 
 
 @router.post(
@@ -140,14 +143,53 @@ def create_outcome(
     response: Response,
 ) -> OutcomeResponse:
     """Record when the order was really fulfilled, once: 201 when new, 200 when the same
-    outcome was recorded before, 409 when a different one was."""
-    result, created = desk.record_outcome(quote_id, body.fulfilled_at)
+    outcome was recorded before, 409 when a different one was (correct it with PUT)."""
+    result, created = desk.record_outcome(quote_id, body.fulfilled_at, caller)
     response.status_code = 201 if created else 200
+    return _outcome_response(quote_id, result, [])
+
+
+@router.put(
+    "/quotes/{quote_id}/outcome",
+    tags=["outcomes"],
+    responses=_errors(400, 401, 403, 404, 409, 413, 422, 503),
+)
+def correct_outcome(
+    quote_id: QuoteId, body: OutcomeCorrectionRequest, caller: QuoteCaller, desk: DeskDep
+) -> OutcomeResponse:
+    """Correct a recorded outcome that was wrong: the order (and every revision of it) takes
+    the new fulfilment time, and the ledger keeps the old and the new value, who, when and
+    why (`corrections`, oldest first). The live late rate, the drift alarms and the adaptive
+    policy count the corrected value. Sending the recorded time again changes nothing; 409
+    when no outcome is recorded yet (POST it)."""
+    corrected = desk.correct_outcome(quote_id, body.fulfilled_at, body.reason, caller)
+    return _outcome_response(quote_id, corrected.result, corrected.history)
+
+
+@router.get(
+    "/quotes/{quote_id}/outcome",
+    tags=["outcomes"],
+    responses=_errors(401, 403, 404, 409, 503),
+    openapi_extra={NEVER_422: True},
+)
+def get_outcome(quote_id: QuoteId, caller: QuoteCaller, desk: DeskDep) -> OutcomeResponse:
+    """The recorded outcome with its history of corrections; 409 while none is recorded."""
+    quote = desk.quote(quote_id, caller)
+    if quote.outcome is None:
+        raise Conflict(f"quote {quote_id} has no outcome recorded yet")
+    result = OutcomeResult(quote_id, "recorded", quote.outcome, quote.promise.deadline_at)
+    return _outcome_response(quote_id, result, desk.outcome_history(quote_id, caller))
+
+
+def _outcome_response(
+    quote_id: str, result: OutcomeResult, history: Sequence[OutcomeCorrection]
+) -> OutcomeResponse:
     assert result.outcome is not None and result.deadline_at is not None
     return OutcomeResponse(
         quote_id=quote_id,
         deadline_at=result.deadline_at,
         outcome=OutcomeView.model_validate(result.outcome),
+        corrections=[CorrectionView.model_validate(item) for item in history],
     )
 
 
@@ -161,7 +203,7 @@ def get_risk(quote_id: QuoteId, caller: QuoteCaller, desk: QuoteDeskDep) -> Risk
     """How likely the quote's promise is to break given the order is still open now, when it
     will most likely be ready, and the promise that keeps the target late rate from here.
     A fulfilled order's answer is known (probability 0 or 1)."""
-    return desk.risk(quote_id)
+    return desk.risk(quote_id, caller)
 
 
 @router.get("/at-risk", tags=["at risk"], responses=_errors(401, 403, 409, 422, 503))
@@ -187,12 +229,17 @@ def get_at_risk(
     ] = None,
     store: Annotated[
         str | None,
-        Query(max_length=200, description="Only this store (the PROMISE_STORE_FIELD feature)."),
+        Query(
+            max_length=200,
+            description="Only this store (the PROMISE_STORE_FIELD feature); a key lists the "
+            "stores it acts for only.",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1_000, description="At most this many orders.")] = 200,
 ) -> AtRiskResponse:
-    """The call list: open orders whose promise is likely to break, soonest deadline first
-    (the likelier first at equal deadlines), each with the honest new date to offer."""
+    """The call list: open orders of the caller's stores whose promise is likely to break,
+    soonest deadline first (the likelier first at equal deadlines), each with the honest new
+    date to offer."""
     horizon = dt.timedelta(days=settings.at_risk_within_days) if within is None else within
     if not dt.timedelta(0) < horizon <= MAX_WITHIN:
         raise InputError("within must be a positive duration of at most 366 days", field="within")
@@ -204,7 +251,7 @@ def get_at_risk(
         store=store,
         limit=limit,
     )
-    return desk.at_risk(query)
+    return desk.at_risk(query, caller)
 
 
 @router.post(
@@ -224,7 +271,7 @@ def revise_quote(
     late rate: stored as a revision linked to the original (never overwriting it). 409 when
     the order is fulfilled, was revised meanwhile, or its promise still keeps the target
     (`no_revision_needed`)."""
-    recorded = desk.revise(quote_id, caller.client_id, idempotency_key)
+    recorded = desk.revise(quote_id, caller, idempotency_key)
     return _first_quote(recorded, response)
 
 
@@ -240,8 +287,9 @@ def create_contact(
     desk: DeskDep,
     body: ContactRequest | None = None,
 ) -> ContactView:
-    """Record that the customer was contacted about this order (who: the caller's key)."""
-    contact = desk.record_contact(quote_id, caller.client_id, body.note if body else None)
+    """Record that the customer was contacted about this order (who: the name of the caller's
+    key, a staff member's name from the keys file)."""
+    contact = desk.record_contact(quote_id, caller, body.note if body else None)
     return ContactView.model_validate(contact)
 
 
@@ -260,7 +308,8 @@ def get_performance(
         Query(description="Quotes given before this time (ISO 8601 with a zone)."),
     ] = None,
 ) -> PerformanceResponse:
-    """The live late rate of quotes with recorded outcomes, overall and per segment, against
+    """For the caller's stores (every store for an unscoped key): the live late rate of quotes
+    with recorded outcomes, overall and per segment, against
     the target, for quotes given in [since, until) (revisions count as quotes too); the
     revisions made in the window; and drift alarms as of now: per segment, the promises due in
     the last `PROMISE_ALARM_WINDOW_DAYS` (an open order past its deadline counts as late),
@@ -268,7 +317,7 @@ def get_performance(
     beside each segment of adaptive promises, where the served adaptive buffer stands now."""
     if since is not None and until is not None and since >= until:
         raise InputError("since must be before until", field="since")
-    return desk.performance(holder.current(), since, until)
+    return desk.performance(holder.current(), since, until, caller)
 
 
 @router.get("/model", tags=["model"], responses=_errors(401, 503))

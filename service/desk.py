@@ -5,10 +5,15 @@ the bundle snapshot the request uses throughout (a reload never mixes two models
 quotes, the risk of an order, the call list, revisions.
 
 Quotes and revisions take one path (`QuoteDesk._answer`): a retried request (same client and
-Idempotency-Key) is answered from the ledger; otherwise its quotes are made (the orders checked
-against the bundle's schema and quoted in one `models.quoting.quote` call, the back-test's, with an
-adaptive engine's control state replayed from the ledger, `service.control`; or the honest
-revision of an open order), stored before anything is answered, then counted and logged.
+Idempotency-Key, and the same request once validated: `1` and `1.0` are one number) is answered
+from the ledger; otherwise its quotes are made (the orders checked against the bundle's schema and
+quoted in one `models.quoting.quote` call, the back-test's, with an adaptive engine's control
+state replayed from the ledger, `service.control`; or the honest revision of an open order),
+stored before anything is answered, then counted and logged.
+
+Every method acts for a `Caller` and within its stores: quoting for a store outside them is 403
+naming the store; another store's quote is not found (404, as an unknown id: no oracle), and
+the call list, the performance report and the drift alarms count the caller's stores only.
 """
 
 from __future__ import annotations
@@ -27,13 +32,17 @@ from threadpoolctl import ThreadpoolController
 from models import quoting
 from models.errors import InputError
 from models.revision import OrderRisk, assess, assess_all
+from service.auth import Caller
 from service.bundles import Serving
 from service.control import ControlCache
-from service.errors import Conflict, InputErrors
+from service.errors import AccessDenied, Conflict, InputErrors
 from service.ledger import Ledger
 from service.ledger.records import (
     Contact,
+    Corrected,
     NewRequest,
+    OutcomeChange,
+    OutcomeCorrection,
     OutcomeResult,
     Recorded,
     RequestKind,
@@ -83,11 +92,33 @@ def fingerprint(kind: RequestKind, payload: Any) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def payload_of(requests: Sequence[QuoteRequest], kind: Kind) -> Any:
-    """The JSON body that asked for these quotes: a batch's `{"orders": [...]}`, else the one
-    order's request."""
-    bodies = [request.model_dump(mode="json") for request in requests]
+def payload_of(
+    requests: Sequence[QuoteRequest], checked: Sequence[CheckedOrder], kind: Kind
+) -> Any:
+    """The request that asked for these quotes, as validated: each order's features as the
+    model reads them (numbers as floats, categories as labels), its `ordered_at` and reference
+    as sent (a retry without `ordered_at` is the same request); a batch's in a list."""
+    bodies = [
+        {
+            "order": dict(item.order.features),
+            "ordered_at": request.ordered_at,
+            "reference": request.reference,
+        }
+        for request, item in zip(requests, checked, strict=True)
+    ]
     return {"orders": bodies} if kind == "batch" else bodies[0]
+
+
+def out_of_scope(caller: Caller, store: str | None, store_field: str) -> AccessDenied:
+    """The 403 for quoting an order of a store the caller may not act for."""
+    allowed = ", ".join(sorted(caller.stores or ()))
+    if store is None:
+        return AccessDenied(
+            403, f"the order names no store ({store_field}); this key acts for {allowed} only"
+        )
+    return AccessDenied(
+        403, f"this key may not quote for store {store!r}; it acts for {allowed} only"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +146,20 @@ class Desk:
             self.ledger, self.control, self.settings, self.metrics, self.now_utc, serving
         )
 
+    def quote(self, quote_id: str, caller: Caller) -> StoredQuote:
+        """The quote as given, with its outcome; `NotFound` (also for another store's)."""
+        return self.ledger.quotes.get(quote_id, caller.stores)
+
     def record_outcome(
-        self, quote_id: str, fulfilled_at: dt.datetime
+        self, quote_id: str, fulfilled_at: dt.datetime, caller: Caller
     ) -> tuple[OutcomeResult, bool]:
         """Record what really happened to a quote; returns the stored outcome and whether it is
         new. Raises `InputError` for a time in the future, `NotFound`, or `Conflict`."""
         now_utc = self.now_utc
-        if fulfilled_at > now_utc + dt.timedelta(seconds=self.settings.clock_skew_seconds):
-            raise InputError(
-                f"fulfilled_at {fulfilled_at.isoformat()} is in the future (server "
-                f"time {now_utc.isoformat(timespec='seconds')})",
-                field="fulfilled_at",
-            )
-        result, created = self.ledger.outcomes.record(quote_id, fulfilled_at, now_utc, "api")
+        self._not_in_future(fulfilled_at)
+        result, created = self.ledger.outcomes.record(
+            quote_id, fulfilled_at, now_utc, "api", caller.name, caller.stores
+        )
         if created:
             assert result.outcome is not None
             self.metrics.outcomes.labels(str(result.outcome.was_late).lower(), "api").inc()
@@ -137,28 +169,73 @@ class Desk:
             )
         return result, created
 
-    def record_contact(self, quote_id: str, contacted_by: str, note: str | None) -> Contact:
-        """Record that `contacted_by` called the customer of `quote_id`'s order; `NotFound`."""
-        contact = self.ledger.contacts.record(quote_id, contacted_by, note, self.now_utc)
+    def correct_outcome(
+        self, quote_id: str, fulfilled_at: dt.datetime, reason: str, caller: Caller
+    ) -> Corrected:
+        """Correct a recorded outcome, keeping the old value, who, when and why in the ledger.
+        Raises `InputError` for a time in the future, `NotFound`, or `Conflict` (no outcome
+        recorded yet)."""
+        self._not_in_future(fulfilled_at)
+        change = OutcomeChange(fulfilled_at, reason, caller.name, self.now_utc)
+        corrected = self.ledger.outcomes.correct(quote_id, change, caller.stores)
+        if corrected.changed:
+            old = corrected.history[-1].old_fulfilled_at
+            self.metrics.corrections.inc()
+            log.info(
+                "outcome.corrected",
+                extra={
+                    "quote_id": quote_id,
+                    "old_fulfilled_at": old.isoformat(),
+                    "fulfilled_at": fulfilled_at.isoformat(),
+                    "corrected_by": caller.name,
+                },
+            )
+        return corrected
+
+    def outcome_history(self, quote_id: str, caller: Caller) -> list[OutcomeCorrection]:
+        """The corrections of the quote's order, oldest first; `NotFound`."""
+        return self.ledger.outcomes.history(quote_id, caller.stores)
+
+    def _not_in_future(self, fulfilled_at: dt.datetime) -> None:
+        now_utc = self.now_utc
+        if fulfilled_at > now_utc + dt.timedelta(seconds=self.settings.clock_skew_seconds):
+            raise InputError(
+                f"fulfilled_at {fulfilled_at.isoformat()} is in the future (server "
+                f"time {now_utc.isoformat(timespec='seconds')})",
+                field="fulfilled_at",
+            )
+
+    def record_contact(self, quote_id: str, caller: Caller, note: str | None) -> Contact:
+        """Record that the caller (by name) called the customer of `quote_id`'s order;
+        `NotFound`."""
+        contact = self.ledger.contacts.record(
+            quote_id, caller.name, note, self.now_utc, caller.stores
+        )
         self.metrics.contacts.inc()
         return contact
 
     def performance(
-        self, serving: Serving | None, since: dt.datetime | None, until: dt.datetime | None
+        self,
+        serving: Serving | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        caller: Caller,
     ) -> PerformanceResponse:
-        """The whole report from the ledger: quotes given in [since, until), drift as of now,
-        against the served model's target and beside its adaptive buffers (when it has them)."""
+        """The whole report from the ledger for the caller's stores: quotes given in
+        [since, until), drift as of now, against the served model's target and beside its
+        adaptive buffers (when it has them)."""
         target = serving.bundle.engine.target_late_rate if serving else None
         adaptive = self.control.view(serving, self.now_utc)
         stats = self.ledger.stats
-        overall, segments = late_rates(stats.segment_counts(since, until), target)
+        stores = caller.stores
+        overall, segments = late_rates(stats.segment_counts(since, until, stores), target)
         return PerformanceResponse(
             since=since,
             until=until,
             overall=overall,
             segments=segments,
-            revisions=revision_summary(stats.revision_facts(since, until)),
-            drift=drift_report(self.ledger, self.settings, self.now_utc, adaptive),
+            revisions=revision_summary(stats.revision_facts(since, until, stores)),
+            drift=drift_report(self.ledger, self.settings, self.now_utc, adaptive, stores),
         )
 
 
@@ -172,14 +249,22 @@ class QuoteDesk(Desk):
         self,
         requests: Sequence[QuoteRequest],
         kind: Kind,
-        client_id: str,
+        caller: Caller,
         idempotency_key: str | None,
     ) -> Recorded:
         """The stored quotes for these orders (new, or the first answer to a retry).
 
-        Raises `InputError` naming the field for a bad order, `Conflict` for a reused key."""
-        request = self._request(kind, client_id, idempotency_key, payload_of(requests, kind))
-        return self._answer(request, lambda: self._quote(requests, kind))
+        Raises `InputError` naming the field for a bad order, `AccessDenied` (403) for an order
+        of a store the caller may not act for, `Conflict` for a reused key."""
+        checked = self.check(requests, kind)
+        store_field = self.settings.store_field
+        for asked in requests:
+            store = store_of(asked.order, store_field)
+            if not caller.allows(store):
+                raise out_of_scope(caller, store, store_field)
+        payload = payload_of(requests, checked, kind)
+        request = self._request(kind, caller, idempotency_key, payload)
+        return self._answer(request, lambda: self._quote(requests, checked, kind))
 
     def check(self, requests: Sequence[QuoteRequest], kind: Kind) -> list[CheckedOrder]:
         """Validated orders; raises `InputError` (`InputErrors` for several) naming fields."""
@@ -201,10 +286,10 @@ class QuoteDesk(Desk):
             return [(err.field or "order", str(err))]
         return []
 
-    def risk(self, quote_id: str) -> RiskResponse:
+    def risk(self, quote_id: str, caller: Caller) -> RiskResponse:
         """The risk of one quote, with its contacts and the id of any newer revision;
         `NotFound`, or `NoRiskModel` for a bundle trained before risks were kept."""
-        chain = self.ledger.quotes.chain(quote_id)
+        chain = self.ledger.quotes.chain(quote_id, caller.stores)
         quote = next(q for q in chain if q.quote_id == quote_id)
         newest = chain[-1]
         revised_by = newest.quote_id if newest.revision > quote.revision else None
@@ -212,19 +297,21 @@ class QuoteDesk(Desk):
         outlook = None if quote.outcome is not None else self._outlook(quote)
         return risk_response(QuoteRisk(quote, self.now_utc, outlook, contacts, revised_by))
 
-    def at_risk(self, query: AtRiskQuery) -> AtRiskResponse:
-        """Open orders (their newest promise) due within `query.within` or overdue by at most
-        the configured days, whose risk is at least `query.min_probability`: soonest deadline
-        first, the likelier first at equal deadlines."""
+    def at_risk(self, query: AtRiskQuery, caller: Caller) -> AtRiskResponse:
+        """Open orders of the caller's stores (of `query.store` among them, when given; their
+        newest promise) due within `query.within` or overdue by at most the configured days,
+        whose risk is at least `query.min_probability`: soonest deadline first, the likelier
+        first at equal deadlines."""
         now_utc = self.now_utc
+        stores = caller.stores
+        if query.store is not None:
+            stores = frozenset({query.store}) & (stores or {query.store})
         candidates = self.ledger.quotes.open_orders(
             now_utc - dt.timedelta(days=self.settings.at_risk_overdue_days),
             now_utc + query.within,
             limit=MAX_OPEN_SCANNED,
+            stores=stores,
         )
-        if query.store is not None:
-            store_field = self.settings.store_field
-            candidates = [q for q in candidates if str(q.features.get(store_field)) == query.store]
         engine = self.serving.bundle.engine
         promises = [open_promise(quote, engine.schema) for quote in candidates]
         outlooks = assess_all(engine, promises, now_utc.timestamp())
@@ -249,14 +336,16 @@ class QuoteDesk(Desk):
             orders=orders,
         )
 
-    def revise(self, quote_id: str, client_id: str, idempotency_key: str | None) -> Recorded:
+    def revise(self, quote_id: str, caller: Caller, idempotency_key: str | None) -> Recorded:
         """Store an honest revision of the newest promise of `quote_id`'s order.
 
-        Raises `NotFound`; `Conflict` when the order is fulfilled or was revised meanwhile;
-        `RevisionNotNeeded` when the current promise still keeps the target."""
+        Raises `NotFound` (also for another store's quote); `Conflict` when the order is
+        fulfilled or was revised meanwhile; `RevisionNotNeeded` when the current promise still
+        keeps the target."""
+        chain = self.ledger.quotes.chain(quote_id, caller.stores)
         payload = {"quote_id": quote_id}
-        request = self._request("revision", client_id, idempotency_key, payload)
-        return self._answer(request, lambda: self._revision(quote_id))
+        request = self._request("revision", caller, idempotency_key, payload)
+        return self._answer(request, lambda: self._revision(quote_id, chain))
 
     def _answer(self, request: NewRequest, make: Callable[[], NewQuotes]) -> Recorded:
         """The stored answer to `request`: the first answer to a retry; else the quotes `make`
@@ -277,18 +366,20 @@ class QuoteDesk(Desk):
         return recorded
 
     def _request(
-        self, kind: RequestKind, client_id: str, idempotency_key: str | None, payload: Any
+        self, kind: RequestKind, caller: Caller, idempotency_key: str | None, payload: Any
     ) -> NewRequest:
         return NewRequest(
-            client_id=client_id,
+            client_id=caller.client_id,
             idempotency_key=idempotency_key,
             request_sha256=fingerprint(kind, payload),
             kind=kind,
             created_at=self.now_utc,
+            caller_name=caller.name,
         )
 
-    def _quote(self, requests: Sequence[QuoteRequest], kind: Kind) -> NewQuotes:
-        checked = self.check(requests, kind)
+    def _quote(
+        self, requests: Sequence[QuoteRequest], checked: Sequence[CheckedOrder], kind: Kind
+    ) -> NewQuotes:
         engine = self.serving.bundle.engine
         state = self.control.state(self.serving, self.now_utc)  # None unless adaptive
         with openmp_threads().limit(limits=1, user_api="openmp"):
@@ -311,8 +402,8 @@ class QuoteDesk(Desk):
             },
         )
 
-    def _revision(self, quote_id: str) -> NewQuotes:
-        newest = self.ledger.quotes.chain(quote_id)[-1]
+    def _revision(self, quote_id: str, chain: Sequence[StoredQuote]) -> NewQuotes:
+        newest = chain[-1]
         if newest.outcome is not None:
             raise Conflict(
                 f"the order of quote {quote_id} was fulfilled at "

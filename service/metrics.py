@@ -81,6 +81,9 @@ class Metrics:
         self.contacts = Counter(
             "promise_contacts", "Customers contacted about an order at risk", registry=own
         )
+        self.corrections = Counter(
+            "promise_outcome_corrections", "Recorded outcomes corrected", registry=own
+        )
         if multiprocess:
             MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]  # untyped lib
         self.registry.register(LedgerCollector(ledger, holder, settings))

@@ -23,7 +23,7 @@ from service.control import ADAPTIVE, AdaptiveView
 from service.ledger import Ledger
 from service.ledger.stats import DecidedCounts, RevisionFacts, SegmentCounts
 from service.schemas import DriftAlarm, DriftReport, LateRate, RevisionSummary
-from service.settings import Settings
+from service.settings import Settings, Stores
 
 OVERALL = "all quotes"
 Status = Literal["no outcomes", "on target", "above target"]
@@ -102,10 +102,12 @@ def drift_report(
     settings: Settings,
     now_utc: dt.datetime,
     adaptive: AdaptiveView | None = None,
+    stores: Stores = None,
 ) -> DriftReport:
-    """The drift check of every segment (per model version) with promises due in the window;
-    the rows of adaptive promises show `adaptive`'s buffer for their segment."""
-    rows = ledger.stats.decided_in_window(now_utc, settings.alarm_window_days)
+    """The drift check of every segment (per model version) with promises of `stores` (None:
+    every store) due in the window; the rows of adaptive promises show `adaptive`'s buffer
+    for their segment."""
+    rows = ledger.stats.decided_in_window(now_utc, settings.alarm_window_days, stores)
     return drift_checks(rows, settings, now_utc, adaptive)
 
 

@@ -139,6 +139,24 @@ class OutcomeRequest(_Body):
         return checked
 
 
+class OutcomeCorrectionRequest(OutcomeRequest):
+    """A correction of a recorded outcome: the true fulfilment time and why it changes."""
+
+    reason: str = Field(
+        min_length=3,
+        max_length=1_000,
+        description="Why the recorded outcome was wrong (kept in the ledger's history).",
+        examples=["the till recorded the collection a week late"],
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _safe_reason(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the reason must say why the outcome is corrected")
+        return _check_storable(value.strip(), "reason")
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedOrder:
     """A request turned into a core `Order`, with its warnings."""
@@ -278,12 +296,28 @@ class BatchQuoteResponse(BaseModel):
     quotes: list[QuoteResponse]
 
 
+class CorrectionView(BaseModel):
+    """One correction of an outcome: the old and the new fulfilment time, who, when and why."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    quote_id: str = Field(description="The original quote of the order's chain.")
+    old_fulfilled_at: dt.datetime
+    new_fulfilled_at: dt.datetime
+    reason: str
+    corrected_by: str
+    corrected_at: dt.datetime
+
+
 class OutcomeResponse(BaseModel):
     """The recorded outcome of a quote and whether its promise was kept."""
 
     quote_id: str
     deadline_at: dt.datetime
     outcome: OutcomeView
+    corrections: list[CorrectionView] = Field(
+        default_factory=list, description="The outcome's corrections, oldest first."
+    )
 
 
 class LateRate(BaseModel):

@@ -52,7 +52,8 @@ class ApiKey:
     def hashed(self) -> HashedKey:
         """The key as the keyring holds it: its sha256 only."""
         digest = hashlib.sha256(self.secret.get_secret_value().encode("utf-8")).hexdigest()
-        return HashedKey(role=self.role, sha256_hex=digest, name=self.role, stores=None)
+        # An environment key has no holder's name: its id stands for it (`staff-e7942dfbc2`).
+        return HashedKey(role=self.role, sha256_hex=digest, name="", stores=None).named_by_id()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ class HashedKey:
     @property
     def key_id(self) -> str:
         return f"{self.role}-{self.sha256_hex[:10]}"
+
+    def named_by_id(self) -> HashedKey:
+        return HashedKey(self.role, self.sha256_hex, self.key_id, self.stores)
 
 
 def read_keys_file(path: Path) -> list[HashedKey]:

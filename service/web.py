@@ -32,12 +32,11 @@ from pydantic import JsonValue, ValidationError
 from starlette.datastructures import FormData
 
 from models.features import FeatureSchema
-from service.auth import sign_in_key
+from service.auth import Caller, sign_in_key
 from service.deps import (
     BundleDep,
     DeskDep,
     HolderDep,
-    LedgerDep,
     QuoteDeskDep,
     SettingsDep,
     StaffCaller,
@@ -134,7 +133,7 @@ async def submit(
 ) -> Response:
     """Quote the posted order and show it (303 to its page), or the form with the problems."""
     form = await checked_form(request)
-    return await run_in_threadpool(_answer, request, desk, caller.client_id, form)
+    return await run_in_threadpool(_answer, request, desk, caller, form)
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -172,9 +171,9 @@ async def signout(request: Request, caller: StaffCaller, _origin: SameOrigin) ->
 
 
 @router.get("/quotes/{quote_id}", response_class=HTMLResponse)
-def show_quote(request: Request, quote_id: str, caller: StaffCaller, ledger: LedgerDep) -> Response:
+def show_quote(request: Request, quote_id: str, caller: StaffCaller, desk: DeskDep) -> Response:
     """A quote as given: the promise in large type, its explanation, a printable slip."""
-    return _quote_page(request, ledger.quotes.get(quote_id))
+    return _quote_page(request, desk.quote(quote_id, caller))
 
 
 @router.get("/lookup")
@@ -196,7 +195,7 @@ def performance(
     """The live late rate against the target, overall and per store segment."""
     serving = holder.current()
     since = desk.now_utc - dt.timedelta(days=days)
-    report = desk.performance(serving, since, None)
+    report = desk.performance(serving, since, None, caller)
     options = sorted({*DAY_OPTIONS, days})
     return page(
         request,
@@ -230,7 +229,7 @@ def at_risk_page(
         store=store.strip() or None,
         limit=AT_RISK_PAGE_ROWS,
     )
-    listing = desk.at_risk(query)
+    listing = desk.at_risk(query, caller)
     zone = desk.serving.bundle.engine.calendar.zone
     return page(
         request,
@@ -259,7 +258,7 @@ async def mark_contacted(
     note = _text(form.get("note"))[:MAX_NOTE_CHARS] or None
     if note is not None and not storable_text(note):
         note = None
-    await run_in_threadpool(desk.record_contact, quote_id, caller.client_id, note)
+    await run_in_threadpool(desk.record_contact, quote_id, caller, note)
     return RedirectResponse(_local(_text(form.get("back")) or "/at-risk"), status_code=303)
 
 
@@ -275,7 +274,7 @@ async def revise_from_list(
     form = await checked_form(request)
     token = _text(form.get("form_token"))
     key = f"web-revise:{token}:{quote_id}" if TOKEN_PATTERN.match(token) else None
-    recorded = await run_in_threadpool(desk.revise, quote_id, caller.client_id, key)
+    recorded = await run_in_threadpool(desk.revise, quote_id, caller, key)
     new_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(new_id, safe='')}", status_code=303)
 
@@ -342,22 +341,25 @@ def render_error(request: Request, status: int, body: ErrorBody) -> Response:
     )
 
 
-def _answer(request: Request, desk: QuoteDesk, client_id: str, form: FormData) -> Response:
+def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -> Response:
     schema = desk.serving.bundle.engine.schema
-    submission = read_form(form, schema)
+    submission = read_form(form, schema, desk.settings.store_field)
     problems = submission.problems
     if submission.request is not None and not problems:
         problems = desk.problems([submission.request], "web")
     if submission.request is None or problems:
         return _form_page(request, schema, submission.values, submission.reference, problems, 422)
     key = _form_key(form.get("form_token"), submission.request.model_dump(mode="json"))
-    recorded = desk.issue([submission.request], "web", client_id, key)
+    recorded = desk.issue([submission.request], "web", caller, key)
     quote_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(quote_id, safe='')}", status_code=303)
 
 
-def read_form(form: FormData, schema: FeatureSchema) -> Submission:
-    """The quote request a posted form makes, keeping what was typed for a second try."""
+def read_form(form: FormData, schema: FeatureSchema, store_field: str) -> Submission:
+    """The quote request a posted form makes, keeping what was typed for a second try.
+
+    The store (`store_field`, when the model takes it) is required, and so is at least one
+    other feature: a blank form would store a real promise made from nothing."""
     values: dict[str, str] = {}
     order: dict[str, JsonValue] = {}
     problems: list[tuple[str, str]] = []
@@ -372,6 +374,11 @@ def read_form(form: FormData, schema: FeatureSchema) -> Submission:
         if text and number is None:
             problems.append((f"order.{num.name}", f"{_label(num.name)} must be a number"))
         order[num.name] = number
+    if store_field in order and order[store_field] is None:
+        problems.append((f"order.{store_field}", f"choose the {_label(store_field)}"))
+    described = [name for name, value in order.items() if value is not None and name != store_field]
+    if order and not described and not problems:
+        problems.append(("order", "fill in the order's details: the form is empty"))
     reference = _text(form.get("reference"))
     try:
         request = QuoteRequest(order=order, ordered_at=None, reference=reference or None)

@@ -16,6 +16,7 @@ from service.database import write_transaction
 from service.ledger.quotes import QuoteBook
 from service.ledger.records import Contact
 from service.ledger.rows import is_valid_id, utc
+from service.settings import Stores
 from service.tables import contacts
 
 # Contacts are read for at most this many chains per query.
@@ -30,10 +31,16 @@ class ContactBook:
         self.quotes = quotes
 
     def record(
-        self, quote_id: str, contacted_by: str, note: str | None, now_utc: dt.datetime
+        self,
+        quote_id: str,
+        contacted_by: str,
+        note: str | None,
+        now_utc: dt.datetime,
+        stores: Stores = None,
     ) -> Contact:
-        """Record that staff contacted the customer of `quote_id`'s order; `NotFound`."""
-        original = self.quotes.get(quote_id).original_id
+        """Record that staff contacted the customer of `quote_id`'s order; `NotFound` (also
+        for a quote of a store outside `stores`)."""
+        original = self.quotes.get(quote_id, stores).original_id
         contact = Contact(original, contacted_by, now_utc, note)
         with write_transaction(self.engine) as conn:
             conn.execute(

@@ -1,10 +1,16 @@
-"""Outcomes: when an order was really fulfilled, recorded once per quote and for its whole chain.
+"""Outcomes: when an order was really fulfilled, recorded once per quote and for its whole chain,
+and corrected only with a reason that the ledger keeps.
 
 An outcome is written at most once (`INSERT ... ON CONFLICT DO NOTHING`): the same one sent
 again is `already_recorded`, a different one a `conflict`. One order has one fulfilment, so the
 outcome recorded for any quote of a chain is recorded for the original and every revision too,
-each judged against its own deadline. The adaptive policy's state is replayed from outcomes
-(`service.control`): nothing else is written.
+each judged against its own deadline. A mistaken outcome is corrected (`correct`): the chain's
+outcomes take the new time, and `outcome_corrections` keeps the old and the new value, who,
+when and why. The live late rate, the drift alarms and the adaptive policy's state (replayed
+from outcomes, `service.control`) read the corrected value.
+
+A key scoped to some stores records and corrects outcomes of their quotes only: another
+store's quote is `unknown`, as an unknown id is.
 """
 
 from __future__ import annotations
@@ -14,16 +20,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from models.errors import InputError
 from service.database import insert_ignore, write_transaction
 from service.errors import Conflict
 from service.ledger.quotes import unknown_quote
-from service.ledger.records import OutcomeResult, OutcomeStatus, StoredOutcome
-from service.ledger.rows import is_valid_id
-from service.tables import outcomes, quotes
+from service.ledger.records import (
+    Corrected,
+    OutcomeChange,
+    OutcomeCorrection,
+    OutcomeResult,
+    OutcomeStatus,
+    StoredOutcome,
+)
+from service.ledger.rows import in_scope, is_valid_id, utc
+from service.settings import Stores
+from service.tables import outcome_corrections, outcomes, quotes
 
 # Outcomes are recorded in transactions of at most this many.
 OUTCOME_CHUNK = 500
@@ -43,13 +57,22 @@ class OutcomeBook:
         self.engine = engine
 
     def record(
-        self, quote_id: str, fulfilled_at: dt.datetime, now_utc: dt.datetime, source: str = "api"
+        self,
+        quote_id: str,
+        fulfilled_at: dt.datetime,
+        now_utc: dt.datetime,
+        source: str = "api",
+        recorded_by: str | None = None,
+        stores: Stores = None,
     ) -> tuple[OutcomeResult, bool]:
         """Record one outcome; returns it and whether it is new.
 
-        Raises `NotFound` for an unknown quote, `InputError` when fulfilled before the order,
-        `Conflict` when a different outcome was recorded already."""
-        [result] = self.record_many([(quote_id, fulfilled_at)], now_utc, source)
+        Raises `NotFound` for an unknown quote (or one of a store outside `stores`),
+        `InputError` when fulfilled before the order, `Conflict` when a different outcome was
+        recorded already."""
+        [result] = self.record_many(
+            [(quote_id, fulfilled_at)], now_utc, source, recorded_by, stores
+        )
         if result.status == "unknown":
             raise unknown_quote(quote_id)
         if result.status == "before_order":
@@ -64,21 +87,136 @@ class OutcomeBook:
             raise Conflict(
                 f"quote {quote_id} already has an outcome: fulfilled at "
                 f"{result.outcome.fulfilled_at.isoformat()}; an outcome is recorded "
-                "once"
+                "once: correct it with PUT /v1/quotes/{id}/outcome and a reason"
             )
         return result, result.status == "recorded"
 
     def record_many(
-        self, items: Sequence[tuple[str, dt.datetime]], now_utc: dt.datetime, source: str
+        self,
+        items: Sequence[tuple[str, dt.datetime]],
+        now_utc: dt.datetime,
+        source: str,
+        recorded_by: str | None = None,
+        stores: Stores = None,
     ) -> list[OutcomeResult]:
         """Record outcomes (quote id, fulfilled at), in transactions of up to 500; each
-        result says whether it was recorded now, already, conflicts, or names no quote."""
+        result says whether it was recorded now, already, conflicts, or names no quote (of
+        `stores`, None: every store)."""
         results: list[OutcomeResult] = []
         for start in range(0, len(items), OUTCOME_CHUNK):
             with write_transaction(self.engine) as conn:
                 chunk = items[start : start + OUTCOME_CHUNK]
-                results.extend(_Recording(conn, now_utc, source).record(chunk))
+                recording = _Recording(conn, now_utc, source, recorded_by, stores)
+                results.extend(recording.record(chunk))
         return results
+
+    def correct(self, quote_id: str, change: OutcomeChange, stores: Stores = None) -> Corrected:
+        """Correct the recorded outcome of `quote_id`'s order (its whole chain) to
+        `change.fulfilled_at`, keeping the old value, who, when and why; returns the outcome
+        now held and the order's history of corrections, oldest first.
+
+        The same time as recorded changes nothing (a retried correction). Raises `NotFound`
+        for an unknown quote (or one of a store outside `stores`), `Conflict` when no outcome
+        is recorded yet, `InputError` when fulfilled before the order was placed."""
+        if not is_valid_id(quote_id):
+            raise unknown_quote(quote_id)
+        with write_transaction(self.engine) as conn:
+            quote = conn.execute(
+                select(*_QUOTE_FACTS, outcomes.c.fulfilled_at)
+                .select_from(quotes.outerjoin(outcomes, outcomes.c.quote_id == quotes.c.id))
+                .where((quotes.c.id == quote_id) & in_scope(stores))
+                .with_for_update(of=quotes)
+            ).first()
+            if quote is None:
+                raise unknown_quote(quote_id)
+            if quote.fulfilled_at is None:
+                raise Conflict(
+                    f"quote {quote_id} has no outcome to correct: record it first with "
+                    f"POST /v1/quotes/{quote_id}/outcome"
+                )
+            if change.fulfilled_at < quote.ordered_at:
+                raise InputError(
+                    f"fulfilled_at {change.fulfilled_at.isoformat()} is before the order was "
+                    f"placed ({quote.ordered_at.isoformat()})",
+                    field="fulfilled_at",
+                )
+            original = quote.revision_of or quote.id
+            if quote.fulfilled_at != change.fulfilled_at:
+                self._rewrite_chain(conn, original, change)
+                conn.execute(
+                    insert(outcome_corrections).values(
+                        quote_id=original,
+                        old_fulfilled_at=quote.fulfilled_at,
+                        new_fulfilled_at=change.fulfilled_at,
+                        reason=change.reason,
+                        corrected_by=change.corrected_by,
+                        corrected_at=change.corrected_at,
+                    )
+                )
+            row = conn.execute(select(outcomes).where(outcomes.c.quote_id == quote.id)).one()
+            history = corrections_of(conn, original)
+        outcome = StoredOutcome.judged(
+            row.fulfilled_at, quote.deadline_at, row.was_late, row.recorded_at, row.source
+        )
+        return Corrected(
+            OutcomeResult(quote.id, "recorded", outcome, quote.deadline_at, quote.ordered_at),
+            changed=quote.fulfilled_at != change.fulfilled_at,
+            history=history,
+        )
+
+    def history(self, quote_id: str, stores: Stores = None) -> list[OutcomeCorrection]:
+        """The corrections of `quote_id`'s order, oldest first; `NotFound` as for `correct`."""
+        if not is_valid_id(quote_id):
+            raise unknown_quote(quote_id)
+        with self.engine.connect() as conn:
+            quote = conn.execute(
+                select(quotes.c.id, quotes.c.revision_of).where(
+                    (quotes.c.id == quote_id) & in_scope(stores)
+                )
+            ).first()
+            if quote is None:
+                raise unknown_quote(quote_id)
+            return corrections_of(conn, quote.revision_of or quote.id)
+
+    @staticmethod
+    def _rewrite_chain(conn: Connection, original: str, change: OutcomeChange) -> None:
+        """Every quote of the chain that has an outcome takes the corrected time, judged
+        against its own deadline."""
+        members = conn.execute(
+            select(quotes.c.id, quotes.c.deadline_at)
+            .join(outcomes, outcomes.c.quote_id == quotes.c.id)
+            .where((quotes.c.id == original) | (quotes.c.revision_of == original))
+        ).all()
+        for member in members:
+            conn.execute(
+                update(outcomes)
+                .where(outcomes.c.quote_id == member.id)
+                .values(
+                    fulfilled_at=change.fulfilled_at,
+                    was_late=change.fulfilled_at > utc(member.deadline_at),
+                    recorded_by=change.corrected_by,
+                )
+            )
+
+
+def corrections_of(conn: Connection, original: str) -> list[OutcomeCorrection]:
+    """The corrections recorded for the chain of `original`, oldest first."""
+    rows = conn.execute(
+        select(outcome_corrections)
+        .where(outcome_corrections.c.quote_id == original)
+        .order_by(outcome_corrections.c.corrected_at, outcome_corrections.c.id)
+    )
+    return [
+        OutcomeCorrection(
+            quote_id=row.quote_id,
+            old_fulfilled_at=utc(row.old_fulfilled_at),
+            new_fulfilled_at=utc(row.new_fulfilled_at),
+            reason=row.reason,
+            corrected_by=row.corrected_by,
+            corrected_at=utc(row.corrected_at),
+        )
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +226,14 @@ class _Recording:
     conn: Connection
     now_utc: dt.datetime
     source: str
+    recorded_by: str | None
+    stores: Stores
 
     def record(self, items: Sequence[tuple[str, dt.datetime]]) -> list[OutcomeResult]:
         """Each (quote id, fulfilled at) recorded, then its chain's other quotes too."""
         ids = sorted({quote_id for quote_id, _ in items if is_valid_id(quote_id)})
-        found = {row.id: row for row in self._facts(quotes.c.id.in_(ids))} if ids else {}
+        wanted = quotes.c.id.in_(ids) & in_scope(self.stores)
+        found = {row.id: row for row in self._facts(wanted)} if ids else {}
         results = []
         fulfilled_chains: dict[str, dt.datetime] = {}
         for quote_id, fulfilled_at in items:
@@ -162,6 +303,7 @@ class _Recording:
                 "was_late": fulfilled_at > quote.deadline_at,
                 "recorded_at": self.now_utc,
                 "source": self.source,
+                "recorded_by": self.recorded_by,
             },
         )
         return bool(inserted)

@@ -19,7 +19,8 @@ from models.errors import NotFound
 from service.database import write_transaction
 from service.errors import Conflict
 from service.ledger.records import NewRequest, Recorded, StoredQuote
-from service.ledger.rows import is_valid_id, quote_row, quotes_where, stored_quote
+from service.ledger.rows import in_scope, is_valid_id, quote_row, quotes_where, stored_quote
+from service.settings import Stores
 from service.tables import outcomes, quote_requests, quotes
 
 
@@ -95,23 +96,25 @@ class QuoteBook:
             raise
         return Recorded([stored_quote(row, None) for row in rows], replayed=False)
 
-    def get(self, quote_id: str) -> StoredQuote:
-        """The quote with this id, with its outcome if recorded; raises `NotFound`."""
+    def get(self, quote_id: str, stores: Stores = None) -> StoredQuote:
+        """The quote with this id, with its outcome if recorded; raises `NotFound`, also for a
+        quote of a store outside `stores` (None: every store), exactly as for an unknown id."""
         if is_valid_id(quote_id):
             with self.engine.connect() as conn:
-                found = quotes_where(conn, quotes.c.id == quote_id)
+                found = quotes_where(conn, (quotes.c.id == quote_id) & in_scope(stores))
             if found:
                 return found[0]
         raise unknown_quote(quote_id)
 
-    def chain(self, quote_id: str) -> list[StoredQuote]:
+    def chain(self, quote_id: str, stores: Stores = None) -> list[StoredQuote]:
         """The original of `quote_id`'s chain and its revisions, oldest first (one query);
-        `NotFound`."""
+        `NotFound`, also for a quote of a store outside `stores` (a revision keeps its
+        original's store)."""
         found: list[StoredQuote] = []
         if is_valid_id(quote_id):
             original = (
                 select(func.coalesce(quotes.c.revision_of, quotes.c.id))
-                .where(quotes.c.id == quote_id)
+                .where((quotes.c.id == quote_id) & in_scope(stores))
                 .scalar_subquery()
             )
             with self.engine.connect() as conn:
@@ -123,10 +126,15 @@ class QuoteBook:
         return sorted(found, key=lambda q: q.revision)
 
     def open_orders(
-        self, deadline_from: dt.datetime, deadline_to: dt.datetime, limit: int
+        self,
+        deadline_from: dt.datetime,
+        deadline_to: dt.datetime,
+        limit: int,
+        stores: Stores = None,
     ) -> list[StoredQuote]:
-        """The newest promise of each order without an outcome whose deadline lies in
-        [deadline_from, deadline_to], soonest deadline first, at most `limit`."""
+        """The newest promise of each order of `stores` (None: every store) without an outcome
+        whose deadline lies in [deadline_from, deadline_to], soonest deadline first, at most
+        `limit`."""
         newer = quotes.alias("newer")
         original = func.coalesce(quotes.c.revision_of, quotes.c.id)
         superseded = (
@@ -139,6 +147,7 @@ class QuoteBook:
             & ~superseded
             & (quotes.c.deadline_at >= deadline_from)
             & (quotes.c.deadline_at <= deadline_to)
+            & in_scope(stores)
         )
         with self.engine.connect() as conn:
             return quotes_where(

@@ -125,6 +125,37 @@ class OutcomeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeChange:
+    """A correction asked for: the order's true fulfilment time, who corrects it, when, why."""
+
+    fulfilled_at: dt.datetime
+    reason: str
+    corrected_by: str
+    corrected_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCorrection:
+    """A correction as the ledger keeps it, against the chain's original quote."""
+
+    quote_id: str
+    old_fulfilled_at: dt.datetime
+    new_fulfilled_at: dt.datetime
+    reason: str
+    corrected_by: str
+    corrected_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Corrected:
+    """What a correction left: the quote's outcome, whether it changed, the history."""
+
+    result: OutcomeResult
+    changed: bool
+    history: list[OutcomeCorrection]
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
     """A staff call about an order: which chain (its original quote), who, when, a note."""
 

@@ -12,17 +12,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Boolean, Double, Integer, select
+from sqlalchemy import Boolean, ColumnElement, Double, Integer, select, true
 from sqlalchemy.engine import Connection
 
 from models.quoting import Promise
 from service.ledger.records import StoredOutcome, StoredQuote
+from service.settings import Stores
 from service.tables import MAX_QUOTE_ID_CHARS, UTCDateTime, outcomes, quotes, storable_text
 
 UTC = dt.UTC
 PROMISE_FIELDS = tuple(f.name for f in fields(Promise))
 # The promised local day or time keeps its zone's offset: it is kept as ISO 8601 text.
 LOCAL_TIME_FIELD = "promise_local"
+
+
+def in_scope(stores: Stores) -> ColumnElement[bool]:
+    """The quotes of these stores (every quote for None): what a scoped key may see."""
+    return true() if stores is None else quotes.c.store.in_(sorted(stores))
 
 
 def utc(value: dt.datetime) -> dt.datetime:

@@ -24,7 +24,8 @@ from sqlalchemy.engine import Engine
 
 from models.features import category_label
 from service.database import epoch_seconds
-from service.ledger.rows import utc
+from service.ledger.rows import in_scope, utc
+from service.settings import Stores
 from service.tables import outcomes, quotes
 
 FloatArray = NDArray[np.float64]
@@ -124,9 +125,10 @@ class LedgerStats:
         self.engine = engine
 
     def segment_counts(
-        self, since: dt.datetime | None, until: dt.datetime | None
+        self, since: dt.datetime | None, until: dt.datetime | None, stores: Stores = None
     ) -> list[SegmentCounts]:
-        """Per segment: quotes given in [since, until), with outcomes, late; sorted by name."""
+        """Per segment: quotes of `stores` (None: all) given in [since, until), with outcomes,
+        late; sorted by name."""
         late = func.sum(func.coalesce(outcomes.c.was_late.cast(Integer), 0))
         query = (
             select(
@@ -137,6 +139,7 @@ class LedgerStats:
                 func.avg(quotes.c.target_late_rate).label("target"),
             )
             .select_from(quotes.outerjoin(outcomes, outcomes.c.quote_id == quotes.c.id))
+            .where(in_scope(stores))
             .group_by(quotes.c.segment)
             .order_by(quotes.c.segment)
         )
@@ -153,8 +156,11 @@ class LedgerStats:
             for row in rows
         ]
 
-    def decided_in_window(self, now_utc: dt.datetime, window_days: float) -> list[DecidedCounts]:
-        """Per segment (and model version): original promises whose deadline fell in
+    def decided_in_window(
+        self, now_utc: dt.datetime, window_days: float, stores: Stores = None
+    ) -> list[DecidedCounts]:
+        """Per segment (and model version): original promises of `stores` (None: all) whose
+        deadline fell in
         (now - window, now], all decided by now; late when fulfilled after the deadline or
         still open. Revisions are left out: the alarm watches the policy's own promises."""
         since = now_utc - dt.timedelta(days=window_days)
@@ -172,6 +178,7 @@ class LedgerStats:
                 quotes.c.revision == 0,
                 quotes.c.deadline_at > since,
                 quotes.c.deadline_at <= now_utc,
+                in_scope(stores),
             )
             .group_by(quotes.c.segment, quotes.c.model_version)
             .order_by(quotes.c.segment, quotes.c.model_version)
@@ -191,9 +198,10 @@ class LedgerStats:
         ]
 
     def revision_facts(
-        self, since: dt.datetime | None, until: dt.datetime | None
+        self, since: dt.datetime | None, until: dt.datetime | None, stores: Stores = None
     ) -> list[RevisionFacts]:
-        """The revisions made in [since, until): how early, and whether they were kept."""
+        """The revisions of `stores` (None: all) made in [since, until): how early, and whether
+        they were kept."""
         original = quotes.alias("original")
         query = (
             select(
@@ -206,7 +214,7 @@ class LedgerStats:
                     outcomes, outcomes.c.quote_id == quotes.c.id
                 )
             )
-            .where(quotes.c.revision > 0)
+            .where((quotes.c.revision > 0) & in_scope(stores))
         )
         with self.engine.connect() as conn:
             rows = conn.execute(_given_between(query, since, until)).all()

@@ -22,6 +22,7 @@ from models.control import ControlState, learn
 from models.policies import GLOBAL_SEGMENT
 from models.quoting import QuoteEngine
 from models.registry import Registry
+from service.auth import OPEN_CALLER
 from service.bundles import Serving
 from service.control import (
     HORIZON_MEMORIES,
@@ -86,7 +87,7 @@ class Shop:
     ) -> list[StoredQuote]:
         """Quote one order per store, placed at `now`."""
         requests = [QuoteRequest(order={**ORDER, "store_id": store}) for store in stores]
-        return self.desk(now, serving).issue(requests, "batch", "test", None).quotes
+        return self.desk(now, serving).issue(requests, "batch", OPEN_CALLER, None).quotes
 
     def fulfil(
         self, quote: StoredQuote, fulfilled_at: dt.datetime, recorded_at: dt.datetime
@@ -180,7 +181,7 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
         q for q in quotes if q.promise.deadline_at < now - 5 * DAY and _outcome(shop, q) is None
     ]
     revised_at = open_ones[0].promise.deadline_at + DAY
-    [revision] = shop.desk(revised_at).revise(open_ones[0].quote_id, "test", None).quotes
+    [revision] = shop.desk(revised_at).revise(open_ones[0].quote_id, OPEN_CALLER, None).quotes
     assert revision.revision == 1 and revision.promise.policy == "adaptive"
     promises = [*quotes, revision]
 

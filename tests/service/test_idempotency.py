@@ -60,6 +60,16 @@ def test_a_key_reused_for_another_order_is_409(client: TestClient) -> None:
     assert _counts(client) == (1, 1)
 
 
+def test_a_number_spelt_differently_is_the_same_request(client: TestClient) -> None:
+    first = _post(client, "/v1/quotes", quote_body(n_items=1, sphere_power=2), "order-num")
+    again = _post(client, "/v1/quotes", quote_body(n_items=1.0, sphere_power=2.0), "order-num")
+    assert first.status_code == 201 and again.status_code == 201, again.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    other = _post(client, "/v1/quotes", quote_body(n_items=2, sphere_power=2), "order-num")
+    assert other.status_code == 409
+    assert _counts(client) == (1, 1)
+
+
 def test_a_key_reused_for_a_batch_is_409(client: TestClient) -> None:
     _post(client, "/v1/quotes", quote_body(), "order-3")
     batch = _post(client, "/v1/quotes/batch", {"orders": [quote_body()]}, "order-3")

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
+from service.ledger import Ledger
+from service.tables import quotes
 from tests.service.conftest import ORDER, STAFF_KEY, ClientFactory
 
 SCRIPT = "<script>alert('x')</script>"
@@ -141,6 +144,21 @@ def test_a_bad_value_shows_the_form_again_with_the_problem(staff: TestClient) ->
     [n_items] = [c for c in page.controls.values() if c.get("name") == "feature:n_items"]
     assert n_items["value"] == "two" and n_items["aria-invalid"] == "true"
     assert page.ids["form-errors"].strip().startswith("Please check the order")
+
+
+def test_a_blank_form_or_one_without_a_store_stores_nothing(staff: TestClient) -> None:
+    ledger: Ledger = staff.app.state.ledger  # type: ignore[attr-defined]
+    blank = _submit(staff, {f"feature:{name}": "" for name in ORDER} | {"form_token": "t-1234567"})
+    assert blank.status_code == 422
+    assert "choose the Store" in blank.text
+    only_store = _submit(
+        staff, {f"feature:{name}": "" for name in ORDER} | {"feature:store_id": "MAN"}
+    )
+    assert only_store.status_code == 422 and "the form is empty" in only_store.text
+    no_store = _submit(staff, _form({"store_id": ""}))
+    assert no_store.status_code == 422 and "choose the Store" in no_store.text
+    with ledger.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(quotes)).scalar_one() == 0
 
 
 def test_the_server_checks_the_model_s_rules_too(staff: TestClient) -> None:
