@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         description="The ledger: sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DB.",
     )
     registry: Path = Field(default=Path("models/bundles"), description="Folder of trained bundles.")
+    model_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Serve an MLflow registered model by alias, `models:/NAME@ALIAS` (needs "
+        "the `mlflow` extra and MLFLOW_TRACKING_URI); its bundle is fetched into the registry "
+        "folder and checked there like any other.",
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(), description="Point-of-sale keys, comma separated."
     )
