@@ -4,10 +4,15 @@ connection checks, and the Alembic upgrade run under a lock.
 On SQLite every write transaction starts with `BEGIN IMMEDIATE`, so writers from all worker
 processes queue on the database lock (up to the busy timeout) instead of failing when a read
 lock cannot be upgraded; readers never wait (WAL mode).
+
+Every write goes through `write_transaction`, which reports how it ended to the engine's
+`service.health.WriteHealth` (a commit, or a full disk, a read-only database...): readiness says
+whether the ledger accepts writes, not merely whether it answers a SELECT.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -21,6 +26,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+
+from service.health import WriteHealth
+from service.tables import write_probes
 
 WRITE_OPTION = "promise_write"
 # A constant for pg_advisory_xact_lock: "PROMISE" in ASCII.
@@ -87,11 +95,32 @@ def _set_up_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (`BEGIN IMMEDIATE` on SQLite), committed on success."""
-    with engine.connect() as conn:
-        conn.execution_options(**{WRITE_OPTION: True})
-        with conn.begin():
-            yield conn
+    """A write transaction (`BEGIN IMMEDIATE` on SQLite), committed on success; its outcome
+    goes to the engine's `WriteHealth` (a failure only when the storage is to blame)."""
+    health = WriteHealth.of(engine)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+    except Exception as err:
+        health.failed(err)
+        raise
+    health.succeeded()
+
+
+def probe_write(engine: Engine, worker: str) -> None:
+    """Write this worker's row of `write_probes` (insert or update): a real write, so a full
+    disk or a read-only database fails here as the quotes would; raises a SQLAlchemy error."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    now = dt.datetime.now(dt.UTC)
+    statement = dialect.insert(write_probes).values(worker=worker[:200], probed_at=now)
+    with write_transaction(engine) as conn:
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[write_probes.c.worker], set_={"probed_at": now}
+            )
+        )
 
 
 def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:

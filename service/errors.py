@@ -10,10 +10,14 @@ PromiseError (models.errors)      -> 4xx, the user can fix it
 ├── NoRiskModel                   -> 409: the served model keeps no open-order risks
 └── SpecError, BundleError        -> 422
 AccessDenied (here)               -> 401 without a key, 403 with the wrong one
+└── Throttled (here)              -> 429 + Retry-After: too many failed keys from one address
 Unavailable (here)                -> 503 + Retry-After: no model loaded, ledger unreachable
 RequestValidationError (FastAPI)  -> 422, same shape
-HTTPException (Starlette)         -> its status (404 route, 405, 413 body too large), same shape
-sqlalchemy OperationalError       -> 503 + Retry-After: nothing was stored
+HTTPException (Starlette)         -> its status (404 route, 405, 408 body too slow, 413 body
+                                     too large), same shape
+sqlalchemy OperationalError       -> 503 + Retry-After: nothing was stored; the message says
+  (and DBAPIError, pool timeout,     what is wrong (`service.health`): the disk is full, the
+   OSError ENOSPC / EROFS)           database is read-only, cannot be reached, is busy
 ```
 
 Every error body is `ErrorBody`: `{"error": code, "message": text, "field": name|null,
@@ -39,6 +43,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Send
 
 from models.errors import BundleError, InputError, NoRiskModel, NotFound, PromiseError
+from service.health import FailureKind, classify
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,15 @@ class AccessDenied(Exception):
         super().__init__(message)
         self.status_code = status_code
         self.challenge = challenge
+
+
+class Throttled(AccessDenied):
+    """Too many failed authentications from one client address (answered 429); retry after
+    `retry_after_seconds`."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(429, message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(Exception):
@@ -162,6 +176,9 @@ def install_error_handlers(
 
     def on_access_denied(request: Request, err: Exception) -> Response:
         assert isinstance(err, AccessDenied)
+        if isinstance(err, Throttled):
+            retry = {"Retry-After": str(err.retry_after_seconds)}
+            return answer(request, 429, _body("too_many_requests", str(err)), retry)
         code = "unauthorized" if err.status_code == 401 else "forbidden"
         headers = {"WWW-Authenticate": err.challenge} if err.challenge else None
         return answer(request, err.status_code, _body(code, str(err)), headers)
@@ -172,22 +189,18 @@ def install_error_handlers(
         )
 
     def on_database_down(request: Request, err: Exception) -> Response:
-        if (
-            isinstance(err, DBAPIError)
-            and not isinstance(err, OperationalError)
-            and not (err.connection_invalidated)
-        ):
-            raise err  # a bug in a query, not an outage
+        kind = classify(err)
+        if kind is None:
+            raise err  # a bug in a query (or a file), not an outage of the storage
         log.error(
-            "ledger.unavailable", extra={"error": type(err).__name__, "path": request.url.path}
+            "ledger.unavailable",
+            extra={"error": type(err).__name__, "kind": kind, "path": request.url.path},
         )
-        return on_unavailable(
-            request, Unavailable("the ledger cannot be reached; nothing was stored, retry later")
-        )
+        return on_unavailable(request, Unavailable(_OUTAGES[kind]))
 
     def on_http_error(request: Request, err: Exception) -> Response:
         assert isinstance(err, HTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        codes = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 413: "too_large"}
         message = str(err.detail) if err.detail else "error"
         if err.status_code == 404 and message == "Not Found":
             message = f"no such page: {request.url.path}"
@@ -206,10 +219,21 @@ def install_error_handlers(
         (OperationalError, on_database_down),
         (DBAPIError, on_database_down),
         (PoolTimeout, on_database_down),
+        (OSError, on_database_down),  # only ENOSPC / EROFS: anything else is re-raised
         (HTTPException, on_http_error),
     ]
     for kind, handler in handlers:
         app.add_exception_handler(kind, _sync(handler))
+
+
+_NOTHING_STORED = "nothing was stored, retry later"
+_OUTAGES: dict[FailureKind, str] = {
+    "disk_full": f"the ledger cannot write: the disk is full; {_NOTHING_STORED}",
+    "read_only": f"the ledger cannot write: the database is read-only; {_NOTHING_STORED}",
+    "unreachable": f"the ledger cannot be reached; {_NOTHING_STORED}",
+    "busy": "the ledger is busy (a lock or every connection was held too long); " + _NOTHING_STORED,
+    "other": f"the ledger failed to answer; {_NOTHING_STORED}",
+}
 
 
 def _sync(
