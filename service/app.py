@@ -33,6 +33,7 @@ from service.limits import BodyLimit
 from service.metrics import Metrics, RequestMetrics
 from service.sessions import Sessions
 from service.settings import Settings
+from service.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bundles = holder
     app.state.control = ControlCache(ledger, settings.control_refresh_seconds)
     app.state.keyring = KeyRing(settings.hashed_keys)
+    app.state.throttle = AuthThrottle(
+        settings.auth_failures_allowed, settings.auth_failure_window_seconds
+    )
     app.state.sessions = Sessions(settings, ledger)
     app.state.metrics = metrics = Metrics(ledger, holder, settings)
     app.state.templates = Jinja2Templates(

@@ -1,18 +1,27 @@
 """Who may call what: API keys by role, compared in constant time.
 
-| caller                      | quotes, outcomes | performance, model | reload | web form |
-|-----------------------------|------------------|--------------------|--------|----------|
-| point-of-sale key (`pos`)   | yes              | yes                | 403    | 403      |
-| staff key                   | yes              | yes                | 403    | yes      |
-| admin key                   | 403              | yes                | yes    | 403      |
-| no key / unknown key        | 401              | 401                | 401    | 401      |
+| caller                | quotes, outcomes | performance, model | reload | web form | /metrics |
+|-----------------------|------------------|--------------------|--------|----------|----------|
+| point of sale (`pos`) | yes              | yes                | 403    | 403      | 403      |
+| staff key             | yes              | yes                | 403    | yes      | 403      |
+| admin key             | 403              | yes                | yes    | 403      | yes      |
+| metrics key           | 403              | 403                | 403    | 403      | yes      |
+| no key / unknown key  | 401              | 401                | 401    | 401      | 401      |
+| too many unknown keys | 429              | 429                | 429    | 429      | 429      |
 
-`/healthz`, `/readyz` and `/metrics` are open. A key comes as `Authorization: Bearer KEY` or
-`X-API-Key: KEY`; staff at a browser sign in once at `/signin` and carry a signed session
-cookie instead (`service.sessions`; never HTTP Basic, which a browser would replay for any
-site's form). Keys are held as sha256 digests only (`PROMISE_KEYS_FILE` holds nothing else).
+`/healthz` and `/readyz` are open; so is `/metrics` in open mode (it shows per-store figures, so
+with keys configured it needs a metrics or admin key). A key comes as `Authorization: Bearer KEY`
+or `X-API-Key: KEY`; staff at a browser sign in once at `/signin` and carry a session cookie
+instead (`service.sessions`; never HTTP Basic, which a browser would replay for any site's
+form). Keys are held as sha256 digests only (`PROMISE_KEYS_FILE` holds nothing else).
 With no key configured at all the service is open, but only to this machine (`LoopbackOnly`:
 loopback clients, a loopback `Host`, no write from another site), and says so loudly at start.
+
+Failed keys are counted per client address (`service.throttle`): after
+`PROMISE_AUTH_FAILURES_ALLOWED` unknown keys or failed sign-ins within
+`PROMISE_AUTH_FAILURE_WINDOW_SECONDS`, every key that address presents, a correct one too, is
+answered 429 with Retry-After until the window ends. A request carrying no key, or a session
+cookie, is not an attempt and is never throttled.
 """
 
 from __future__ import annotations
@@ -27,9 +36,10 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import AccessDenied, send_error
+from service.errors import AccessDenied, Throttled, send_error
 from service.keyring import KeyRing
 from service.settings import HashedKey, Role, Settings, Stores
+from service.throttle import AuthThrottle
 
 OPEN_CLIENT = "open"
 
@@ -106,10 +116,14 @@ def presented_key(
 
 
 def identify(request: Request, presented: str, allowed: frozenset[Role], needed: str) -> Caller:
-    """The caller a presented key makes; raises `AccessDenied` for an unknown or wrong key."""
+    """The caller a presented key makes; raises `AccessDenied` for an unknown or wrong key, and
+    `Throttled` (429) while the client's address has failed too often."""
     keyring: KeyRing = request.app.state.keyring
+    host = _client_host(request)
+    _refuse_when_throttled(request, host)
     key = keyring.identify(presented)
     if key is None:
+        _throttle(request).failed(host)
         raise AccessDenied(401, "the API key is not valid")
     if key.role not in allowed:
         raise AccessDenied(403, f"a {key.role} key cannot do this; it needs a {needed} key")
@@ -117,10 +131,36 @@ def identify(request: Request, presented: str, allowed: frozenset[Role], needed:
 
 
 def sign_in_key(request: Request, presented: str) -> HashedKey | None:
-    """The staff key a sign-in form presents, or None for any other text."""
+    """The staff key a sign-in form presents, or None for any other text (counted as a failed
+    attempt unless blank); raises `Throttled` (429) while the address has failed too often."""
+    host = _client_host(request)
+    _refuse_when_throttled(request, host)
     keyring: KeyRing = request.app.state.keyring
     key = keyring.identify(presented)
-    return key if key is not None and key.role == "staff" else None
+    if key is not None and key.role == "staff":
+        return key
+    if presented.strip():
+        _throttle(request).failed(host)
+    return None
+
+
+def _throttle(request: Request) -> AuthThrottle:
+    throttle: AuthThrottle = request.app.state.throttle
+    return throttle
+
+
+def _client_host(request: Request) -> str | None:
+    # The direct peer, never X-Forwarded-For (see `service.throttle`).
+    return request.client.host if request.client is not None else None
+
+
+def _refuse_when_throttled(request: Request, host: str | None) -> None:
+    seconds = _throttle(request).retry_after(host)
+    if seconds is not None:
+        raise Throttled(
+            f"too many failed keys from this address; try again in {seconds} seconds",
+            seconds,
+        )
 
 
 def is_loopback(host: str | None) -> bool:
