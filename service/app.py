@@ -3,7 +3,8 @@
 On start it migrates the ledger (under a lock, so workers starting together are safe; when the
 database cannot be reached it starts not ready and migrates once it answers), loads the
 promoted bundle (without one it runs but is not ready), and wires the API, the web form, the
-error handlers and the middleware: loopback guard (open mode only), metrics, body size limit.
+error handlers and the middleware: loopback guard (open mode only), metrics, body size limit,
+body read timeout.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from service.control import ControlCache
 from service.errors import install_error_handlers
 from service.keyring import KeyRing
 from service.ledger import Ledger
-from service.limits import BodyLimit
+from service.limits import BodyLimit, BodyTimeout
 from service.metrics import Metrics, RequestMetrics
 from service.sessions import Sessions
 from service.settings import Settings
@@ -86,7 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     _honest_openapi(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    # The last added middleware runs first: loopback guard, then metrics, then the size limit.
+    # The last added middleware runs first: loopback guard, then metrics, then the size limit,
+    # then the read timeout (innermost: it sees each chunk as the app asks for it).
+    app.add_middleware(BodyTimeout, timeout_seconds=settings.body_read_timeout_seconds)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     if settings.is_open:
