@@ -1,4 +1,5 @@
-"""Operations endpoints, open to all: liveness, readiness and Prometheus metrics.
+"""Operations endpoints: liveness and readiness (open to all), Prometheus metrics (a metrics or
+admin key once keys are configured).
 
 Ready means a model is loaded and the ledger accepts writes: the latest write of this worker
 committed (`service.health`), or, when no write has reported for `readiness_probe_seconds`, a
@@ -12,13 +13,15 @@ import logging
 import os
 import socket
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.auth import require
 from service.bundles import BundleHolder
 from service.database import probe_write
 from service.deps import MetricsDep, SettingsDep
+from service.errors import ErrorBody
 from service.health import REASONS, WriteHealth, classify
 from service.ledger import Ledger
 from service.schemas import HealthResponse, ReadyResponse
@@ -104,9 +107,15 @@ def _worker() -> str:
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"},
+        401: {"model": ErrorBody, "description": "Keys are configured and none was sent"},
+        403: {"model": ErrorBody, "description": "A key that is not a metrics or admin key"},
     },
+    dependencies=[Depends(require("metrics", "admin"))],
 )
 def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus metrics: requests and latencies by route, quotes, outcomes, live late rate."""
+    """Prometheus metrics: requests and latencies by route, quotes, outcomes, live late rate.
+
+    Needs a metrics or admin key once keys are configured (the figures are per store); open
+    to this machine when the service runs without keys."""
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -51,8 +51,9 @@ RULES: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/quotes/{id}", None, {"staff"}),
     ("GET", "/lookup?quote_id={id}", None, {"staff"}),
     ("GET", "/performance", None, {"staff"}),
+    ("GET", "/metrics", None, {"admin"}),  # and the metrics role: test_metrics_access.py
 ]
-OPEN_PATHS = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/static/style.css"]
+OPEN_PATHS = ["/healthz", "/readyz", "/openapi.json", "/docs", "/static/style.css"]
 
 
 def _send(
