@@ -7,6 +7,7 @@ schema, and one part per concern, each method of a part one transaction:
     quotes        requests and their quotes, idempotency, revisions, open orders (`quotes`)
     outcomes      outcomes, recorded once and for a whole chain (`outcomes`)
     contacts      staff calls about orders at risk (`contacts`)
+    sessions      signed-in staff sessions, ended at sign-out (`staff_sessions`)
     stats         late rates, the drift window, the adaptive replay's promises (`stats`)
     served_model  the version the workers should serve (`served_model`)
 
@@ -33,6 +34,7 @@ from service.ledger.contacts import ContactBook
 from service.ledger.outcomes import OutcomeBook
 from service.ledger.quotes import QuoteBook
 from service.ledger.served_model import ServedModelRow
+from service.ledger.sessions import SessionBook
 from service.ledger.stats import LedgerStats
 from service.settings import Settings
 
@@ -51,6 +53,7 @@ class Ledger:
         self.contacts = ContactBook(engine, self.quotes)
         self.stats = LedgerStats(engine)
         self.served_model = ServedModelRow(engine)
+        self.sessions = SessionBook(engine)
 
     @classmethod
     def connect(

@@ -1,5 +1,6 @@
-"""Staff sign in once: a signed, HttpOnly, SameSite=Strict session cookie, and a CSRF token on
-every form post; no HTTP Basic prompt."""
+"""Staff sign in once: a signed, HttpOnly, SameSite=Strict cookie naming a session the ledger
+keeps, and a CSRF token on every form post; no HTTP Basic prompt. (Revocation across workers:
+test_session_revocation.py; named accounts and the keys file: test_staff_accounts.py.)"""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_a_forged_or_revoked_session_is_refused(make_client: ClientFactory) -> N
     secret = "session-secret-" * 3
     first = make_client(key=None, session_secret=secret)
     _sign_in(first)
-    cookie = next(c.value for c in first.cookies.jar if c.name == COOKIE)
+    cookie = first.cookies[COOKIE]
     # Another worker with the same secret and keys accepts the session ...
     same = make_client(key=None, session_secret=secret)
     same.cookies.set(COOKIE, cookie)
@@ -107,10 +108,26 @@ def test_signing_out_ends_the_session(browser: TestClient) -> None:
     _sign_in(browser)
     token = _csrf(browser.get("/", headers=HTML).text)
     assert browser.post("/signout", data={}, headers=HTML).status_code == 403  # no token
+    cookie = browser.cookies[COOKIE]
     out = browser.post("/signout", data={"csrf_token": token}, headers=HTML, follow_redirects=False)
     assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
     browser.cookies.clear()
     assert browser.get("/", headers=HTML).status_code == 401
+    browser.cookies.set(COOKIE, cookie)  # the old cookie, replayed, opens nothing
+    assert browser.get("/", headers=HTML).status_code == 401
+    replayed = browser.post("/quotes", data=_form(csrf_token=token), headers=HTML)
+    assert replayed.status_code == 401
+
+
+def test_each_session_has_its_own_csrf_token(make_client: ClientFactory) -> None:
+    first, second = make_client(key=None), make_client(key=None)
+    _sign_in(first)
+    _sign_in(second)
+    token = _csrf(first.get("/", headers=HTML).text)
+    assert token != _csrf(second.get("/", headers=HTML).text)
+    assert token == _csrf(first.get("/performance", headers=HTML).text)  # stable per session
+    stolen = second.post("/quotes", data=_form(csrf_token=token), headers=HTML)
+    assert stolen.status_code == 403
 
 
 def test_markup_typed_at_sign_in_and_in_the_form_comes_back_escaped(browser: TestClient) -> None:
