@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import Double, Table, create_engine, event
+from sqlalchemy import Double, Table, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.compiler import compiles
@@ -34,6 +34,7 @@ WRITE_OPTION = "promise_write"
 # A constant for pg_advisory_xact_lock: "PROMISE" in ASCII.
 MIGRATION_LOCK_ID = 0x50524F4D495345
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PROBES_KEPT_FOR = dt.timedelta(days=1)
 
 
 def alembic_config() -> Config:
@@ -111,16 +112,19 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 def probe_write(engine: Engine, worker: str) -> None:
     """Write this worker's row of `write_probes` (insert or update): a real write, so a full
-    disk or a read-only database fails here as the quotes would; raises a SQLAlchemy error."""
+    disk or a read-only database fails here as the quotes would; raises a SQLAlchemy error.
+
+    Rows of workers gone for a day are deleted on the way (each restart adds a row)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     now = dt.datetime.now(dt.UTC)
-    statement = dialect.insert(write_probes).values(worker=worker[:200], probed_at=now)
+    upsert = dialect.insert(write_probes).values(worker=worker[:200], probed_at=now)
     with write_transaction(engine) as conn:
         conn.execute(
-            statement.on_conflict_do_update(
+            upsert.on_conflict_do_update(
                 index_elements=[write_probes.c.worker], set_={"probed_at": now}
             )
         )
+        conn.execute(delete(write_probes).where(write_probes.c.probed_at < now - PROBES_KEPT_FOR))
 
 
 def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> int:

@@ -6,8 +6,10 @@ files open for writing: SQLite's read-only error is classified from a real one i
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
+import socket
 import sqlite3
 import subprocess
 import uuid
@@ -17,12 +19,13 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, text
+from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from service.database import create_ledger_engine, write_transaction
 from service.health import WriteHealth, classify
+from service.tables import write_probes
 from tests.service.conftest import ClientFactory, postgres_url, quote_body
 
 # Fills up after the ledger's schema and a few quotes, small enough to fill at once.
@@ -246,3 +249,17 @@ def test_a_constraint_inside_a_write_leaves_the_state_as_it_was(tmp_path: Path) 
         conn.execute(insert(table).values(x=1))
     assert health.latest() is first
     engine.dispose()
+
+
+def test_readiness_probes_with_a_real_write_of_this_worker_row(make_client: ClientFactory) -> None:
+    client = make_client(readiness_probe_seconds=0.0)
+    ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(write_probes).values(worker="gone:1", probed_at=long_ago))
+    _assert_ready(client)
+    _assert_ready(client)
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(write_probes.c.worker, write_probes.c.probed_at)).all()
+    assert [worker for worker, _ in rows] == [f"{socket.gethostname()}:{os.getpid()}"]
+    assert rows[0][1] > long_ago  # written now; the row of a worker gone for a day is deleted
