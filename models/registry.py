@@ -8,9 +8,14 @@ Layout under the registry root:
     <root>/<version>/manifest.json    what it is (see `Manifest`), with every file's sha256
     <root>/<version>/manifest.sig     HMAC-SHA256 of the manifest (when a signing key is given)
     <root>/PROMOTED                   the promoted version, one line
+    <root>/promotions.jsonl           the promotion history, one JSON object a line (`Promotion`)
 
 A bundle is written into a temporary folder and renamed into place, and PROMOTED is replaced
 atomically, so a crash or a full disk never leaves a half-written bundle or a dangling promotion.
+Each promotion appends one line to the history in one `O_APPEND` write before PROMOTED changes;
+`rollback` promotes the version the current one replaced (a second roll back undoes the first).
+A promotion whose bundle differs from the promoted one in what a point-of-sale system sends or
+sees (`models.compatibility`) is refused unless forced.
 
 `load` (the service's path) checks the signature when the registry has a key, then every file's
 hash, then reads only the serving form: JSON and `np.load(allow_pickle=False)`. It never
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models.compatibility import IncompatibleBundle, differences
 from models.errors import BundleError, NotFound
 from models.quoting import QuoteEngine
 from models.serving_form import engine_form, engine_from_form
@@ -56,6 +62,7 @@ SERVING_NPZ = "serving.npz"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 PROMOTED_FILE = "PROMOTED"
+PROMOTIONS_FILE = "promotions.jsonl"
 SERVING_FILES = (SERVING_JSON, SERVING_NPZ)
 # 2: pooled segments and the adaptive policy's control (issue 13) changed what a policy pickles.
 # 3: policies pickle their scikit-learn parameters (no `PolicyConfig`), the engine its fields by
@@ -81,6 +88,22 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """One line of the promotion history: `version` became the promoted bundle over
+    `previous` (None: nothing was promoted) at `at` (ISO 8601, UTC)."""
+
+    version: str
+    previous: str | None
+    at: str
+    forced: bool = False  # promoted though it differed from `previous` (see `differences`)
+    rollback: bool = False  # made by `Registry.rollback`
+    differences: tuple[str, ...] = ()  # `models.compatibility.differences(previous, version)`
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +236,85 @@ class Registry:
             return None
         return text or None
 
-    def promote(self, version: str) -> Manifest:
-        """Make `version` the one the service loads (after checking it loads)."""
-        self.load(version)
+    def promote(
+        self, version: str, force: bool = False, now: dt.datetime | None = None
+    ) -> Manifest:
+        """Make `version` the one the service loads, after checking that it loads and that it
+        takes and answers what the promoted bundle does (`IncompatibleBundle` listing the
+        differences, unless `force`). Records the promotion in the history, stamped `now`
+        (default: the clock)."""
+        return self._promote(version, force=force, now=now, rollback=False)
+
+    def promotion_differences(self, version: str) -> list[str]:
+        """What a point-of-sale system would notice if `version` replaced the promoted bundle
+        (`models.compatibility.differences`, from both serving forms); [] when nothing else is
+        promoted. Checks that `version` loads."""
+        return self._differences(self.promoted_version(), self.load(version))
+
+    def history(self) -> list[Promotion]:
+        """The promotions, oldest first (a line torn by a crash is skipped)."""
+        try:
+            text = (self.root / PROMOTIONS_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            try:
+                raw = json.loads(line)
+                found.append(Promotion(**{**raw, "differences": tuple(raw["differences"])}))
+            except (json.JSONDecodeError, TypeError, KeyError):
+                continue
+        return found
+
+    def rollback_target(self) -> Promotion:
+        """The history's record of how the promoted version came to be: its `previous` is what
+        `rollback` promotes. `NotFound` when there is nothing to roll back to."""
+        current = self.promoted_version()
+        if current is None:
+            raise NotFound(f"no model is promoted in {self.root}: nothing to roll back")
+        made = next((p for p in reversed(self.history()) if p.version == current), None)
+        if made is None:
+            raise NotFound(
+                f"the promotion history in {self.root} does not say what {current} replaced; "
+                "promote the version to serve with `promise promote VERSION`"
+            )
+        if made.previous is None:
+            raise NotFound(
+                f"{current} was the first promoted model in {self.root}: nothing to roll back to"
+            )
+        return made
+
+    def rollback(self, now: dt.datetime | None = None) -> Promotion:
+        """Promote the version the promoted one replaced (differences or not: it was served
+        before), record it and return the record."""
+        target = self.rollback_target()
+        assert target.previous is not None
+        self._promote(target.previous, force=True, now=now, rollback=True)
+        return self.history()[-1]
+
+    def _promote(
+        self, version: str, *, force: bool, now: dt.datetime | None, rollback: bool
+    ) -> Manifest:
+        candidate = self.load(version)
+        current = self.promoted_version()
+        found = self._differences(current, candidate)
+        if found and not force:
+            raise IncompatibleBundle(
+                f"{version} differs from the promoted {current} in what a point-of-sale system "
+                f"sends or sees: {'; '.join(found)}",
+                found,
+            )
+        if current != version:
+            stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+            record = Promotion(
+                version=version,
+                previous=current,
+                at=iso_utc(stamp.timestamp()),
+                forced=bool(found),
+                rollback=rollback,
+                differences=tuple(found),
+            )
+            self._append_history(record)
         target = self.root / PROMOTED_FILE
         temporary = self.root / f".{PROMOTED_FILE}.{os.getpid()}"
         try:
@@ -225,7 +324,45 @@ class Registry:
         except OSError as err:
             temporary.unlink(missing_ok=True)
             raise BundleError(f"cannot promote {version}: {err.strerror}") from err
-        return self.manifest(version)
+        return candidate.manifest
+
+    def _differences(self, current: str | None, candidate: LoadedBundle) -> list[str]:
+        version = candidate.manifest.version
+        if current is None or current == version:
+            return []
+        try:
+            served = self.load(current)
+        except (BundleError, NotFound):
+            try:  # a bundle that no longer loads may still say what it was
+                manifest = self.manifest(current)
+            except (BundleError, NotFound) as err:
+                return [
+                    f"the promoted bundle {current} cannot be read ({err}): what changes is unknown"
+                ]
+            return differences(manifest, candidate.manifest, candidate_engine=candidate.engine)
+        return differences(
+            served.manifest,
+            candidate.manifest,
+            served_engine=served.engine,
+            candidate_engine=candidate.engine,
+        )
+
+    def _append_history(self, record: Promotion) -> None:
+        """One line in one `O_APPEND` write: concurrent promotions never interleave a line."""
+        path = self.root / PROMOTIONS_FILE
+        line = (record.to_json() + "\n").encode("utf-8")
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(handle, line)
+                os.fsync(handle)
+            finally:
+                os.close(handle)
+        except OSError as err:
+            raise BundleError(
+                f"cannot promote {record.version}: the promotion history {path} cannot be "
+                f"written ({err.strerror}); nothing changed"
+            ) from err
 
     def load(self, version: str) -> LoadedBundle:
         """The bundle's engine from its serving form, refusing an unsigned (when a key is set),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -9,18 +10,23 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from models.compatibility import LISTED_CATEGORY_LIMIT, IncompatibleBundle, differences
 from models.errors import BundleError, NotFound
 from models.quoting import Order, quote
 from models.registry import (
     MODEL_FILE,
+    PROMOTED_FILE,
+    PROMOTIONS_FILE,
     SERVING_JSON,
     SERVING_NPZ,
     SIGNATURE_FILE,
+    Manifest,
     Registry,
 )
 from models.trained import TrainedModel
@@ -233,4 +239,165 @@ def test_a_failed_write_leaves_no_half_bundle(
     with pytest.raises(BundleError, match="No space left on device; the registry is unchanged"):
         train_bundle(small_sample_spec, registry, now=NOW + dt.timedelta(hours=1))
     assert registry.promoted_version() == version
-    assert sorted(p.name for p in registry.root.iterdir()) == sorted([version, "PROMOTED"])
+    assert sorted(p.name for p in registry.root.iterdir()) == sorted(
+        [version, PROMOTED_FILE, PROMOTIONS_FILE]
+    )
+
+
+# --------------------------------------------------------------------------- promotion checks
+
+
+def with_info(manifest: Manifest, version: str, **changes: Any) -> Manifest:
+    """`manifest` renamed `version`, some of its `info` replaced (a bundle trained otherwise)."""
+    return dataclasses.replace(manifest, version=version, info={**manifest.info, **changes})
+
+
+def test_a_retrain_on_the_same_fields_differs_in_nothing(registry: Registry) -> None:
+    served = registry.manifest(only_version(registry))
+    schema = served.info["feature_schema"]
+    more_stores = {**schema["categorical"], "store_id": [*schema["categorical"]["store_id"], "ZZZ"]}
+    retrained = with_info(served, "new", feature_schema={**schema, "categorical": more_stores})
+    assert differences(served, served) == []
+    # A new store is fine: nobody sent it before.
+    assert differences(served, retrained) == []
+
+
+def test_every_difference_a_point_of_sale_system_would_notice_is_named(
+    registry: Registry,
+) -> None:
+    served = registry.manifest(only_version(registry))
+    schema = served.info["feature_schema"]
+    categorical = dict(schema["categorical"])
+    categorical["store_id"] = [s for s in categorical["store_id"] if s != "MAN"]
+    numeric = {**schema["numeric"], "customer_state": {"low": 0.0, "high": 1.0}}
+    numeric["coating"] = numeric.pop("n_items")  # coating numeric; n_items gone
+    spec = {
+        **served.info["spec"],
+        "calendar": {**served.info["spec"]["calendar"], "timezone": "UTC"},
+    }
+    other = dataclasses.replace(
+        with_info(
+            served,
+            "other",
+            feature_schema={**schema, "categorical": categorical, "numeric": numeric},
+            segments_by=[],
+            spec=spec,
+        ),
+        unit="hour",
+    )
+    found = differences(served, other)
+    text = "\n".join(found)
+    assert "feature 'customer_state' is new in other" in text
+    assert "feature 'n_items' is gone from other" in text
+    assert "feature 'coating' is categorical in " in text and "and numeric in other" in text
+    assert "store_id 'MAN': known to" in text and "never seen by other" in text
+    assert "unit: " in text and "in days, other in hours" in text
+    assert "a buffer per store_id, other one buffer for all orders" in text
+    assert "Europe/London, other in UTC" in text
+    assert len(found) == 7
+
+
+def test_a_category_list_cut_at_the_limit_hides_only_what_it_could_not_list(
+    registry: Registry,
+) -> None:
+    served = registry.manifest(only_version(registry))
+    schema = served.info["feature_schema"]
+    listed = [f"S{i:03d}" for i in range(LISTED_CATEGORY_LIMIT)]
+    cut = {**schema["categorical"], "store_id": listed}
+    before = with_info(served, "before", feature_schema={**schema, "categorical": cut})
+    known = {**schema["categorical"], "store_id": [*listed[1:], "S000x", "ZZZ"]}
+    wide = with_info(served, "wide", feature_schema={**schema, "categorical": known})
+    # "ZZZ" sorts after the cut list's last value: maybe known, only not listed. "S000x" sorts
+    # inside the listed range and is not in it: surely never seen.
+    assert differences(wide, before) == [
+        "store_id 'S000x': known to wide, never seen by before (such orders would be refused "
+        "or quoted as unknown)"
+    ]
+
+
+def test_a_manifest_without_a_schema_cannot_be_compared(registry: Registry) -> None:
+    served = registry.manifest(only_version(registry))
+    bare = with_info(served, "bare", feature_schema=None, segments_by=None)
+    assert differences(served, bare) == [
+        "feature schema: the manifest of bare does not record it, so it cannot be compared",
+        "segments: the manifest of bare does not record it, so it cannot be compared",
+    ]
+
+
+@pytest.fixture(scope="module")
+def two_kinds(
+    trained: Path, small_sample_spec: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The trained registry plus a bundle without the coating feature, one buffer for all."""
+    root = tmp_path_factory.mktemp("two-kinds")
+    shutil.copytree(trained, root, dirs_exist_ok=True)
+    spec = root / "other.toml"
+    text = small_sample_spec.read_text()
+    text = text.replace('["store_id", "lens_type", "coating"]', '["store_id", "lens_type"]')
+    spec.write_text(text.replace('segments = ["store_id"]', "segments = []"))
+    data = small_sample_spec.parent / "optical_orders.csv"
+    train_bundle(spec, Registry(root), now=NOW + dt.timedelta(hours=1), data=data)
+    return root
+
+
+def test_a_promotion_that_changes_the_fields_is_refused_unless_forced(
+    two_kinds: Path, tmp_path: Path
+) -> None:
+    registry = Registry(shutil.copytree(two_kinds, tmp_path / "bundles"))
+    first, other = (m.version for m in registry.manifests())
+    registry.promote(first, now=NOW)
+    with pytest.raises(
+        IncompatibleBundle, match=f"{other} differs from the promoted {first}"
+    ) as err:
+        registry.promote(other, now=NOW)
+    assert registry.promoted_version() == first
+    assert registry.promotion_differences(other) == err.value.differences
+    assert err.value.differences == [
+        f"feature 'coating' is gone from {other}: a point-of-sale request that sends it is refused",
+        f"segments: {first} keeps a buffer per store_id, {other} one buffer for all orders",
+    ]
+    registry.promote(other, force=True, now=NOW + dt.timedelta(minutes=1))
+    assert registry.promoted_version() == other
+    assert [(p.version, p.previous, p.forced) for p in registry.history()] == [
+        (first, None, False),
+        (other, first, True),
+    ]
+    assert registry.history()[-1].differences == tuple(err.value.differences)
+    assert registry.history()[-1].at == "2026-11-23T12:01:00Z"
+
+
+def test_rollback_promotes_what_the_promoted_bundle_replaced(
+    two_kinds: Path, tmp_path: Path
+) -> None:
+    registry = Registry(shutil.copytree(two_kinds, tmp_path / "bundles"))
+    first, other = (m.version for m in registry.manifests())
+    with pytest.raises(NotFound, match="nothing to roll back"):
+        registry.rollback()
+    registry.promote(first)
+    registry.promote(first)  # already promoted: no new history line
+    with pytest.raises(NotFound, match="was the first promoted model"):
+        registry.rollback()
+    registry.promote(other, force=True)
+    assert registry.rollback_target().previous == first
+    back = registry.rollback(now=NOW)
+    assert registry.promoted_version() == first
+    assert (back.version, back.previous, back.rollback, back.forced) == (first, other, True, True)
+    # Rolling back again undoes the roll back.
+    registry.rollback()
+    assert registry.promoted_version() == other
+    assert len(registry.history()) == 4
+
+
+def test_a_torn_history_line_is_skipped_and_an_unknown_past_is_not_guessed(
+    two_kinds: Path, tmp_path: Path
+) -> None:
+    registry = Registry(shutil.copytree(two_kinds, tmp_path / "bundles"))
+    first, other = (m.version for m in registry.manifests())
+    registry.promote(first)
+    registry.promote(other, force=True)
+    with (registry.root / PROMOTIONS_FILE).open("a") as history:
+        history.write('{"version": "half')
+    assert [p.version for p in registry.history()] == [first, other]
+    (registry.root / PROMOTIONS_FILE).unlink()
+    with pytest.raises(NotFound, match=f"does not say what {other} replaced"):
+        registry.rollback()
