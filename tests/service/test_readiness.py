@@ -72,7 +72,7 @@ def _fill(folder: Path) -> Path:
 def _quote_until_refused(client: TestClient, tries: int = 50) -> tuple[httpx.Response, list[str]]:
     """Quote until one is refused; the refusal and the ids of the quotes answered before it
     (a write may still fit in space SQLite already holds)."""
-    answered = []
+    answered: list[str] = []
     for _ in range(tries):
         response = client.post("/v1/quotes", json=quote_body())
         if response.status_code != 201:
