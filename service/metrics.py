@@ -3,7 +3,8 @@
 Counters and histograms live in the worker processes; when `PROMETHEUS_MULTIPROC_DIR` is set
 (`service.server` sets it for several workers) they are written there and every scrape adds up
 all workers. The live late rate, drift alarms, the ledger's health and the model in use are computed
-from the ledger when scraped, so they are the same whichever worker answers.
+from the ledger when scraped, so they are the same whichever worker answers; whether the
+ledger's latest write committed (`promise_ledger_writable`) is the answering worker's own.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.health import WriteHealth, WriteOutcome
 from service.performance import drift_report
 
 if TYPE_CHECKING:
@@ -117,6 +119,7 @@ class LedgerCollector(Collector):
             target.add_metric([], serving.bundle.engine.target_late_rate)
             yield target
         yield model
+        yield _writable_gauge(WriteHealth.of(self.ledger.engine).latest())
         up = GaugeMetricFamily("promise_ledger_up", "1 when the ledger answered this scrape")
         now = dt.datetime.now(dt.UTC)
         try:
@@ -158,6 +161,21 @@ class LedgerCollector(Collector):
             rate.add_metric([OVERALL], total_late / total_outcomes)
         yield from (rate, known, given)
         yield from _drift_gauges(drift)
+
+
+def _writable_gauge(latest: WriteOutcome | None) -> Metric:
+    """1 while the latest ledger write of the scraped worker committed (or none was made
+    yet), 0 after a failure of the storage, labelled with its kind (`service.health`)."""
+    writable = GaugeMetricFamily(
+        "promise_ledger_writable",
+        "1 when the latest ledger write of this worker committed; 0 with the failure's kind",
+        labels=["failure"],
+    )
+    if latest is None or latest.failure is None:
+        writable.add_metric([""], 1.0)
+    else:
+        writable.add_metric([latest.failure], 0.0)
+    return writable
 
 
 def _drift_gauges(drift: DriftReport) -> Iterator[Metric]:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from service.database import create_ledger_engine, write_transaction
 from service.health import WriteHealth, classify
 from service.tables import write_probes
-from tests.service.conftest import ClientFactory, postgres_url, quote_body
+from tests.service.conftest import ADMIN_KEY, ClientFactory, bearer, postgres_url, quote_body
 
 # Fills up after the ledger's schema and a few quotes, small enough to fill at once.
 DISK_SIZE = "4m"
@@ -119,12 +119,16 @@ def test_a_full_disk_makes_quotes_and_readiness_say_so_until_space_returns(
     )
     _assert_not_ready(client, "the disk is full")  # a SELECT still works: the probe writes
     assert client.get("/healthz").status_code == 200
+    scraped = client.get("/metrics", headers=bearer(ADMIN_KEY)).text
+    assert 'promise_ledger_writable{failure="disk_full"} 0.0' in scraped
     for quote_id in answered:  # every quote answered was stored
         assert client.get(f"/v1/quotes/{quote_id}").status_code == 200
 
     filler.unlink()
     _assert_ready(client)  # the probe's write works again
     assert client.post("/v1/quotes", json=quote_body()).status_code == 201
+    scraped = client.get("/metrics", headers=bearer(ADMIN_KEY)).text
+    assert 'promise_ledger_writable{failure=""} 1.0' in scraped
 
 
 def test_the_latest_failed_write_is_reported_between_probes(
