@@ -67,9 +67,11 @@ TITLES = {
     401: "Please sign in",
     403: "Not allowed",
     404: "Not found",
+    408: "Too slow",
     409: "Not possible now",
     413: "Too large",
     422: "Please check the input",
+    429: "Too many attempts",
     503: "Not available right now",
 }
 
@@ -155,7 +157,7 @@ async def signin(request: Request, _origin: SameOrigin) -> Response:
     if key is None:
         return _signin_page(request, next_path, "That is not a staff key.", 401)
     response = RedirectResponse(next_path, status_code=303)
-    request.app.state.sessions.start(response, request, key)
+    await run_in_threadpool(request.app.state.sessions.start, response, request, key)
     log.info("web.signed_in", extra={"key_id": key.key_id})
     return response
 
@@ -317,6 +319,7 @@ def page(request: Request, name: str, context: Mapping[str, Any], status: int = 
             **context,
             "model_version": serving.version if serving else None,
             "csrf_token": session.csrf_token if session else "",
+            "staff_name": session.key.name if session else "",
         },
         status_code=status,
     )

@@ -9,9 +9,11 @@ from fastapi.testclient import TestClient
 
 from service.ledger import Ledger
 from tests.service.conftest import (
+    ADMIN_KEY,
     ORDER,
     ClientFactory,
     SettingsFactory,
+    bearer,
     quote_body,
     segment_of,
 )
@@ -259,7 +261,7 @@ def test_metrics_count_requests_quotes_outcomes_and_the_live_late_rate(client: T
     )
     client.get("/v1/quotes/Q-0000-0000-0000")
 
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=bearer(ADMIN_KEY)).text
 
     assert 'promise_http_requests_total{method="POST",route="/v1/quotes",status="201"} 1.0' in text
     assert 'route="/v1/quotes/{quote_id}",status="404"' in text

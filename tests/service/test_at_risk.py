@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import ORDER, STAFF_KEY, ClientFactory, bearer, quote_body
+from tests.service.conftest import ADMIN_KEY, ORDER, STAFF_KEY, ClientFactory, bearer, quote_body
 
 UTC = dt.UTC
 # Orders placed long enough ago to be overdue or close to their promise by now.
@@ -220,7 +220,7 @@ def test_a_drift_alarm_flags_promises_breaking(old_client: TestClient) -> None:
     assert (row["decided"], row["late"], row["status"]) == (50, 20, "above band")
     assert row["alarm"] and "breaking" in row["advice"]
     assert row["band"] == [0.025, 0.1] and row["late_rate_interval"][0] > 0.1
-    metrics = old_client.get("/metrics").text
+    metrics = old_client.get("/metrics", headers=bearer(ADMIN_KEY)).text
     flagged = [
         line
         for line in metrics.splitlines()

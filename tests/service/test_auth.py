@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from service.auth import KeyRing
+from service.keyring import KeyRing
 from service.settings import ApiKey, Settings
 from tests.service.conftest import (
     ADMIN_KEY,

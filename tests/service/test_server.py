@@ -86,7 +86,7 @@ def test_two_workers_share_one_ledger(
         # Every worker sees every quote, and the metrics add up both workers.
         for quote_id in distinct:
             assert client.get(f"/v1/quotes/{quote_id}").status_code == 200
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers=bearer(ADMIN_KEY)).text
         given = re.search(r'promise_quotes_total\{kind="single"\} (\d+)', text)
         assert given is not None and int(float(given.group(1))) == len(distinct)
 
