@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 SPEC ?= data/optical.toml
 SAMPLE := data/optical_orders.csv
 REGISTRY ?= models/bundles
+PORT ?= 8000
+# What `make run` trained last, for these inputs (a hidden file: the registry skips it).
+TRAINED = $(REGISTRY)/.make-run-trained
+CODE := $(shell find models training -name '*.py' -not -path '*/__pycache__/*')
 
 .PHONY: run test lint bench fuzz soak sample samples train clean
 
@@ -25,10 +29,17 @@ sample: $(SAMPLE)
 samples: $(STAMP)
 	$(BIN)/promise sample-data --out data --scenario all
 
-# Train, promote and serve on http://127.0.0.1:8000 (SQLite ledger, local registry).
-run: $(SAMPLE)
+# Train, promote and serve on http://127.0.0.1:$(PORT) (SQLite ledger, local registry). A busy
+# port or a bad setting stops it before anything is trained or written; the sample model is
+# trained and promoted once for the same sample data, spec and code ($(TRAINED)).
+run: $(STAMP)
+	$(BIN)/python -m service.server --check --host 127.0.0.1 --port $(PORT)
+	@$(MAKE) --no-print-directory $(TRAINED) REGISTRY=$(REGISTRY) SPEC=$(SPEC)
+	PROMISE_REGISTRY=$(REGISTRY) $(BIN)/promise serve --host 127.0.0.1 --port $(PORT)
+
+$(TRAINED): $(SAMPLE) $(SPEC) pyproject.toml $(CODE)
 	$(BIN)/promise train --spec $(SPEC) --registry $(REGISTRY) --promote
-	PROMISE_REGISTRY=$(REGISTRY) $(BIN)/promise serve --host 127.0.0.1 --port 8000
+	touch $@
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
-from models.errors import InputError
+from models.errors import InputError, PromiseError
 from service.deps import (
     AdminCaller,
     DeskDep,
@@ -322,9 +322,15 @@ def get_performance(
 
 @router.get("/model", tags=["model"], responses=_errors(401, 503))
 def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
-    """The bundle in use: version, when trained, policy, target and back-test summary."""
+    """The bundle in use: version, when trained, policy, target and back-test summary; and the
+    version promoted for serving (an admin reload switches to it when they differ)."""
     serving = holder.require()
     manifest = serving.bundle.manifest
+    try:
+        promoted: str | None = holder.promoted_version()
+        promoted_error = None
+    except PromiseError as err:
+        promoted, promoted_error = None, str(err)
     engine = serving.bundle.engine
     info = dict(manifest.info)
     return ModelResponse(
@@ -341,19 +347,34 @@ def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
         fit=_section(info, "fit"),
         data=_section(info, "data"),
         feature_schema=_section(info, "feature_schema"),
+        promoted_version=promoted,
+        promoted_error=promoted_error,
     )
 
 
-@router.post("/model/reload", tags=["model"], responses=_errors(401, 403, 404, 422, 503))
-def reload_model(caller: AdminCaller, holder: HolderDep) -> ReloadResponse:
-    """Load the promoted bundle and swap to it atomically; when it cannot be loaded the old
-    one keeps serving and the answer says why (422, or 404 when nothing is promoted)."""
-    reloaded = holder.reload()
+@router.post("/model/reload", tags=["model"], responses=_errors(401, 403, 404, 409, 422, 503))
+def reload_model(
+    caller: AdminCaller,
+    holder: HolderDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="Switch even to a model that takes other orders (other features, "
+            "unit, segments or time zone): point-of-sale systems may then be refused."
+        ),
+    ] = False,
+) -> ReloadResponse:
+    """Serve the promoted bundle on every worker (and every host on this ledger): load it and
+    swap to it atomically. 409 listing the differences when it takes other orders than the
+    served one (unless `force=true`); when it cannot be loaded the old one keeps serving and
+    the answer says why (422, or 404 when nothing is promoted)."""
+    reloaded = holder.reload(force=force)
     return ReloadResponse(
         previous_version=reloaded.previous_version,
         version=reloaded.serving.version,
         changed=reloaded.previous_version != reloaded.serving.version,
         loaded_at=reloaded.serving.loaded_at,
+        differences=reloaded.differences,
     )
 
 

@@ -2,9 +2,10 @@
 
 On start it migrates the ledger (under a lock, so workers starting together are safe; when the
 database cannot be reached it starts not ready and migrates once it answers), loads the
-promoted bundle (without one it runs but is not ready), and wires the API, the web form, the
-error handlers and the middleware: loopback guard (open mode only), metrics, body size limit,
-body read timeout.
+bundle the ledger says is served (the promoted one on a new ledger; without one it runs but is
+not ready; it writes no choice of model until it serves: `service.bundles`), and wires the
+API, the web form, the error handlers and the middleware: loopback guard (open mode only),
+metrics, body size limit, body read timeout.
 """
 
 from __future__ import annotations
@@ -57,7 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # database returns migrates (`deps.get_ledger`).
         log.error("ledger.unreachable_at_start", extra={"error": type(err).__name__})
     registry = Registry(settings.registry, signing_key=settings.signing_key())
-    holder = BundleHolder(registry, ledger, settings.model_check_seconds)
+    holder = BundleHolder(
+        registry,
+        ledger,
+        settings.model_check_seconds,
+        follow_promotions=settings.follow_promotions,
+        model_uri=settings.model_uri,
+    )
     holder.start()
 
     @asynccontextmanager
@@ -70,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ledger = ledger
     app.state.bundles = holder
     app.state.control = ControlCache(ledger, settings.control_refresh_seconds)
-    app.state.keyring = KeyRing(settings.hashed_keys)
+    app.state.keyring = KeyRing.from_settings(settings)
     app.state.throttle = AuthThrottle(
         settings.auth_failures_allowed, settings.auth_failure_window_seconds
     )

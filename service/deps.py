@@ -76,9 +76,10 @@ def get_desk(
 DeskDep = Annotated[Desk, Depends(get_desk)]
 
 
-def get_quote_desk(serving: BundleDep, desk: DeskDep) -> QuoteDesk:
-    """The desk with the bundle snapshot to quote with; 503 when none is loaded."""
-    return desk.quoting(serving)
+def get_quote_desk(serving: BundleDep, desk: DeskDep, holder: HolderDep) -> QuoteDesk:
+    """The desk with the bundle snapshot to quote with (and the models of older quotes); 503
+    when none is loaded."""
+    return desk.quoting(serving, holder.serving_for)
 
 
 QuoteDeskDep = Annotated[QuoteDesk, Depends(get_quote_desk)]

@@ -52,7 +52,14 @@ from service.ledger.records import (
 )
 from service.metrics import Metrics
 from service.performance import drift_report, late_rates, revision_summary
-from service.risk import AtRiskQuery, QuoteRisk, RevisionNotNeeded, open_promise, risk_response
+from service.risk import (
+    AtRiskQuery,
+    ModelGone,
+    QuoteRisk,
+    RevisionNotNeeded,
+    open_promise,
+    risk_response,
+)
 from service.schemas import (
     AtRiskResponse,
     CheckedOrder,
@@ -140,10 +147,20 @@ class Desk:
     metrics: Metrics
     now_utc: dt.datetime
 
-    def quoting(self, serving: Serving) -> QuoteDesk:
-        """This desk with the bundle snapshot a quoting request uses throughout."""
+    def quoting(
+        self, serving: Serving, model_of: Callable[[str], Serving | None] | None = None
+    ) -> QuoteDesk:
+        """This desk with the bundle snapshot a quoting request uses throughout, and how to
+        find the model that made an older quote (`BundleHolder.serving_for`; without it, only
+        the snapshot's own version is known)."""
         return QuoteDesk(
-            self.ledger, self.control, self.settings, self.metrics, self.now_utc, serving
+            self.ledger,
+            self.control,
+            self.settings,
+            self.metrics,
+            self.now_utc,
+            serving,
+            model_of or (lambda version: serving if version == serving.version else None),
         )
 
     def quote(self, quote_id: str, caller: Caller) -> StoredQuote:
@@ -241,9 +258,12 @@ class Desk:
 
 @dataclass(frozen=True, slots=True)
 class QuoteDesk(Desk):
-    """A desk with the bundle snapshot this request quotes with."""
+    """A desk with the bundle snapshot this request quotes with, and the models of older
+    quotes: an open order's risk, call-list entry and revision use the model that quoted it,
+    never another one silently."""
 
     serving: Serving
+    model_of: Callable[[str], Serving | None]
 
     def issue(
         self,
@@ -294,7 +314,7 @@ class QuoteDesk(Desk):
         newest = chain[-1]
         revised_by = newest.quote_id if newest.revision > quote.revision else None
         contacts = self.ledger.contacts.of_chains([quote.original_id]).get(quote.original_id, [])
-        outlook = None if quote.outcome is not None else self._outlook(quote)
+        outlook = None if quote.outcome is not None else self._outlook(quote, self._model(quote))
         return risk_response(QuoteRisk(quote, self.now_utc, outlook, contacts, revised_by))
 
     def at_risk(self, query: AtRiskQuery, caller: Caller) -> AtRiskResponse:
@@ -312,14 +332,24 @@ class QuoteDesk(Desk):
             limit=MAX_OPEN_SCANNED,
             stores=stores,
         )
-        engine = self.serving.bundle.engine
-        promises = [open_promise(quote, engine.schema) for quote in candidates]
-        outlooks = assess_all(engine, promises, now_utc.timestamp())
-        listed = [
-            (quote, outlook)
-            for quote, outlook in zip(candidates, outlooks, strict=True)
-            if outlook.probability_late >= query.min_probability - 1e-12
-        ]
+        listed: list[tuple[StoredQuote, OrderRisk]] = []
+        unassessed: dict[str, int] = {}
+        by_version: dict[str, list[StoredQuote]] = {}
+        for quote in candidates:
+            by_version.setdefault(quote.model_version, []).append(quote)
+        for version, quotes in by_version.items():
+            serving = self.model_of(version)
+            if serving is None:
+                unassessed[version] = len(quotes)
+                continue
+            engine = serving.bundle.engine
+            promises = [open_promise(quote, engine.schema) for quote in quotes]
+            outlooks = assess_all(engine, promises, now_utc.timestamp())
+            listed.extend(
+                (quote, outlook)
+                for quote, outlook in zip(quotes, outlooks, strict=True)
+                if outlook.probability_late >= query.min_probability - 1e-12
+            )
         listed.sort(key=lambda item: (item[0].promise.deadline_at, -item[1].probability_late))
         listed = listed[: query.limit]
         contacts = self.ledger.contacts.of_chains([q.original_id for q, _ in listed])
@@ -334,6 +364,8 @@ class QuoteDesk(Desk):
             store=query.store,
             count=len(orders),
             orders=orders,
+            unassessed=sum(unassessed.values()),
+            unassessed_versions=sorted(unassessed),
         )
 
     def revise(self, quote_id: str, caller: Caller, idempotency_key: str | None) -> Recorded:
@@ -409,15 +441,17 @@ class QuoteDesk(Desk):
                 f"the order of quote {quote_id} was fulfilled at "
                 f"{newest.outcome.fulfilled_at.isoformat()}: there is nothing to revise"
             )
-        promise = open_promise(newest, self.serving.bundle.engine.schema)
-        view = assess(self.serving.bundle.engine, promise, self.now_utc.timestamp())
+        serving = self._model(newest)
+        engine = serving.bundle.engine
+        promise = open_promise(newest, engine.schema)
+        view = assess(engine, promise, self.now_utc.timestamp())
         if view.suggested is None:
             raise RevisionNotNeeded(
                 f"the promise of {newest.quote_id} still keeps the target late rate "
                 f"(risk {view.probability_late:.0%} now): no revision is needed"
             )
         revision = replace(
-            self._record(view.suggested, newest.features, newest.reference, []),
+            self._record(view.suggested, newest.features, newest.reference, [], serving),
             revision_of=newest.original_id,
             revision=newest.revision + 1,
             model_expected_hours=promise.expected_hours,
@@ -442,21 +476,34 @@ class QuoteDesk(Desk):
         features: Mapping[str, Any],
         reference: str | None,
         warnings: Sequence[str],
+        serving: Serving | None = None,
     ) -> StoredQuote:
-        """A new record of `promise`, quoted now with the served model."""
+        """A new record of `promise`, quoted now with `serving` (default: the served model)."""
+        made_by = serving or self.serving
         return StoredQuote(
             quote_id=new_quote_id(),
             created_at=self.now_utc,
             promise=promise,
-            model_version=self.serving.version,
-            time_zone=str(self.serving.bundle.engine.calendar.zone),
+            model_version=made_by.version,
+            time_zone=str(made_by.bundle.engine.calendar.zone),
             features=features,
             reference=reference,
             warnings=warnings,
             store=store_of(features, self.settings.store_field),
         )
 
-    def _outlook(self, quote: StoredQuote) -> OrderRisk:
+    def _model(self, quote: StoredQuote) -> Serving:
+        """The model that made `quote`; `ModelGone` when it can no longer be loaded."""
+        serving = self.model_of(quote.model_version)
+        if serving is None:
+            raise ModelGone(
+                f"quote {quote.quote_id} was made by model {quote.model_version}, which can no "
+                f"longer be loaded here (serving {self.serving.version}); its risk is not "
+                "judged by another model"
+            )
+        return serving
+
+    def _outlook(self, quote: StoredQuote, serving: Serving) -> OrderRisk:
         """The open order's outlook now; `NoRiskModel` for a bundle trained before risks."""
-        engine = self.serving.bundle.engine
+        engine = serving.bundle.engine
         return assess(engine, open_promise(quote, engine.schema), self.now_utc.timestamp())

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from models.errors import PromiseError
 from service.auth import require
 from service.bundles import BundleHolder
 from service.database import probe_write
@@ -61,6 +62,7 @@ def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
         model_version=serving.version if serving else None,
         model_error=None if serving else (holder.load_error or "no model loaded"),
         ledger=ledger_state,
+        promoted_version=_promoted(holder),
     )
     if body.ready:
         return JSONResponse(body.model_dump(mode="json"))
@@ -119,3 +121,11 @@ def metrics(metrics: MetricsDep) -> Response:
     to this machine when the service runs without keys."""
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+def _promoted(holder: BundleHolder) -> str | None:
+    """The version promoted for serving, None when none can be read (readiness says so)."""
+    try:
+        return holder.promoted_version()
+    except PromiseError:
+        return None

@@ -24,6 +24,13 @@ from service.schemas import ContactView, RiskResponse
 UTC = dt.UTC
 
 
+class ModelGone(Conflict):
+    """The model that quoted an order can no longer be loaded: its risk is not judged by
+    another model silently."""
+
+    code = "model_unavailable"
+
+
 class RevisionNotNeeded(Conflict):
     """The current promise already keeps the target: a later one would only cost."""
 

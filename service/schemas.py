@@ -466,6 +466,14 @@ class AtRiskResponse(BaseModel):
     store: str | None
     count: int
     orders: list[RiskResponse]
+    unassessed: int = Field(
+        default=0,
+        description="Open orders in the window whose quoting model can no longer be loaded: "
+        "their risk is not judged (by another model) and they are not listed.",
+    )
+    unassessed_versions: list[str] = Field(
+        default_factory=list, description="The model versions of those orders."
+    )
 
 
 class ModelResponse(BaseModel):
@@ -484,15 +492,26 @@ class ModelResponse(BaseModel):
     fit: dict[str, Any]
     data: dict[str, Any]
     feature_schema: dict[str, Any]
+    promoted_version: str | None = Field(
+        description="The version promoted for serving; when it differs from `version`, an "
+        "admin reload (POST /v1/model/reload) switches to it."
+    )
+    promoted_error: str | None = Field(
+        default=None, description="Why the promoted version cannot be read, if it cannot."
+    )
 
 
 class ReloadResponse(BaseModel):
-    """The outcome of a reload: the version served before and now."""
+    """The outcome of a reload: the version served before and now, and what differs."""
 
     previous_version: str | None
     version: str
     changed: bool
     loaded_at: dt.datetime
+    differences: list[str] = Field(
+        default_factory=list,
+        description="How the new model takes other orders than the old (a forced reload).",
+    )
 
 
 class HealthResponse(BaseModel):
@@ -500,9 +519,14 @@ class HealthResponse(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    """Readiness: a model loaded and the ledger reachable."""
+    """Readiness: a model loaded and the ledger accepting writes."""
 
     ready: bool
     model_version: str | None
     model_error: str | None
     ledger: str
+    promoted_version: str | None = Field(
+        default=None,
+        description="The version promoted for serving (an admin reload serves it when it "
+        "differs from model_version).",
+    )

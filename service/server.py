@@ -1,9 +1,11 @@
 """Run the service: migrate once, then start uvicorn with N workers sharing one ledger.
 
 `python -m service.server --host 127.0.0.1 --port 8000 --workers 2` (what `promise serve`
-should call). Before the workers start it refuses a non-loopback address when no key is
-configured, applies the ledger's migrations once, and gives the workers one folder for their
-Prometheus metrics so a scrape adds up all of them.
+should call). Before anything is written it reads the settings (a bad one is a message naming
+the variable), refuses a non-loopback address when no key is configured and refuses a port in
+use; only then does it apply the ledger's migrations once and give the workers one folder for
+their Prometheus metrics so a scrape adds up all of them. `--check` stops after the checks
+(`make run` calls it before training anything).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import argparse
 import logging
 import logging.config
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.auth import is_loopback
@@ -27,16 +31,49 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run(
-    host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info"
-) -> None:
-    """Serve until stopped; raises SystemExit with a message for a refused configuration."""
-    settings = Settings()
+def check(host: str, port: int) -> Settings:
+    """The settings, once this server could start: raises SystemExit with a message for bad
+    settings, a public address without keys, or a port another process listens on."""
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"PROMISE_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise SystemExit(f"refusing to start: {problems}") from None
     if settings.is_open and not (host == "localhost" or is_loopback(host)):
         raise SystemExit(
             f"refusing to listen on {host} without API keys: set PROMISE_API_KEYS, "
             "PROMISE_STAFF_KEY and PROMISE_ADMIN_KEY, or listen on 127.0.0.1"
         )
+    problem = port_problem(host, port)
+    if problem is not None:
+        raise SystemExit(f"refusing to start: {problem}")
+    return settings
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why this process cannot listen on host:port (another one does), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        return f"cannot resolve {host}: {err.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            return f"cannot listen on {host}:{port}: {err.strerror} (is another server running?)"
+    return None
+
+
+def run(
+    host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info"
+) -> None:
+    """Serve until stopped; raises SystemExit with a message for a refused configuration."""
+    settings = check(host, port)
     config = logging_config(log_level.upper())
     logging.config.dictConfig(config)
     prepare_metrics_folder(workers)
@@ -82,9 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    parser.add_argument(
+        "--check", action="store_true", help="Check settings and port, then exit (0: can start)."
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.check:
+        check(args.host, args.port)
+        return
     run(args.host, args.port, args.workers, args.log_level)
 
 

@@ -213,6 +213,11 @@ class Settings(BaseSettings):
         "with it (HMAC-SHA256, `promise train` signs with the same variable set) are loaded. "
         "Keep it in the environment or a secret store, never in the registry.",
     )
+    follow_promotions: bool = Field(
+        default=False,
+        description="Serve a newly promoted bundle without an admin reload, when it takes the "
+        "same orders as the served one (one that does not still needs a forced reload).",
+    )
     model_check_seconds: float = Field(
         default=2.0,
         ge=0.0,

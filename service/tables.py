@@ -10,6 +10,8 @@ migrations in `service/migrations`; a test checks that both agree).
     outcome_corrections  each correction of an outcome: old and new value, who, when, why
     staff_sessions  signed-in staff sessions (a token's sha256), ended at sign-out
     write_probes    one row per worker, rewritten by readiness probes: can the ledger write?
+    bundle_files    the files of each bundle a worker was told to serve, so that a host with
+                    an empty registry folder can serve it (checked as any bundle is)
 
 A quote belongs to its store (`quotes.store`, the order's `PROMISE_STORE_FIELD` feature as
 text, null when it names none): a key scoped to some stores sees only their quotes.
@@ -39,6 +41,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -200,6 +203,15 @@ write_probes = Table(
     metadata,
     Column("worker", String(200), primary_key=True),
     Column("probed_at", UTCDateTime(), nullable=False),
+)
+
+bundle_files = Table(
+    "bundle_files",
+    metadata,
+    Column("version", String(100), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
+    Column("stored_at", UTCDateTime(), nullable=False),
 )
 
 

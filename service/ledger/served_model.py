@@ -1,5 +1,9 @@
 """The model the workers should serve: one row, its version and a generation that grows with
-every change, so each worker sees a reload made by another (`service.bundles`)."""
+every change, so each worker sees a reload made by another (`service.bundles`).
+
+Only an explicit act changes it (`announce`: an admin reload, or a worker set to follow
+promotions); a worker that starts on a ledger with no row yet `claim`s it for the bundle it
+serves, once it serves, without ever overwriting a choice already made."""
 
 from __future__ import annotations
 
@@ -38,6 +42,21 @@ class ServedModelRow:
                 )
             ).first()
         return None if row is None else ServedModel(row.version, int(row.generation))
+
+    def claim(self, version: str, now_utc: dt.datetime) -> ServedModel:
+        """The row as it stands, written for `version` only when there is none yet."""
+        with write_transaction(self.engine) as conn:
+            insert_ignore(
+                conn,
+                served_model,
+                {"id": ROW_ID, "version": version, "generation": 1, "updated_at": now_utc},
+            )
+            row = conn.execute(
+                select(served_model.c.version, served_model.c.generation).where(
+                    served_model.c.id == ROW_ID
+                )
+            ).one()
+        return ServedModel(row.version, int(row.generation))
 
     def announce(self, version: str, now_utc: dt.datetime) -> ServedModel:
         """Record that workers should serve `version` (a new generation if it changed)."""

@@ -77,6 +77,32 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedBundles:
     return TrainedBundles(folder / "bundles", conformal.version, adaptive.version)
 
 
+@pytest.fixture(scope="session")
+def other_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding one bundle trained without the `coating` feature: a model that
+    takes other orders than the `trained` ones."""
+    folder = tmp_path_factory.mktemp("other-schema")
+    write_sample_data(folder, n_orders=3000, seed=5)
+    spec = SPEC.read_text(encoding="utf-8").replace(
+        'categorical = ["store_id", "lens_type", "coating"]',
+        'categorical = ["store_id", "lens_type"]',
+    )
+    assert 'categorical = ["store_id", "lens_type"]\n' in spec
+    (folder / "optical.toml").write_text(spec, encoding="utf-8")
+    with threadpool_limits(1):
+        train_bundle(folder / "optical.toml", Registry(folder / "bundles"), dt.datetime.now(dt.UTC))
+    return folder / "bundles"
+
+
+def promote_other_schema(other_schema: Path, registry_root: Path) -> str:
+    """Copy the other-schema bundle into `registry_root` and promote it (forced, as an
+    operator who insisted would); returns its version."""
+    [version] = [p.name for p in other_schema.iterdir() if p.is_dir()]
+    shutil.copytree(other_schema / version, registry_root / version)
+    Registry(registry_root).promote(version, force=True)
+    return version
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the test, never from the developer's PROMISE_* variables."""

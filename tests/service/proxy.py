@@ -8,12 +8,14 @@ import threading
 
 
 class Forwarder:
-    """Forwards 127.0.0.1:`port` to `target` while started; `stop()` closes every connection
-    and the port (clients then get 'connection refused', as with a stopped server)."""
+    """Forwards `host`:`port` (127.0.0.1 unless told) to `target` while started; `stop()`
+    closes every connection and the port (clients then get 'connection refused', as with a
+    stopped server)."""
 
-    def __init__(self, port: int, target: tuple[str, int]) -> None:
+    def __init__(self, port: int, target: tuple[str, int], host: str = "127.0.0.1") -> None:
         self.port = port
         self.target = target
+        self.host = host
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -21,7 +23,7 @@ class Forwarder:
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()

@@ -35,11 +35,15 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    command: Sequence[str], env: Mapping[str, str], port: int, log_path: Path
+    command: Sequence[str],
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """Start `command` (it must listen on `port`), wait until /readyz answers 200, yield the
-    base URL, then stop it (SIGTERM, then SIGKILL)."""
-    with running_process(command, env, port, log_path) as (base, _process):
+    """Start `command` (it must listen on `host`:`port`), wait until /readyz answers 200, yield
+    the base URL, then stop it (SIGTERM, then SIGKILL)."""
+    with running_process(command, env, port, log_path, host) as (base, _process):
         yield base
 
 
@@ -59,10 +63,14 @@ def worker_pids(process: subprocess.Popen[bytes]) -> list[int]:
 
 @contextmanager
 def running_process(
-    command: Sequence[str], env: Mapping[str, str], port: int, log_path: Path
+    command: Sequence[str],
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    host: str = "127.0.0.1",
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`running_server`, yielding the process too (to find and kill its workers)."""
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             list(command),

@@ -130,8 +130,10 @@ def test_a_worker_that_starts_later_serves_what_the_others_serve(
     trained: TrainedBundles,
 ) -> None:
     first = make_client(make_settings())
+    assert first.get("/v1/model").json()["version"] == trained.conformal  # serving: the choice
     Registry(registry_root).promote(trained.adaptive)
-    make_client(make_settings())  # a worker restarted after the promotion loads it ...
+    later = make_client(make_settings())  # a worker restarted after the promotion ...
 
-    # ... and the workers already running follow it, so all serve one model.
-    assert first.get("/v1/model").json()["version"] == trained.adaptive
+    # ... serves what the others serve: a promotion alone changes nothing that runs.
+    assert later.get("/v1/model").json()["version"] == trained.conformal
+    assert first.get("/v1/model").json()["version"] == trained.conformal

@@ -24,6 +24,7 @@ from tests.service.conftest import (
     SettingsFactory,
     TrainedBundles,
     bearer,
+    promote_other_schema,
     quote_body,
 )
 from tests.service.fuzz import FuzzReport, fuzz_operation, operations
@@ -44,7 +45,9 @@ def sqlite_only(database_url: str) -> str:
 def test_generated_requests_get_documented_answers(
     sqlite_only: str, make_client: ClientFactory
 ) -> None:
-    client = make_client()
+    # Random credentials fail most of the time: the throttle (tested on its own) would answer
+    # them all 429 after the first few.
+    client = make_client(auth_failures_allowed=100_000)
     report = FuzzReport()
     for operation in operations(client.app):  # type: ignore[arg-type]
         fuzz_operation(operation, CREDENTIALS, EXAMPLES_PER_OPERATION, report)
@@ -62,12 +65,19 @@ def test_every_documented_status_is_reachable(
     make_settings: SettingsFactory,
     registry_root: Path,
     trained: TrainedBundles,
+    other_schema: Path,
     tmp_path: Path,
 ) -> None:
-    client = make_client()
+    # Every 401 probe is a failed key: more than the throttle lets one address make.
+    client = make_client(auth_failures_allowed=1_000)
     quote_id = client.post("/v1/quotes", json=quote_body()).json()["quote_id"]
+    open_id = client.post("/v1/quotes", json=quote_body()).json()["quote_id"]  # no outcome
     ordered_at = client.get(f"/v1/quotes/{quote_id}").json()["ordered_at"]
-    no_model = make_client(make_settings(registry=tmp_path / "empty"))
+    # Services of their own ledger: on the shared one, the model it says is served (with its
+    # files kept there) would be served from any registry folder.
+    no_model = make_client(
+        make_settings(registry=tmp_path / "empty", database_url=_own_ledger(tmp_path, "none"))
+    )
     # The ledger on a closed loopback port: the service starts, not ready.
     down = make_client(
         make_settings(database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x")
@@ -78,7 +88,11 @@ def test_every_documented_status_is_reachable(
     overdue_id = _placed(old, days_ago=20)
     # A bundle without open-order risk distributions (`risk=None`): risks are a 409 there.
     no_risk = make_client(
-        make_settings(registry=_without_risks(registry_root, tmp_path / "no-risk"), **OLD_ORDERS)
+        make_settings(
+            registry=_without_risks(registry_root, tmp_path / "no-risk"),
+            database_url=_own_ledger(tmp_path, "no-risk"),
+            **OLD_ORDERS,
+        )
     )
     no_risk_id = _placed(no_risk, days_ago=20)
     admin, staff = bearer(ADMIN_KEY), bearer(STAFF_KEY)
@@ -95,11 +109,21 @@ def test_every_documented_status_is_reachable(
     def raw(c: TestClient, path: str, text: str, **headers: str) -> Probe:
         return lambda: c.post(path, content=text, headers={**json_type, **headers})
 
+    def put(c: TestClient, path: str, body: Any = None, **headers: str) -> Probe:
+        return lambda: c.put(path, json=body, headers=headers)
+
+    def raw_put(c: TestClient, path: str, text: str) -> Probe:
+        return lambda: c.put(path, content=text, headers=json_type)
+
     batch = {"orders": [quote_body()]}
     outcome = {"fulfilled_at": ordered_at}
     later_outcome = {"fulfilled_at": "2100-01-01T00:00:00Z"}
     big = "x" * 2048
     risk, revise = f"/v1/quotes/{quote_id}/risk", f"/v1/quotes/{quote_id}/revise"
+    outcome_of, open_outcome = f"/v1/quotes/{quote_id}/outcome", f"/v1/quotes/{open_id}/outcome"
+    unknown_outcome = "/v1/quotes/Q-0000-0000-0000/outcome"
+    correction = {"fulfilled_at": ordered_at, "reason": "recorded on the wrong day"}
+    huge_correction = '{"reason": "typo", "fulfilled_at": ' + "9" * 5000 + "}"
     contacts = f"/v1/quotes/{quote_id}/contacts"
     note = {"note": "left a voicemail"}
     probes: dict[tuple[str, str], dict[int, Probe]] = {
@@ -160,6 +184,25 @@ def test_every_documented_status_is_reachable(
             422: post(client, f"/v1/quotes/{quote_id}/outcome", later_outcome),
             503: post(down, f"/v1/quotes/{quote_id}/outcome", outcome),
         },
+        ("GET", "/v1/quotes/{quote_id}/outcome"): {
+            200: get(client, outcome_of),
+            401: get(client, outcome_of, Authorization="Bearer nope-0123456789"),
+            403: get(client, outcome_of, **admin),
+            404: get(client, unknown_outcome),
+            409: get(client, open_outcome),
+            503: get(down, outcome_of),
+        },
+        ("PUT", "/v1/quotes/{quote_id}/outcome"): {
+            200: put(client, outcome_of, correction),
+            400: raw_put(client, outcome_of, huge_correction),
+            401: put(client, outcome_of, correction, Authorization="Bearer nope-0123456789"),
+            403: put(client, outcome_of, correction, **admin),
+            404: put(client, unknown_outcome, correction),
+            409: put(client, open_outcome, correction),
+            413: lambda: small.put(outcome_of, content=big, headers=json_type),
+            422: put(client, outcome_of, {"fulfilled_at": ordered_at}),
+            503: put(down, outcome_of, correction),
+        },
         ("GET", "/v1/quotes/{quote_id}/risk"): {
             200: get(client, risk),
             401: get(client, risk, Authorization="Bearer nope-0123456789"),
@@ -211,12 +254,21 @@ def test_every_documented_status_is_reachable(
             401: post(client, "/v1/model/reload", None, Authorization="Bearer nope-0123456789"),
             403: post(client, "/v1/model/reload", None, **staff),
             404: post(no_model, "/v1/model/reload", None, **admin),
-            422: lambda: (_tamper(registry_root, trained.conformal), _reload(client))[1],
+            409: lambda: (promote_other_schema(other_schema, registry_root), _reload(client))[1],
+            422: lambda: (
+                Registry(registry_root).promote(trained.conformal, force=True),
+                _tamper(registry_root, trained.conformal),
+                _reload(client),
+            )[2],
             503: post(down, "/v1/model/reload", None, **admin),
         },
         ("GET", "/healthz"): {200: get(client, "/healthz")},
         ("GET", "/readyz"): {200: get(client, "/readyz"), 503: get(down, "/readyz")},
-        ("GET", "/metrics"): {200: get(client, "/metrics")},
+        ("GET", "/metrics"): {
+            200: get(client, "/metrics", **admin),
+            401: get(client, "/metrics", Authorization="Bearer nope-0123456789"),
+            403: get(client, "/metrics"),
+        },
     }
     schema = client.get("/openapi.json").json()
     documented = {
@@ -236,6 +288,10 @@ def test_every_documented_status_is_reachable(
         if wanted != got
     }
     assert unreached == set()
+
+
+def _own_ledger(tmp_path: Path, name: str) -> str:
+    return f"sqlite:///{tmp_path / f'{name}.db'}"
 
 
 def _placed(client: TestClient, days_ago: float) -> str:
