@@ -51,7 +51,7 @@ from service.ledger.records import (
     store_of,
 )
 from service.metrics import Metrics
-from service.performance import drift_report, late_rates, revision_summary
+from service.performance import drift_report, late_rates, revision_summary, verdict_report
 from service.risk import (
     AtRiskQuery,
     ModelGone,
@@ -240,12 +240,18 @@ class Desk:
     ) -> PerformanceResponse:
         """The whole report from the ledger for the caller's stores: quotes given in
         [since, until), drift as of now, against the served model's target and beside its
-        adaptive buffers (when it has them)."""
+        adaptive buffers (when it has them), and a verdict per segment as of now over the
+        promises due since `since` (the drift window without it; `until` does not apply)."""
         target = serving.bundle.engine.target_late_rate if serving else None
         adaptive = self.control.view(serving, self.now_utc)
         stats = self.ledger.stats
         stores = caller.stores
         overall, segments = late_rates(stats.segment_counts(since, until, stores), target)
+        window_days = (
+            (self.now_utc - since).total_seconds() / 86_400.0
+            if since is not None and since < self.now_utc
+            else self.settings.alarm_window_days
+        )
         return PerformanceResponse(
             since=since,
             until=until,
@@ -253,6 +259,9 @@ class Desk:
             segments=segments,
             revisions=revision_summary(stats.revision_facts(since, until, stores)),
             drift=drift_report(self.ledger, self.settings, self.now_utc, adaptive, stores),
+            verdicts=verdict_report(
+                self.ledger, self.settings, self.now_utc, window_days, target, stores
+            ),
         )
 
 

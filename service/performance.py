@@ -8,7 +8,12 @@ Two views of the same ledger, counted by the database (`service.ledger.stats`):
   flagged when the interval lies wholly outside [target / factor, target * factor]. Beside an
   adaptive segment, where the served adaptive policy holds its buffer now (`service.control`):
   how much longer or shorter than the calibrated one, the level it covers on the calibration
-  slice, and how many decided promises its controller has learnt.
+  slice, and how many decided promises its controller has learnt;
+- one verdict per segment (`verdicts`): the drift alarm's decided promises (an open order past
+  its deadline is late, no outcome recorded) judged against the target itself, with the same
+  interval; "too few outcomes yet" below `alarm_min_decided` decided promises (20 by default),
+  "above target" only when the whole interval lies above the target. The staff page leads
+  with this one, so the page never calls a store "on target" that its alarms call breaking.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from models.monitoring import check_drift, wilson_interval
 from service.control import ADAPTIVE, AdaptiveView
 from service.ledger import Ledger
 from service.ledger.stats import DecidedCounts, RevisionFacts, SegmentCounts
-from service.schemas import DriftAlarm, DriftReport, LateRate, RevisionSummary
+from service.schemas import (
+    DriftAlarm,
+    DriftReport,
+    LateRate,
+    RevisionSummary,
+    StoreVerdict,
+    Verdict,
+    VerdictReport,
+)
 from service.settings import Settings, Stores
 
 OVERALL = "all quotes"
@@ -64,6 +77,76 @@ def late_rate(counts: SegmentCounts) -> LateRate:
         late_rate_interval=list(wilson_interval(counts.late, counts.outcomes)),
         target_late_rate=target,
         status=status,
+    )
+
+
+def verdict_report(
+    ledger: Ledger,
+    settings: Settings,
+    now_utc: dt.datetime,
+    window_days: float,
+    default_target: float | None,
+    stores: Stores = None,
+) -> VerdictReport:
+    """One verdict per segment of `stores` (None: every store) over the original promises due
+    in the last `window_days` (`LedgerStats.decided_in_window`, the drift alarm's rule), and
+    one over all of them; `default_target` is the overall target when nothing is due."""
+    rows = ledger.stats.decided_in_window(now_utc, window_days, stores)
+    return verdicts(rows, settings, now_utc, window_days, default_target)
+
+
+def verdicts(
+    rows: Sequence[DecidedCounts],
+    settings: Settings,
+    now_utc: dt.datetime,
+    window_days: float,
+    default_target: float | None,
+) -> VerdictReport:
+    """`verdict_report` over rows already read: a segment's model versions are added up, its
+    target is their mean weighted by decided promises."""
+    by_segment: dict[str, list[DecidedCounts]] = {}
+    for row in rows:
+        by_segment.setdefault(row.segment, []).append(row)
+    segments = [
+        _verdict(segment, group, settings, None) for segment, group in sorted(by_segment.items())
+    ]
+    return VerdictReport(
+        at=now_utc,
+        window_days=window_days,
+        confidence=settings.alarm_confidence,
+        min_decided=settings.alarm_min_decided,
+        overall=_verdict(OVERALL, rows, settings, default_target),
+        segments=segments,
+    )
+
+
+def _verdict(
+    segment: str,
+    rows: Sequence[DecidedCounts],
+    settings: Settings,
+    default_target: float | None,
+) -> StoreVerdict:
+    decided = sum(row.decided for row in rows)
+    late = sum(row.late for row in rows)
+    target = (
+        round(sum(row.target_late_rate * row.decided for row in rows) / decided, 12)
+        if decided
+        else default_target
+    )
+    interval = None
+    verdict: Verdict = "too few outcomes yet"
+    if decided >= max(1, settings.alarm_min_decided):
+        interval = wilson_interval(late, decided, settings.alarm_confidence)
+        above = target is not None and interval[0] > target
+        verdict = "above target" if above else "on target"
+    return StoreVerdict(
+        segment=segment,
+        decided=decided,
+        late=late,
+        late_rate=late / decided if decided else None,
+        late_rate_interval=None if interval is None else list(interval),
+        target_late_rate=target,
+        verdict=verdict,
     )
 
 

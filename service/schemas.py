@@ -394,9 +394,44 @@ class RevisionSummary(BaseModel):
     late: int
 
 
+Verdict = Literal["too few outcomes yet", "on target", "above target"]
+
+
+class StoreVerdict(BaseModel):
+    """One segment's verdict (or every segment's, as "all quotes") over the promises decided in
+    the window: the drift alarm's counting rule, judged against the target itself."""
+
+    segment: str
+    decided: int = Field(description="Original promises whose deadline fell in the window.")
+    late: int = Field(
+        description="Of those, broken: fulfilled after the deadline, or still open after it "
+        "(late, no outcome recorded)."
+    )
+    late_rate: float | None = Field(description="late / decided; null when nothing is decided.")
+    late_rate_interval: list[float] | None = Field(
+        description="The Wilson interval at the drift alarm's confidence; null below `min_decided`."
+    )
+    target_late_rate: float | None
+    verdict: Verdict = Field(
+        description="'too few outcomes yet' below `min_decided` decided promises; 'above "
+        "target' when the whole interval lies above the target; else 'on target'."
+    )
+
+
+class VerdictReport(BaseModel):
+    """One verdict per segment, as of now, over the promises due in the last `window_days`."""
+
+    at: dt.datetime
+    window_days: float
+    confidence: float
+    min_decided: int
+    overall: StoreVerdict
+    segments: list[StoreVerdict]
+
+
 class PerformanceResponse(BaseModel):
     """The live late rate against the target, overall and per segment (revisions count as
-    quotes too), the revisions made, and drift alarms."""
+    quotes too), the revisions made, drift alarms, and one verdict per segment."""
 
     since: dt.datetime | None
     until: dt.datetime | None
@@ -404,6 +439,7 @@ class PerformanceResponse(BaseModel):
     segments: list[LateRate]
     revisions: RevisionSummary
     drift: DriftReport
+    verdicts: VerdictReport
 
 
 class ContactRequest(_Body):

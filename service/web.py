@@ -199,16 +199,21 @@ def performance(
     since = desk.now_utc - dt.timedelta(days=days)
     report = desk.performance(serving, since, None, caller)
     options = sorted({*DAY_OPTIONS, days})
+    zone = serving.bundle.engine.calendar.zone if serving else dt.UTC
+    verdicts = report.verdicts
     return page(
         request,
         "performance.html",
         {
             "rows": [report.overall, *report.segments],
+            "verdicts": verdicts,
+            "verdict_rows": [verdicts.overall, *verdicts.segments],
             "revisions": report.revisions,
             "drift": report.drift,
             "days": days,
             "day_options": options,
-            "since_text": f"{since:%d %b %Y %H:%M} UTC",
+            "since_text": _moment_text(since, zone),
+            "now_text": _moment_text(desk.now_utc, zone),
             "unit": serving.bundle.engine.unit if serving else "day",
         },
     )
@@ -298,6 +303,12 @@ def _at_risk_row(order: RiskResponse, zone: dt.tzinfo) -> dict[str, Any]:
         ),
         "form_token": secrets.token_urlsafe(16),
     }
+
+
+def _moment_text(at: dt.datetime, zone: dt.tzinfo) -> str:
+    """A moment as staff read it in the shop: its local day and time, with the zone's name."""
+    local = at.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} ({local.tzname()})"
 
 
 def _when_text(day: dt.date | None, at: dt.datetime | None) -> str:
