@@ -21,6 +21,7 @@ from service.deps import (
 )
 from service.errors import Conflict, ErrorBody
 from service.ledger.records import OutcomeCorrection, OutcomeResult, Recorded
+from service.openapi import NEVER_422, REPLAY_HEADER
 from service.risk import AtRiskQuery
 from service.schemas import (
     AtRiskResponse,
@@ -43,9 +44,7 @@ from service.schemas import (
 )
 from service.strict_json import StrictJsonRoute
 
-REPLAY_HEADER = "Idempotent-Replayed"
 MAX_WITHIN = dt.timedelta(days=366)
-NEVER_422 = "x-never-422"
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -54,7 +53,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "No API key, or an unknown one",
         403: "A key without the needed role, or an order of a store the key does not act for",
         404: "No such quote (a quote of a store the key does not act for is not found either)",
-        409: "Contradicts what the ledger holds",
+        409: "Contradicts what the ledger holds, or the model that quoted it is gone",
         413: "Request body too large",
         422: "Invalid input: `field` names it",
         503: "No model loaded or the ledger is unreachable; see Retry-After",
@@ -222,8 +221,8 @@ def get_at_risk(
     within: Annotated[
         dt.timedelta | None,
         Query(
-            description="Promises due within this long from now (ISO 8601 duration such as P3D "
-            "or PT12H, or seconds); default PROMISE_AT_RISK_WITHIN_DAYS. Overdue open orders "
+            description="Promises due within this long from now: an ISO 8601 duration such as "
+            "P3D or PT12H; default PROMISE_AT_RISK_WITHIN_DAYS. Overdue open orders "
             "are always listed (up to PROMISE_AT_RISK_OVERDUE_DAYS)."
         ),
     ] = None,

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -33,6 +32,7 @@ from service.keyring import KeyRing
 from service.ledger import Ledger
 from service.limits import BodyLimit, BodyTimeout
 from service.metrics import Metrics, RequestMetrics
+from service.openapi import ServedOpenApi, operation_id
 from service.sessions import Sessions
 from service.settings import Settings
 from service.throttle import AuthThrottle
@@ -72,7 +72,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         ledger.close()
 
-    app = FastAPI(title="Promise", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Promise",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.bundles = holder
@@ -92,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(ops.router)
     app.include_router(web.router)
-    _honest_openapi(app)
+    app.openapi = ServedOpenApi(app, holder, (api.router, ops.router))  # type: ignore[method-assign]  # documented override
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # The last added middleware runs first: loopback guard, then metrics, then the size limit,
     # then the read timeout (innermost: it sees each chunk as the app asks for it).
@@ -103,21 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(LoopbackOnly)
     _announce_access(settings)
     return app
-
-
-def _honest_openapi(app: FastAPI) -> None:
-    """Drop the 422 FastAPI documents for every route with parameters where it cannot occur."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = build()
-        for item in schema.get("paths", {}).values():
-            for operation in item.values():
-                if operation.pop(api.NEVER_422, False):
-                    operation["responses"].pop("422", None)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def _announce_access(settings: Settings) -> None:

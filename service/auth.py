@@ -42,6 +42,9 @@ from service.settings import HashedKey, Role, Settings, Stores
 from service.throttle import AuthThrottle
 
 OPEN_CLIENT = "open"
+# The attribute of an access-check dependency naming the roles it admits (`service.openapi`
+# documents each operation's from it).
+ROLES_ATTRIBUTE = "promise_roles"
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -100,6 +103,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
             )
         return identify(request, presented, allowed, needed)
 
+    setattr(check, ROLES_ATTRIBUTE, roles)
     return check
 
 

@@ -200,7 +200,13 @@ def install_error_handlers(
 
     def on_http_error(request: Request, err: Exception) -> Response:
         assert isinstance(err, HTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 408: "timeout", 413: "too_large"}
+        codes = {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            408: "timeout",
+            413: "too_large",
+        }
         message = str(err.detail) if err.detail else "error"
         if err.status_code == 404 and message == "Not Found":
             message = f"no such page: {request.url.path}"

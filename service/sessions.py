@@ -43,7 +43,15 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from service.auth import OPEN_CALLER, Caller, api_key_header, bearer, identify, presented_key
+from service.auth import (
+    OPEN_CALLER,
+    ROLES_ATTRIBUTE,
+    Caller,
+    api_key_header,
+    bearer,
+    identify,
+    presented_key,
+)
 from service.errors import AccessDenied
 from service.keyring import KeyRing
 from service.ledger import Ledger
@@ -196,6 +204,9 @@ def require_staff(
     session = sessions.resume(token, request.app.state.keyring, _now())
     request.state.staff_session = session
     return Caller.of_key(session.key)
+
+
+setattr(require_staff, ROLES_ATTRIBUTE, ("staff",))
 
 
 def check_csrf(request: Request, presented: object) -> None:

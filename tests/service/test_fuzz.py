@@ -277,9 +277,25 @@ def test_every_documented_status_is_reachable(
         for method, spec in item.items()
     }
     assert set(documented) == set(probes)
+    codes = {
+        (method.upper(), path): {
+            int(status): set(answer.get("x-error-codes", ()))
+            for status, answer in spec["responses"].items()
+        }
+        for path, item in schema["paths"].items()
+        for method, spec in item.items()
+    }
     reached = {}
+    undocumented_codes = set()
     for where, by_status in probes.items():
-        reached[where] = {status: probe().status_code for status, probe in by_status.items()}
+        reached[where] = {}
+        for status, probe in by_status.items():
+            answer = probe()
+            reached[where][status] = answer.status_code
+            if answer.status_code >= 400 and where[1].startswith("/v1/"):
+                code = answer.json()["error"]
+                if code not in codes[where].get(answer.status_code, set()):
+                    undocumented_codes.add((where, answer.status_code, code))
         assert set(by_status) == documented[where], where
     unreached = {
         (where, wanted, got)
@@ -288,6 +304,7 @@ def test_every_documented_status_is_reachable(
         if wanted != got
     }
     assert unreached == set()
+    assert undocumented_codes == set()  # every error code an answer carried is documented
 
 
 def _own_ledger(tmp_path: Path, name: str) -> str:
