@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -72,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         ledger.close()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from this service (the
+    # package ships the Swagger UI and ReDoc assets), never from a CDN: back offices are often
+    # offline.
+    app = FastAPIOffline(
         title="Promise",
         version=_version(),
         description=DESCRIPTION,
