@@ -60,12 +60,14 @@ class CategoricalFeature:
 
 @dataclass(frozen=True, slots=True)
 class NumericFeature:
-    """A numeric feature with its finite training range."""
+    """A numeric feature with its finite training range; `is_integer` when every training value
+    was a whole number (a count, or 0/1 for yes/no), so a form can ask for whole numbers."""
 
     name: str
     low: float
     high: float
     has_missing: bool
+    is_integer: bool = False
 
     @property
     def far_low(self) -> float:
@@ -247,7 +249,11 @@ def fit_schema(
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         nums.append(
             NumericFeature(
-                name=name, low=low, high=high, has_missing=bool(finite.size < values.size)
+                name=name,
+                low=low,
+                high=high,
+                has_missing=bool(finite.size < values.size),
+                is_integer=bool(finite.size and np.all(finite == np.round(finite))),
             )
         )
     return FeatureSchema(categorical=tuple(cats), numeric=tuple(nums))

@@ -182,7 +182,13 @@ def _schema_form(schema: FeatureSchema) -> Document:
             for cat in schema.categorical
         ],
         "numeric": [
-            {"name": n.name, "low": n.low, "high": n.high, "has_missing": n.has_missing}
+            {
+                "name": n.name,
+                "low": n.low,
+                "high": n.high,
+                "has_missing": n.has_missing,
+                "is_integer": n.is_integer,
+            }
             for n in schema.numeric
         ],
     }
@@ -204,6 +210,8 @@ def _schema_from(form: Mapping[str, Any]) -> FeatureSchema:
             low=float(n["low"]),
             high=float(n["high"]),
             has_missing=bool(n["has_missing"]),
+            # Bundles written before whole numbers were recorded read as any number.
+            is_integer=bool(n.get("is_integer", False)),
         )
         for n in form["numeric"]
     )

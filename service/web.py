@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -31,8 +32,9 @@ from fastapi.templating import Jinja2Templates
 from pydantic import JsonValue, ValidationError
 from starlette.datastructures import FormData
 
-from models.features import FeatureSchema
+from models.features import FeatureSchema, NumericFeature
 from service.auth import Caller, sign_in_key
+from service.bundles import Serving
 from service.deps import (
     BundleDep,
     DeskDep,
@@ -98,18 +100,73 @@ router = APIRouter(include_in_schema=False)
 SameOrigin = Annotated[None, Depends(same_origin)]
 
 
+@dataclass(frozen=True, slots=True)
+class ShopWords:
+    """What the pages call the model's features and options, and the shop's name and phone:
+    from the bundle's manifest (`[labels]` and `[shop]` in the spec), else the raw code made
+    readable (`anti_reflective` -> "Anti reflective")."""
+
+    features: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    shop_name: str | None = None
+    shop_phone: str | None = None
+
+    @classmethod
+    def of(cls, info: Mapping[str, Any]) -> ShopWords:
+        """The words a manifest's info carries (none for bundles made before they did)."""
+        labels = info.get("labels")
+        labels = labels if isinstance(labels, Mapping) else {}
+        shop = info.get("shop")
+        shop = shop if isinstance(shop, Mapping) else {}
+        features = labels.get("features")
+        options = labels.get("options")
+        return cls(
+            features=_strings(features),
+            options=(
+                {str(k): _strings(v) for k, v in options.items()}
+                if isinstance(options, Mapping)
+                else {}
+            ),
+            shop_name=_optional_text(shop.get("name")),
+            shop_phone=_optional_text(shop.get("phone")),
+        )
+
+    def feature(self, name: str) -> str:
+        return self.features.get(name) or _label(name)
+
+    def option(self, feature: str, value: str) -> str:
+        return self.options.get(feature, {}).get(value) or _label(value)
+
+
+def shop_words(serving: Serving | None) -> ShopWords:
+    """The words of the served bundle (the readable raw codes without one)."""
+    return ShopWords.of(serving.bundle.manifest.info) if serving else ShopWords()
+
+
+def _strings(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str) and v}
+
+
+def _optional_text(value: object) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
 @dataclass
 class FormField:
-    """One input of the quote form."""
+    """One input of the quote form: a select (`category`), a yes/no checkbox (`yes_no`: only 0
+    and 1 in training), a whole number from the training minimum (`count`) or any `number`."""
 
     id: str
     name: str
     label: str
     kind: str
-    options: list[str] = field(default_factory=list)
+    options: list[tuple[str, str]] = field(default_factory=list)  # (value, what staff read)
     value: str = ""
     hint: str = ""
     error: str | None = None
+    minimum: str = ""
 
 
 @dataclass
@@ -357,7 +414,7 @@ def render_error(request: Request, status: int, body: ErrorBody) -> Response:
 
 def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -> Response:
     schema = desk.serving.bundle.engine.schema
-    submission = read_form(form, schema, desk.settings.store_field)
+    submission = read_form(form, schema, desk.settings.store_field, shop_words(desk.serving))
     problems = submission.problems
     if submission.request is not None and not problems:
         problems = desk.problems([submission.request], "web")
@@ -369,11 +426,16 @@ def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -
     return RedirectResponse(f"/quotes/{url_quote(quote_id, safe='')}", status_code=303)
 
 
-def read_form(form: FormData, schema: FeatureSchema, store_field: str) -> Submission:
+def read_form(
+    form: FormData, schema: FeatureSchema, store_field: str, words: ShopWords | None = None
+) -> Submission:
     """The quote request a posted form makes, keeping what was typed for a second try.
 
     The store (`store_field`, when the model takes it) is required, and so is at least one
-    other feature: a blank form would store a real promise made from nothing."""
+    other feature: a blank form would store a real promise made from nothing. A count is a
+    whole number no lower than training's lowest; a number the model never saw the like of is
+    refused in the words staff read (the API's `InputError` names the raw field)."""
+    words = words or ShopWords()
     values: dict[str, str] = {}
     order: dict[str, JsonValue] = {}
     problems: list[tuple[str, str]] = []
@@ -381,16 +443,27 @@ def read_form(form: FormData, schema: FeatureSchema, store_field: str) -> Submis
         text = _text(form.get(FEATURE_PREFIX + cat.name))
         values[cat.name] = text
         order[cat.name] = text or None
+    yes_no = set()
     for num in schema.numeric:
         text = _text(form.get(FEATURE_PREFIX + num.name))
         values[num.name] = text
+        if is_yes_no(num):
+            # A checkbox posts "1" when ticked and nothing when not: not ticked is "no".
+            yes_no.add(num.name)
+            order[num.name] = 1.0 if text else 0.0
+            continue
         number = _number(text)
-        if text and number is None:
-            problems.append((f"order.{num.name}", f"{_label(num.name)} must be a number"))
+        problem = _number_problem(num, text, number, words.feature(num.name))
+        if problem is not None:
+            problems.append((f"order.{num.name}", problem))
         order[num.name] = number
     if store_field in order and order[store_field] is None:
-        problems.append((f"order.{store_field}", f"choose the {_label(store_field)}"))
-    described = [name for name, value in order.items() if value is not None and name != store_field]
+        problems.append((f"order.{store_field}", f"choose the {words.feature(store_field)}"))
+    described = [
+        name
+        for name, value in order.items()
+        if value is not None and name != store_field and not (name in yes_no and value == 0)
+    ]
     if order and not described and not problems:
         problems.append(("order", "fill in the order's details: the form is empty"))
     reference = _text(form.get("reference"))
@@ -404,6 +477,29 @@ def read_form(form: FormData, schema: FeatureSchema, store_field: str) -> Submis
     return Submission(request=request, values=values, reference=reference, problems=problems)
 
 
+def is_yes_no(num: NumericFeature) -> bool:
+    """Whether training saw this feature only as 0 and 1: a yes/no question."""
+    return num.is_integer and num.low == 0.0 and num.high == 1.0
+
+
+def _number_problem(num: NumericFeature, text: str, number: float | None, label: str) -> str | None:
+    """What is wrong with a typed number, in the words staff read (None: nothing)."""
+    if not text:
+        return None
+    if number is None or not math.isfinite(number):
+        return f"{label} must be a number"
+    if num.is_integer and not number.is_integer():
+        return f"{label} must be a whole number, like {max(num.low, round(number)):g}"
+    if num.is_integer and number < num.low:
+        return f"{label} cannot be less than {num.low:g}"
+    if number < num.far_low or number > num.far_high:
+        return (
+            f"{label} {number:g} is far from anything this shop has seen ({num.low:g} to "
+            f"{num.high:g}): please check it"
+        )
+    return None
+
+
 def _form_page(
     request: Request,
     schema: FeatureSchema,
@@ -413,32 +509,23 @@ def _form_page(
     status: int,
 ) -> Response:
     by_field = {where: message for where, message in problems}
+    words = shop_words(request.app.state.bundles.snapshot())
     fields = []
     for i, cat in enumerate(schema.categorical):
         fields.append(
             FormField(
                 id=f"feature-{i}",
                 name=FEATURE_PREFIX + cat.name,
-                label=_label(cat.name),
+                label=words.feature(cat.name),
                 kind="category",
-                options=sorted(cat.known),
+                options=[(value, words.option(cat.name, value)) for value in sorted(cat.known)],
                 value=values.get(cat.name, ""),
                 error=by_field.get(f"order.{cat.name}"),
             )
         )
     offset = len(schema.categorical)
     for i, num in enumerate(schema.numeric):
-        fields.append(
-            FormField(
-                id=f"feature-{offset + i}",
-                name=FEATURE_PREFIX + num.name,
-                label=_label(num.name),
-                kind="number",
-                value=values.get(num.name, ""),
-                hint=f"Usually {num.low:g} to {num.high:g}; leave empty if not known",
-                error=by_field.get(f"order.{num.name}"),
-            )
-        )
+        fields.append(_number_field(f"feature-{offset + i}", num, words, values, by_field))
     return page(
         request,
         "form.html",
@@ -450,6 +537,31 @@ def _form_page(
             "errors": [message for _, message in problems],
         },
         status,
+    )
+
+
+def _number_field(
+    field_id: str,
+    num: NumericFeature,
+    words: ShopWords,
+    values: Mapping[str, str],
+    by_field: Mapping[str, str],
+) -> FormField:
+    kind, hint, minimum = "number", f"Usually {num.low:g} to {num.high:g}", ""
+    if is_yes_no(num):
+        kind, hint = "yes_no", ""
+    elif num.is_integer:
+        kind, minimum = "count", f"{num.low:g}"
+        hint = f"A whole number, usually {num.low:g} to {num.high:g}"
+    return FormField(
+        id=field_id,
+        name=FEATURE_PREFIX + num.name,
+        label=words.feature(num.name),
+        kind=kind,
+        value=values.get(num.name, ""),
+        hint=hint + ("; leave empty if not known" if hint else ""),
+        error=by_field.get(f"order.{num.name}"),
+        minimum=minimum,
     )
 
 

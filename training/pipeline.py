@@ -63,6 +63,9 @@ def train_bundle(
         "segments_by": list(engine.segments),
         "fit": report.to_info().to_json(),
         "backtest": backtest,
+        # What the staff pages and the customer's slip call things, and whose shop it is.
+        "labels": spec.labels.model_dump(mode="json"),
+        "shop": spec.shop.model_dump(mode="json", exclude_none=True),
     }
     return registry.save(model, info, now)
 
@@ -73,7 +76,10 @@ def schema_info(schema: FeatureSchema) -> dict[str, Any]:
         "categorical": {
             cat.name: sorted(cat.known)[:MANIFEST_CATEGORY_LIMIT] for cat in schema.categorical
         },
-        "numeric": {num.name: {"low": num.low, "high": num.high} for num in schema.numeric},
+        "numeric": {
+            num.name: {"low": num.low, "high": num.high, "is_integer": num.is_integer}
+            for num in schema.numeric
+        },
         "columns": schema.column_names,
     }
 

@@ -102,6 +102,25 @@ class CalendarSection(_Section):
         return self
 
 
+Label = Annotated[str, Field(min_length=1, max_length=80)]
+
+
+class LabelsSection(_Section):
+    """Words for staff and customers: a feature's label, and its option names by raw value
+    (`[labels.options.coating] anti_reflective = "Anti-reflective"`); a name left out is shown
+    as a readable form of the raw code."""
+
+    features: dict[str, Label] = Field(default_factory=dict)
+    options: dict[str, dict[str, Label]] = Field(default_factory=dict)
+
+
+class ShopSection(_Section):
+    """The shop's name and contact, printed on the customer's slip (each optional)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=120)] | None = None
+    phone: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+
+
 class ModelSection(_Section):
     max_iter: Annotated[int, Field(ge=10, le=2000)] = 300
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
@@ -110,6 +129,10 @@ class ModelSection(_Section):
     calibration_share: Annotated[float, Field(gt=0.05, lt=0.8)] = 0.15
     settle_quantile: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.99
     random_state: int = 0
+    # Learn only from the orders placed within this many days before the newest one (None: the
+    # whole history). A Parquet table's older row groups are then never decoded
+    # (`training.data`), so a long history costs nothing to keep in the file.
+    history_days: Annotated[float, Field(gt=0.0)] | None = None
 
 
 # How often production refits the model and recalibrates the buffer, by unit: weekly for date
@@ -136,6 +159,8 @@ class Spec(_Section):
     calendar: CalendarSection = Field(default_factory=CalendarSection)
     model: ModelSection = Field(default_factory=ModelSection)
     backtest: BacktestSection = Field(default_factory=BacktestSection)
+    labels: LabelsSection = Field(default_factory=LabelsSection)
+    shop: ShopSection = Field(default_factory=ShopSection)
     source: Path = Path("spec.toml")
 
     @model_validator(mode="after")
@@ -153,6 +178,14 @@ class Spec(_Section):
             raise ValueError(
                 f"[quote] segments {unknown_segments} must be categorical features "
                 f"(categorical = {self.features.categorical})"
+            )
+        unlabelled = sorted({*self.labels.features, *self.labels.options} - set(features))
+        if unlabelled:
+            raise ValueError(f"[labels] names features the spec does not list: {unlabelled}")
+        numeric_options = sorted(set(self.labels.options) & set(self.features.numeric))
+        if numeric_options:
+            raise ValueError(
+                f"[labels.options] are for categorical features; {numeric_options} are numeric"
             )
         return self
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from threadpoolctl import threadpool_limits
 
-from tests.service.conftest import ORDER, POS_KEY, STAFF_KEY, ClientFactory, bearer
+from models.registry import Registry
+from service.ledger import Ledger
+from service.tables import quotes
+from tests.service.conftest import ORDER, POS_KEY, SPEC, STAFF_KEY, ClientFactory, bearer
+from training.pipeline import train_bundle
+from training.sample_data import write_sample_data
 
 HTML = {"accept": "text/html"}
 
@@ -100,3 +109,103 @@ def test_the_performance_page_reads_times_in_the_shops_zone(staff: TestClient) -
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=7)).astimezone(zone)
     assert f"({since.tzname()})" in page
     assert " UTC" not in page or since.tzname() == "UTC"
+
+
+LABELS = """
+[labels.features]
+store_id = "Shop"
+n_items = "Pairs of glasses"
+
+[labels.options.coating]
+anti_reflective = "Anti-glare"
+
+[shop]
+name = "Northern Optics"
+phone = "0161 496 0000"
+"""
+
+
+@pytest.fixture(scope="session")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one promoted bundle whose spec has `[labels]` and `[shop]`."""
+    folder = tmp_path_factory.mktemp("labelled")
+    write_sample_data(folder, n_orders=3000, seed=7)
+    (folder / "optical.toml").write_text(SPEC.read_text(encoding="utf-8") + LABELS, "utf-8")
+    registry = Registry(folder / "bundles")
+    with threadpool_limits(1):
+        bundle = train_bundle(folder / "optical.toml", registry, now=dt.datetime.now(dt.UTC))
+    registry.promote(bundle.version)
+    return folder / "bundles"
+
+
+@pytest.fixture
+def labelled_staff(make_client: ClientFactory, labelled: Path, tmp_path: Path) -> TestClient:
+    root = tmp_path / "labelled-bundles"
+    shutil.copytree(labelled, root)
+    return make_client(key=STAFF_KEY, registry=root, max_order_age_days=60.0)
+
+
+def _form(**changes: str) -> dict[str, str]:
+    values = {name: str(value) for name, value in ORDER.items()} | changes
+    return {f"feature:{name}": value for name, value in values.items() if value != "<absent>"}
+
+
+def _post(client: TestClient, data: dict[str, str]) -> Any:
+    return client.post("/quotes", data=data, headers=HTML, follow_redirects=False)
+
+
+def _quote_count(client: TestClient) -> int:
+    ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
+    with ledger.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(quotes)).scalar_one())
+
+
+def test_a_yes_no_feature_is_a_checkbox_and_a_count_a_whole_number(staff: TestClient) -> None:
+    page = staff.get("/", headers=HTML).text
+    box = re.search(r'<input type="checkbox"[^>]*name="feature:frame_in_stock"[^>]*>', page)
+    assert box and 'value="1"' in box[0]
+    count = re.search(r'<input type="number"[^>]*name="feature:n_items"[^>]*>', page, re.S)
+    assert count and 'step="1"' in count[0] and 'min="1"' in count[0]
+    sphere = re.search(r'<input type="number"[^>]*name="feature:sphere_power"[^>]*>', page, re.S)
+    assert sphere and 'step="any"' in sphere[0] and "min=" not in sphere[0]
+    assert "Usually 0 to 1;" not in page
+
+    ticked = _post(staff, _form())
+    unticked = _post(staff, _form(frame_in_stock="<absent>"))
+    assert ticked.status_code == unticked.status_code == 303
+    ledger: Ledger = staff.app.state.ledger  # type: ignore[attr-defined]
+    stored = [
+        ledger.quotes.get(r.headers["location"].removeprefix("/quotes/"))
+        for r in (ticked, unticked)
+    ]
+    assert [quote.features["frame_in_stock"] for quote in stored] == [1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("0.5", "N items must be a whole number"),
+        ("-1", "N items cannot be less than 1"),
+        ("0", "N items cannot be less than 1"),
+    ],
+)
+def test_a_count_refuses_halves_and_less_than_the_least(
+    staff: TestClient, typed: str, message: str
+) -> None:
+    response = _post(staff, _form(n_items=typed))
+    assert response.status_code == 422
+    assert message in response.text
+    assert f'value="{typed}"' in response.text  # kept for a second try
+    assert _quote_count(staff) == 0
+
+
+def test_labels_and_option_names_come_from_the_spec(labelled_staff: TestClient) -> None:
+    page = labelled_staff.get("/", headers=HTML).text
+    assert ">Shop</label>" in page and ">Pairs of glasses</label>" in page
+    assert '<option value="anti_reflective">Anti-glare</option>' in page
+    assert '<option value="single_vision">Single vision</option>' in page  # readable raw code
+    assert ">Frame in stock</label>" in page
+    refused = _post(labelled_staff, _form(n_items="1.5"))
+    assert "Pairs of glasses must be a whole number" in refused.text
+    blank = _post(labelled_staff, _form(store_id=""))
+    assert "choose the Shop" in blank.text
