@@ -68,3 +68,13 @@ def small_sample_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_sample_data(folder, n_orders=8_000, seed=3)
     shutil.copy(SAMPLE_SPEC, folder / "optical.toml")
     return folder / "optical.toml"
+
+
+def pytest_report_header() -> str:
+    """Say up front whether the PostgreSQL tests run, and against what."""
+    from tests.service.conftest import find_postgres
+
+    url, why = find_postgres()
+    if url is None:
+        return f"postgresql: SKIPPED: {why}"
+    return f"postgresql: {why}"

@@ -5,6 +5,7 @@ TestClients of `create_app(Settings(...))` that raise on any server error."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from threadpoolctl import threadpool_limits
 
 from models.buffers import SegmentBuffers
@@ -120,13 +122,45 @@ def registry_root(trained: TrainedBundles, tmp_path: Path) -> Path:
     return root
 
 
-def postgres_url() -> str:
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+LOCAL_TEST_DATABASE = "promise_test"
+
+
+@functools.cache
+def find_postgres() -> tuple[str | None, str]:
+    """The PostgreSQL the tests use and where it came from: PROMISE_TEST_DATABASE_URL when set,
+    else the local server on 127.0.0.1:5432 (its `promise_test` database, created when
+    missing); (None, why) when there is none."""
     url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(
-            f"{PG_ENV} is not set: PostgreSQL tests skipped (set it to e.g. "
-            "postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+    if url:
+        return url, f"{PG_ENV}"
+    admin = create_engine(
+        LOCAL_POSTGRES + "postgres",
+        connect_args={"connect_timeout": 2},
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": LOCAL_TEST_DATABASE},
+            ).first()
+            if found is None:
+                conn.execute(text(f'CREATE DATABASE "{LOCAL_TEST_DATABASE}"'))
+    except SQLAlchemyError as err:
+        return None, (
+            f"no PostgreSQL answers on 127.0.0.1:5432 ({type(err).__name__}) and {PG_ENV} is "
+            "not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
         )
+    finally:
+        admin.dispose()
+    return LOCAL_POSTGRES + LOCAL_TEST_DATABASE, "the local server on 127.0.0.1:5432"
+
+
+def postgres_url() -> str:
+    url, why = find_postgres()
+    if url is None:
+        pytest.skip(f"PostgreSQL tests skipped: {why}")
     return url
 
 

@@ -9,14 +9,13 @@ PROMISE_TEST_DATABASE_URL is set, on PostgreSQL (a fresh schema, dropped afterwa
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.service.bundle import ADMIN_KEY, POS_KEY, STAFF_KEY, trained_registry
-from tests.service.conftest import PG_ENV, fresh_schema
+from tests.service.conftest import find_postgres, fresh_schema
 from tests.service.load import LoadReport, audit, run_load
 from tests.service.servers import free_port, running_process, wait_until, worker_pids
 
@@ -53,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         registry = trained_registry(folder)
         runs = [("sqlite", f"sqlite:///{folder / 'ledger.db'}")]
-        pg_url = os.environ.get(PG_ENV)
+        pg_url, why = find_postgres()
         for name, url in runs:
             clean &= _report(name, soak(url, registry, folder / name, args.requests))
         if pg_url:
             with fresh_schema(pg_url) as url:
                 clean &= _report("postgresql", soak(url, registry, folder / "pg", args.requests))
         else:
-            print(f"postgresql: skipped ({PG_ENV} is not set)")
+            print(f"postgresql: skipped ({why})")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0 if clean else 1
