@@ -10,13 +10,20 @@ column of dates only ("ready on the 4th") reads each as the last instant of its 
 delivery on day D keeps a promise for D and breaks one for D - 1 wherever it is compared
 (`OrderTable.fulfilled_precision` says which the table holds); any other date is its local
 midnight.
+
+The table is read by pyarrow, only the spec's columns (`_read`); a file pyarrow cannot parse is
+read again by pandas' slower reader, which names the line of a bad row (or reads what pyarrow
+refused, as it always did). `[model] history_days` keeps only the orders placed within that
+many days before the newest one: a Parquet file's older row groups are skipped by their
+statistics, never decoded; a CSV file's older rows are dropped right after the order times are
+parsed. Errors name a row by its place in the file either way.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +31,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from models.errors import SpecError
@@ -41,6 +51,11 @@ LATEST_PLAUSIBLE = pd.Timestamp("2100-01-01", tz="UTC")
 # "-04" that ends the date "2025-03-04" is its day, and a date alone is local to the spec's zone.
 _OFFSET_SUFFIX = re.compile(r"(?:Z|[T\s][\d:.,]+\s?[+-]\d{2}(?::?\d{2})?)$")
 _DATE_ONLY = r"\d{4}-\d{2}-\d{2}"
+# The same suffix for pyarrow's RE2 over ASCII text, where it matches exactly what Python's
+# `re` does: `\d` is [0-9] there, Python's `\s` is spelled out (RE2's lacks \v, \x1c-\x1f) and
+# so is its `$`, which also matches before a final newline.
+_SPACE = r"[ \t\n\r\x0b\x0c\x1c-\x1f]"
+_OFFSET_SUFFIX_ASCII = rf"(?:Z|(?:T|{_SPACE})[0-9:.,]+{_SPACE}?[+-][0-9]{{2}}(?::?[0-9]{{2}})?)\n?$"
 # The loader's resolution: a delivery stamped with its day alone is read this long before the
 # next local midnight, the last instant of its day.
 _RESOLUTION = pd.Timedelta(microseconds=1)
@@ -98,47 +113,38 @@ class OrderTable:
         return f"{int(hashed) % (1 << 63):016x}-{self.size}"
 
 
-def load_orders(spec: Spec) -> OrderTable:
-    """Read and validate the spec's order table."""
+def load_orders(spec: Spec, *, careful: bool = False) -> OrderTable:
+    """Read and validate the spec's order table.
+
+    `careful` reads it the slow way throughout (pandas' CSV reader, each value converted on its
+    own): the reference the fast path is tested against, and what names a bad CSV line."""
     path = spec.data_path
-    frame = _read(path)
-    if frame.empty:
-        raise SpecError(f"{path}: the table is empty (no order rows)")
     dataset = spec.dataset
     needed = [dataset.id, dataset.ordered_at, dataset.fulfilled_at, *spec.feature_names]
     if dataset.company_promise:
         needed.append(dataset.company_promise)
+    days = spec.model.history_days
+    read = _read(path, needed, careful, None if days is None else (dataset, days))
+    frame = read.frame
+    if frame.empty:
+        raise SpecError(f"{path}: the table is empty (no order rows)")
     missing = [name for name in needed if name not in frame.columns]
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise SpecError(
             f"{path}: missing column{plural} {', '.join(repr(m) for m in missing)}; "
-            f"the file has {', '.join(map(str, frame.columns))}"
+            f"the file has {', '.join(map(str, read.file_columns))}"
         )
     rows = _row_namer(path)
-    ids = _ids(frame[dataset.id], path, dataset.id, rows)
-    ordered = _timestamps(
-        frame[dataset.ordered_at], dataset.timezone, path, dataset.ordered_at, rows
-    )
-    if ordered.isna().any():
-        _fail(
-            path,
-            dataset.ordered_at,
-            np.flatnonzero(ordered.isna().to_numpy()),
-            rows,
-            frame[dataset.ordered_at],
-            "is empty: every order needs its order time",
-        )
-    too_early = (ordered < EARLIEST_PLAUSIBLE).to_numpy()
-    if too_early.any():
-        _fail(
-            path,
-            dataset.ordered_at,
-            np.flatnonzero(too_early),
-            rows,
-            frame[dataset.ordered_at],
-            f"is before {EARLIEST_PLAUSIBLE:%Y-%m-%d}: not a plausible order time",
-        )
+    # Without a window the ids are checked first, as they always were; with one, only the
+    # orders in the window need theirs.
+    ids = None if days is not None else _ids(frame[dataset.id], path, dataset.id, rows, careful)
+    ordered = _ordered(frame[dataset.ordered_at], dataset.timezone, path, dataset.ordered_at, rows)
+    if days is not None:
+        recent = (ordered >= ordered.max() - pd.Timedelta(days=days)).to_numpy()
+        frame, ordered = frame.loc[recent], ordered.loc[recent]
+        ids = _ids(frame[dataset.id], path, dataset.id, rows, careful)
+    assert ids is not None
     by_day = _holds_dates_only(frame[dataset.fulfilled_at])
     # A delivery stamped with its day alone happened some time that day: read as the day's last
     # instant it keeps a promise for that day and none for an earlier one, in scoring and in
@@ -175,10 +181,11 @@ def load_orders(spec: Spec) -> OrderTable:
         )
     columns: dict[str, NDArray[Any]] = {}
     for name in spec.features.categorical:
-        columns[name] = _categories(frame[name])
+        columns[name] = _categories(frame[name], careful)
     for name in spec.features.numeric:
-        columns[name] = _numbers(frame[name], path, name, rows)
+        columns[name] = _numbers(frame[name], path, name, rows, careful)
     order = np.argsort(_seconds(ordered), kind="stable")
+    skipped = read.rows_in_file - len(frame)
     table = OrderTable(
         source=path,
         ids=ids,
@@ -186,21 +193,77 @@ def load_orders(spec: Spec) -> OrderTable:
         fulfilled_at_s=_seconds(fulfilled),
         company_deadline_s=None if company is None else _seconds(company),
         columns=columns,
-        rows_read=len(frame),
+        rows_read=read.rows_in_file,
+        skipped={WINDOW_SKIP: skipped} if days is not None else {},
         fulfilled_precision="day" if by_day else "time",
     )
     return table.subset(order)
 
 
-def _read(path: Path) -> pd.DataFrame:
+WINDOW_SKIP = "placed before the history window"
+
+
+def _ordered(values: pd.Series, zone: str, path: Path, column: str, rows: str) -> pd.Series:
+    """The order times in UTC; every order needs a plausible one."""
+    ordered = _timestamps(values, zone, path, column, rows)
+    if ordered.isna().any():
+        _fail(
+            path,
+            column,
+            np.flatnonzero(ordered.isna().to_numpy()),
+            rows,
+            values,
+            "is empty: every order needs its order time",
+        )
+    too_early = (ordered < EARLIEST_PLAUSIBLE).to_numpy()
+    if too_early.any():
+        _fail(
+            path,
+            column,
+            np.flatnonzero(too_early),
+            rows,
+            values,
+            f"is before {EARLIEST_PLAUSIBLE:%Y-%m-%d}: not a plausible order time",
+        )
+    return ordered
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What `_read` found: the spec's columns present in the file (index: each row's 0-based
+    place in the file), every column the file has, and how many rows it holds."""
+
+    frame: pd.DataFrame
+    file_columns: Sequence[str]
+    rows_in_file: int
+
+
+def _read(
+    path: Path,
+    needed: Sequence[str],
+    careful: bool,
+    window: tuple[Any, float] | None,
+) -> _Read:
     suffixes = "".join(path.suffixes[-2:]).lower()
+    is_parquet = suffixes.endswith(".parquet") or suffixes.endswith(".pq")
+    if not is_parquet and not (suffixes.endswith(".csv") or suffixes.endswith(".csv.gz")):
+        if not path.exists():
+            raise SpecError(f"{path}: no such data file")
+        raise SpecError(f"{path}: unknown file type; use .csv, .csv.gz or .parquet")
     try:
-        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-            return pd.read_parquet(path)
-        if suffixes.endswith(".csv") or suffixes.endswith(".csv.gz"):
-            return pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
-            )
+        if is_parquet:
+            return _read_parquet(path, needed, window)
+        if not careful:
+            fast = _read_csv_fast(path, needed)
+            if fast is not None:
+                return fast
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
+        )
+        file_columns = list(map(str, frame.columns))
+        # pandas makes the cells of rows longer than the header an index: rows are places here.
+        frame.index = pd.RangeIndex(len(frame))
+        return _Read(frame, file_columns, len(frame))
     except FileNotFoundError as err:
         raise SpecError(f"{path}: no such data file") from err
     except UnicodeDecodeError as err:
@@ -214,7 +277,82 @@ def _read(path: Path) -> pd.DataFrame:
         raise SpecError(f"{path}: malformed CSV: {err}") from err
     except (OSError, ValueError) as err:
         raise SpecError(f"{path}: cannot read the table: {err}") from err
-    raise SpecError(f"{path}: unknown file type; use .csv, .csv.gz or .parquet")
+
+
+def _read_csv_fast(path: Path, needed: Sequence[str]) -> _Read | None:
+    """The spec's columns as text by pyarrow's CSV reader, as pandas' reads them (`dtype=str`,
+    only empty cells missing); None when pyarrow cannot read the file or the header has a
+    column missing or twice (pandas' reader then reads it, or says what is wrong)."""
+    parse = pa_csv.ParseOptions(newlines_in_values=True)
+    try:
+        with pa_csv.open_csv(path, parse_options=parse) as head:
+            names = head.schema.names
+        if len(set(names)) < len(names) or not set(needed) <= set(names):
+            return None
+        table = pa_csv.read_csv(
+            path,
+            parse_options=parse,
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=list(dict.fromkeys(needed)),
+                column_types={name: pa.string() for name in needed},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    return _Read(table.to_pandas(), names, table.num_rows)
+
+
+def _read_parquet(path: Path, needed: Sequence[str], window: tuple[Any, float] | None) -> _Read:
+    """The spec's columns of a Parquet file; with a window, only the row groups whose newest
+    order time (by the file's statistics) can fall within it are decoded."""
+    file = pq.ParquetFile(path)
+    names = file.schema_arrow.names
+    present = [name for name in dict.fromkeys(needed) if name in names]
+    total = file.metadata.num_rows
+    groups = None if window is None else _recent_row_groups(file, path, *window)
+    if groups is None:
+        return _Read(pd.read_parquet(path, columns=present), names, total)
+    table = file.read_row_groups(groups, columns=present, use_pandas_metadata=False)
+    sizes = [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)]
+    starts = np.cumsum([0, *sizes])
+    index = np.concatenate(
+        [np.arange(starts[i], starts[i + 1]) for i in groups] or [np.zeros(0, dtype=np.int64)]
+    )
+    frame = table.to_pandas()
+    frame.index = pd.Index(index)
+    return _Read(frame, names, total)
+
+
+def _recent_row_groups(
+    file: pq.ParquetFile, path: Path, dataset: Any, days: float
+) -> list[int] | None:
+    """The row groups whose newest order time is at most `days` before the file's newest, by
+    the row groups' statistics; None (decode them all) when the order times are not typed as
+    times or dates or a row group has no statistics for them."""
+    column = dataset.ordered_at
+    arrow_type = file.schema_arrow.field(column).type
+    if not (pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)):
+        return None
+    metadata = file.metadata
+    leaf = [metadata.schema.column(i).path for i in range(metadata.num_columns)].index(column)
+    maxima = []
+    for group in range(file.num_row_groups):
+        stats = metadata.row_group(group).column(leaf).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        maxima.append(stats.max)
+    newest = _timestamps(
+        pd.Series(pa.array(maxima, type=arrow_type).to_pandas()),
+        dataset.timezone,
+        path,
+        column,
+        "row",
+    )
+    bound = newest.max() - pd.Timedelta(days=days)
+    return [int(g) for g in np.flatnonzero((newest >= bound).to_numpy())]
 
 
 def _first_non_utf8_line(path: Path) -> int:
@@ -233,10 +371,11 @@ def _row_namer(path: Path) -> str:
     return "row" if path.suffix.lower() in {".parquet", ".pq"} else "line"
 
 
-def _where(positions: NDArray[np.intp], rows: str) -> list[int]:
-    # Positions are 0-based data rows; CSV lines count the header as line 1.
+def _where(values: pd.Series, positions: NDArray[np.intp], rows: str) -> list[int]:
+    # The index holds each row's 0-based place in the file; CSV lines count the header as 1.
     first = 2 if rows == "line" else 1
-    return [int(p) + first for p in positions[:SHOWN_BAD_ROWS]]
+    places = np.asarray(values.index[positions[:SHOWN_BAD_ROWS]], dtype=np.int64)
+    return [int(p) + first for p in places]
 
 
 def _fail(
@@ -244,7 +383,9 @@ def _fail(
 ) -> None:
     shown = ", ".join(
         f"{rows} {number} ({values.iloc[int(p)]!r})"
-        for number, p in zip(_where(positions, rows), positions[:SHOWN_BAD_ROWS], strict=True)
+        for number, p in zip(
+            _where(values, positions, rows), positions[:SHOWN_BAD_ROWS], strict=True
+        )
     )
     more = (
         "" if positions.size <= SHOWN_BAD_ROWS else f" and {positions.size - SHOWN_BAD_ROWS} more"
@@ -252,8 +393,10 @@ def _fail(
     raise SpecError(f"{path}: column {column!r} {problem}: {shown}{more}")
 
 
-def _ids(values: pd.Series, path: Path, column: str, rows: str) -> ObjectArray:
-    labels = np.array([category_label(v) for v in values], dtype=object)
+def _ids(
+    values: pd.Series, path: Path, column: str, rows: str, careful: bool = False
+) -> ObjectArray:
+    labels = _categories(values, careful)
     empty = np.flatnonzero([v is None for v in labels])
     if empty.size:
         _fail(path, column, empty, rows, values, "is empty: every order needs an id")
@@ -280,7 +423,7 @@ def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str
         return _localize(pd.Series(values).dt.as_unit("us"), zone)
     text = values.astype("string").str.strip()
     present = text.notna() & (text != "")
-    with_offset = present & text.str.contains(_OFFSET_SUFFIX, na=False)
+    with_offset = present & _has_offset(text)
     # Microseconds cover years 1 to 9999, so any date a file can hold is representable.
     result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
     if with_offset.any():
@@ -301,6 +444,16 @@ def _timestamps(values: pd.Series, zone: str, path: Path, column: str, rows: str
             "has values that are not ISO timestamps like '2024-03-14 10:30:00'",
         )
     return result
+
+
+def _has_offset(text: pd.Series) -> pd.Series:
+    """Whether each (stripped) text ends in a UTC offset: by pyarrow's regular expressions
+    when the column is ASCII (where they agree with Python's), else by Python's."""
+    arrow = pa.array(text.array, type=pa.large_string())  # a ChunkedArray: no copy
+    if pc.all(pc.string_is_ascii(arrow)).as_py() is not False:
+        found = pc.match_substring_regex(arrow, _OFFSET_SUFFIX_ASCII).fill_null(False)
+        return pd.Series(np.asarray(found, dtype=bool), index=text.index)
+    return text.str.contains(_OFFSET_SUFFIX, na=False)
 
 
 def _numpy_backed(values: pd.Series) -> pd.Series:
@@ -372,22 +525,33 @@ def _text(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip()
 
 
-def _categories(values: pd.Series) -> ObjectArray:
-    return np.array([category_label(v) for v in values], dtype=object)
+def _categories(values: pd.Series, careful: bool = False) -> ObjectArray:
+    """Each value's `category_label`: for text, the text itself, None where empty."""
+    if careful or not isinstance(values.dtype, pd.StringDtype):
+        return np.array([category_label(v) for v in values], dtype=object)
+    labels: ObjectArray = np.asarray(values.array.to_numpy(dtype=object, na_value=None))
+    labels[labels == ""] = None
+    return labels
 
 
-def _numbers(values: pd.Series, path: Path, column: str, rows: str) -> FloatArray:
+def _numbers(
+    values: pd.Series, path: Path, column: str, rows: str, careful: bool = False
+) -> FloatArray:
     if pd.api.types.is_bool_dtype(values.dtype):
         return np.asarray(values.to_numpy(dtype=np.float64), dtype=np.float64)
     text = values.astype("string").str.strip()
-    lowered = text.str.lower()
-    text = text.mask(lowered.isin(["true", "false"]), (lowered == "true").astype("string"))
-    text = text.mask(text.isin(["True"]), "1").mask(text.isin(["False"]), "0")
-    numbers = pd.to_numeric(text, errors="coerce").astype(np.float64)
-    bad = (text.notna() & (text != "") & numbers.isna()).to_numpy()
+    if careful:
+        numbers, bad = _parse_numbers(text)
+    else:
+        # Each distinct text is parsed once: a column holds few (counts, flags, sizes).
+        codes, uniques = pd.factorize(text)
+        distinct, distinct_bad = _parse_numbers(pd.Series(uniques, dtype=text.dtype))
+        present = codes >= 0
+        numbers = np.where(present, distinct[codes], np.nan)
+        bad = present & distinct_bad[codes]
     if bad.any():
         _fail(path, column, np.flatnonzero(bad), rows, values, "has values that are not numbers")
-    infinite = np.isinf(numbers.to_numpy())
+    infinite = np.isinf(numbers)
     if infinite.any():
         _fail(
             path,
@@ -397,7 +561,19 @@ def _numbers(values: pd.Series, path: Path, column: str, rows: str) -> FloatArra
             values,
             "has infinite values (leave a cell empty for a missing value)",
         )
-    return np.asarray(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    return numbers
+
+
+def _parse_numbers(text: pd.Series) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Each stripped text as a number (NaN where empty or not a number; true and false in any
+    case are 1 and 0), and where a text is not a number."""
+    lowered = text.str.lower()
+    text = text.mask(lowered.isin(["true", "false"]), (lowered == "true").astype("string"))
+    text = text.mask(text.isin(["True"]), "1").mask(text.isin(["False"]), "0")
+    numbers = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    bad = (text.notna() & (text != "") & numbers.isna()).to_numpy(dtype=bool)
+    parsed = np.asarray(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    return parsed, bad
 
 
 def _seconds(stamps: pd.Series) -> FloatArray:
