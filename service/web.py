@@ -18,7 +18,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote as url_quote
@@ -574,11 +574,21 @@ def _quote_page(request: Request, quote: StoredQuote) -> Response:
     zone = ZoneInfo(quote.time_zone)
     ordered = quote.promise.ordered_at.astimezone(zone)
     fulfilled = quote.outcome.fulfilled_at.astimezone(zone) if quote.outcome else None
+    serving: Serving | None = request.app.state.bundles.snapshot()
+    words = shop_words(serving)
+    yes_no = (
+        {num.name for num in serving.bundle.engine.schema.numeric if is_yes_no(num)}
+        if serving
+        else set()
+    )
     return page(
         request,
         "quote.html",
         {
             "quote": quote,
+            "shop_name": words.shop_name,
+            "shop_phone": words.shop_phone,
+            "ordered_items": ordered_items(quote.features, words, yes_no),
             "promise": quote.promise,
             "promise_label": label,
             "promise_text": text,
@@ -588,6 +598,25 @@ def _quote_page(request: Request, quote: StoredQuote) -> Response:
             ),
         },
     )
+
+
+def ordered_items(
+    features: Mapping[str, Any], words: ShopWords, yes_no: Collection[str] = ()
+) -> list[tuple[str, str]]:
+    """What was ordered, as the customer reads it: (label, value) for each feature given, in
+    the order the quote was asked with; a `yes_no` feature reads "Yes" or "No"."""
+    items = []
+    for name, value in features.items():
+        if value is None or value == "":
+            continue
+        if name in yes_no:
+            text = "Yes" if value else "No"
+        elif isinstance(value, int | float):
+            text = f"{value:g}"
+        else:
+            text = words.option(name, str(value))
+        items.append((words.feature(name), text))
+    return items
 
 
 def _signin_page(request: Request, next_path: str, error: str | None, status: int) -> Response:

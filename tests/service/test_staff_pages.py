@@ -209,3 +209,40 @@ def test_labels_and_option_names_come_from_the_spec(labelled_staff: TestClient) 
     assert "Pairs of glasses must be a whole number" in refused.text
     blank = _post(labelled_staff, _form(store_id=""))
     assert "choose the Shop" in blank.text
+
+
+def _slip(page: str) -> str:
+    found = re.search(r'<article class="slip".*?</article>', page, re.S)
+    assert found, "no slip"
+    return found.group(0)
+
+
+def test_the_slip_shows_the_shop_the_order_and_no_expected_duration(
+    labelled_staff: TestClient,
+) -> None:
+    posted = _post(labelled_staff, _form(coating="anti_reflective", n_items="2"))
+    assert posted.status_code == 303
+    page = labelled_staff.get(posted.headers["location"], headers=HTML).text
+    quote_id = posted.headers["location"].removeprefix("/quotes/")
+    slip = _slip(page)
+    assert "Northern Optics" in slip and "0161 496 0000" in slip and quote_id in slip
+    ordered = re.search(r'<dl class="slip-facts" id="ordered">.*?</dl>', slip, re.S)
+    assert ordered
+    assert "<dt>Coating</dt><dd>Anti-glare</dd>" in ordered[0]
+    assert "<dt>Pairs of glasses</dt><dd>2</dd>" in ordered[0]
+    assert "<dt>Frame in stock</dt><dd>Yes</dd>" in ordered[0]
+    assert "<dt>Lens type</dt><dd>Single vision</dd>" in ordered[0]
+    # The customer is told the promise, never the expectation that would bring them back
+    # early; staff still read the explanation with its numbers, which the printer leaves out.
+    assert "expect" not in slip.lower() and "hours" not in slip
+    staff_only = re.search(r'<section class="staff-only no-print".*?</section>', page, re.S)
+    assert staff_only and "expect" in staff_only[0]
+    css = labelled_staff.get("/static/style.css").text
+    assert re.search(r"\.no-print[^}]*display:\s*none", css)
+
+
+def test_a_slip_without_a_shop_in_the_spec_leaves_it_out(staff: TestClient) -> None:
+    posted = _post(staff, _form())
+    slip = _slip(staff.get(posted.headers["location"], headers=HTML).text)
+    assert 'id="shop-name"' not in slip and 'id="shop-contact"' not in slip
+    assert "<dt>Lens type</dt><dd>Single vision</dd>" in slip
