@@ -64,6 +64,8 @@ def test_a_good_spec_loads_with_its_calendar(tmp_path: Path) -> None:
         (('numeric = ["n_items"]', 'numeric = ["store_id"]'), "features listed twice"),
         (('id = "order_id"', 'idd = "order_id"'), "[dataset] id"),
         (("[calendar]", "[calendar]\nopen_weekdays_typo = 1"), "unknown key"),
+        (("[calendar]", "[model]\nhistory_days = 0\n\n[calendar]"), "[model] history_days"),
+        (("[calendar]", "[model]\nhistory_days = -30\n\n[calendar]"), "greater than 0"),
     ],
 )
 def test_each_mistake_names_file_and_key(
