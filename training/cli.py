@@ -22,7 +22,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from models.errors import PromiseError
-from models.registry import Registry
+from models.registry import Manifest, Registry
+from training.listing import (
+    comparison_table,
+    fitted_models_table,
+    model_document,
+    width_of,
+)
+from training.listing import rate_text as _rate
 from training.sample_data import SCENARIOS, write_sample_data
 
 if TYPE_CHECKING:
@@ -42,6 +49,19 @@ errors = Console(stderr=True)
 DEFAULT_REGISTRY = Path(os.environ.get("PROMISE_REGISTRY", "models/bundles"))
 SIGNING_KEY_VARIABLE = "PROMISE_BUNDLE_SIGNING_KEY"
 RegistryOption = Annotated[Path, typer.Option(help="Folder of trained bundles.")]
+TRACKING_VARIABLE = "MLFLOW_TRACKING_URI"  # training.tracking's, named here to import it lazily
+MlflowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        metavar="URI",
+        help="Log to this MLflow tracking store (default: MLFLOW_TRACKING_URI; needs the "
+        "mlflow extra).",
+    ),
+]
+RELOAD_NOTE = (
+    "the running service keeps serving its model until an admin reloads it: POST /v1/model/reload"
+)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -118,8 +138,10 @@ def train(
         Path | None,
         typer.Option(help="Read this order table instead of the spec's \\[dataset] path."),
     ] = None,
+    mlflow: MlflowOption = None,
 ) -> None:
-    """Train and calibrate a bundle on the whole history; print its version."""
+    """Train and calibrate a bundle on the whole history; print its version. With an MLflow
+    tracking URI, log a run: spec, back-test summary and the bundle."""
     from training.backtest.scorecard import holds_target
     from training.pipeline import train_bundle
 
@@ -129,6 +151,7 @@ def train(
             param_hint="--promote-if-on-target",
         )
 
+    tracking = _tracking_uri(mlflow)
     manifest = train_bundle(
         spec,
         _registry(registry),
@@ -139,6 +162,13 @@ def train(
         data=data,
     )
     console.print(f"trained {manifest.version}", highlight=False)
+    if tracking is not None:
+        from training.tracking import log_training
+
+        options = {"policy": policy, "backtest_folds": backtest_folds, "data": data}
+        folder = _registry(registry).folder(manifest.version)
+        run_id = log_training(tracking, manifest, folder, options)
+        console.print(f"logged MLflow run {run_id} to {escape(tracking)}", highlight=False)
     summary = manifest.info.get("backtest")
     if isinstance(summary, dict) and summary:
         console.print(f"back-test: {_summary_text(summary)}", highlight=False)
@@ -151,8 +181,7 @@ def train(
                 f"not promoted: the back-test broke {_rate(late)} of promises (target {target:.1%})"
             )
     if (promote or promote_if_on_target) and kept is None:
-        _registry(registry).promote(manifest.version)
-        console.print(f"promoted {manifest.version}", highlight=False)
+        _promote(_registry(registry), manifest.version, force=False)
     elif kept is not None:
         console.print(f"[red]{kept}[/red]", highlight=False)
     # The version alone on the last line, for scripts: `promise train ... | tail -1`.
@@ -166,10 +195,106 @@ def train(
 def promote_command(
     version: Annotated[str, typer.Argument(help="The bundle version to serve.")],
     registry: RegistryOption = DEFAULT_REGISTRY,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Promote it though its features, unit, segments or time zone differ from "
+            "the promoted bundle's."
+        ),
+    ] = False,
+    alias: Annotated[
+        str | None,
+        typer.Option(help="Also register it in MLflow and point this alias at it (champion)."),
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(help="The MLflow registered model (default: the spec's file name)."),
+    ] = None,
+    mlflow: MlflowOption = None,
 ) -> None:
-    """Make VERSION the promoted bundle (the service loads it on start or reload)."""
-    manifest = _registry(registry).promote(version)
-    console.print(f"promoted {manifest.version}", highlight=False)
+    """Make VERSION the promoted bundle. Refused (exit 2) when it differs from the promoted one
+    in what a point-of-sale system sends or sees, unless --force. The running service keeps its
+    model until an admin reload (POST /v1/model/reload)."""
+    tracking = _tracking_uri(mlflow)
+    if alias is not None and tracking is None:
+        raise typer.BadParameter(
+            f"needs an MLflow tracking store: --mlflow URI or {TRACKING_VARIABLE}",
+            param_hint="--alias",
+        )
+    if alias is None and model_name is not None:
+        raise typer.BadParameter("goes with --alias", param_hint="--model-name")
+    store = _registry(registry)
+    manifest = _promote(store, version, force=force)
+    if alias is not None and tracking is not None:
+        from training.tracking import register
+
+        done = register(tracking, manifest, store.folder(version), alias, model_name)
+        console.print(
+            f"MLflow: {escape(done.name)} version {done.version} is {escape(done.name)}"
+            f"@{escape(done.alias)} (serve it with PROMISE_MODEL_URI=models:/"
+            f"{escape(done.name)}@{escape(done.alias)})",
+            highlight=False,
+        )
+
+
+@app.command()
+@user_errors
+def rollback(
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what rolling back would change, and change nothing.")
+    ] = False,
+) -> None:
+    """Promote again the bundle the promoted one replaced, showing what changes (a second
+    rollback undoes the first)."""
+    store = _registry(registry)
+    made = store.rollback_target()
+    assert made.previous is not None  # rollback_target raises NotFound otherwise
+    current, previous = store.manifest(made.version), store.manifest(made.previous)
+    console.print(comparison_table(current, previous))
+    found = store.promotion_differences(previous.version)
+    for difference in found:
+        console.print(
+            f"[yellow]changes:[/yellow] {escape(difference)}", highlight=False, soft_wrap=True
+        )
+    if not found:
+        console.print("same features, unit, segments and time zone", highlight=False)
+    if dry_run:
+        console.print("dry run: nothing changed", highlight=False)
+        return
+    store.rollback(now=dt.datetime.now(dt.UTC))
+    console.print(f"rolled back from {current.version} to {previous.version}", highlight=False)
+    console.print(RELOAD_NOTE, highlight=False, soft_wrap=True)
+
+
+def _promote(store: Registry, version: str, force: bool) -> Manifest:
+    """Promote, or refuse with the differences one per line and exit 2; say what the running
+    service does."""
+    previous = store.promoted_version()
+    found = store.promotion_differences(version)
+    if found and not force:
+        errors.print(
+            f"[red]refused:[/red] {escape(version)} differs from the promoted "
+            f"{escape(str(previous))} in what a point-of-sale system sends or sees:",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for difference in found:
+            errors.print(f"  - {escape(difference)}", highlight=False, soft_wrap=True)
+        errors.print("use --force to promote it anyway", highlight=False)
+        raise typer.Exit(code=2)
+    manifest = store.promote(version, force=force, now=dt.datetime.now(dt.UTC))
+    if previous == version:
+        console.print(f"{version} was already promoted", highlight=False)
+    else:
+        was = "" if previous is None else f" (was {previous})"
+        console.print(f"promoted {version}{was}", highlight=False)
+    for difference in found:
+        console.print(
+            f"[yellow]forced:[/yellow] {escape(difference)}", highlight=False, soft_wrap=True
+        )
+    console.print(RELOAD_NOTE, highlight=False, soft_wrap=True)
+    return manifest
 
 
 @app.command("rebuild-serving")
@@ -196,41 +321,42 @@ def _registry(root: Path) -> Registry:
 
 @app.command()
 @user_errors
-def models(registry: RegistryOption = DEFAULT_REGISTRY) -> None:
-    """List trained bundles, the promoted one marked, with their back-test summaries."""
+def models(
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    wide: Annotated[bool, typer.Option(help="Every column, however wide the terminal.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document for scripts, no table.")
+    ] = False,
+) -> None:
+    """List trained bundles, the promoted one marked: data set, spec, back-test late rate
+    against its target and the mean promise against the business's own."""
+    import json
+
     store = Registry(registry)
     manifests = store.manifests()
+    promoted = store.promoted_version()
+    if as_json:
+        document = {
+            "registry": str(registry),
+            "promoted": promoted,
+            "bundles": [model_document(m, promoted) for m in manifests],
+        }
+        sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+        return
     if not manifests:
         console.print(f"no bundles in {registry}; run `promise train --spec SPEC`")
         return
-    promoted = store.promoted_version()
-    table = Table(title=f"bundles in {registry}")
-    for column in (
-        "",
-        "version",
-        "created",
-        "policy",
-        "target",
-        "back-test late rate",
-        "mean promise",
-        "MAE",
-    ):
-        # Versions are copied into `promise promote`: never wrap them.
-        table.add_column(column, no_wrap=column in ("", "version", "created"))
-    for manifest in manifests:
-        summary = manifest.info.get("backtest") or {}
-        table.add_row(
-            "*" if manifest.version == promoted else "",
-            manifest.version,
-            manifest.created_at[:19].replace("T", " "),
-            manifest.policy,
-            f"{manifest.target_late_rate:.1%}",
-            _rate(summary.get("late_rate")),
-            _hours(summary.get("mean_promise_hours"), manifest.unit),
-            _hours(summary.get("mae_hours"), manifest.unit),
-        )
-    console.print(table)
-    console.print("* promoted")
+    screen = Console()  # now, so that COLUMNS and the terminal's width are read as they are
+    table, legend = fitted_models_table(screen, registry, manifests, promoted, wide)
+    if wide:
+        screen = Console(width=max(screen.width, width_of(screen, table)))
+    screen.print(table)
+    screen.print("; ".join(legend), highlight=False)
+
+
+def _tracking_uri(option: str | None) -> str | None:
+    """The MLflow tracking store to log to: --mlflow, else MLFLOW_TRACKING_URI, else none."""
+    return option or os.environ.get(TRACKING_VARIABLE) or None
 
 
 @app.command()
@@ -315,8 +441,10 @@ def backtest(
     html_out: Annotated[
         Path | None, typer.Option("--html", help="Write the HTML report to this file.")
     ] = None,
+    mlflow: MlflowOption = None,
 ) -> None:
-    """Walk-forward back-test: how often promises would have been broken, and how long they were."""
+    """Walk-forward back-test: how often promises would have been broken, and how long they were.
+    With an MLflow tracking URI, log a run: figures per policy, both reports."""
     import json
 
     from rich import box
@@ -361,15 +489,39 @@ def backtest(
     console.print(_summary_table(report, box.SIMPLE_HEAD))
     card = report.scorecard
     _print_verdict(card.sentence, card.recommendation.reason, card.warnings)
+    tracking = _tracking_uri(mlflow)
+    json_text = html_text = ""
+    if json_out is not None or tracking is not None:
+        json_text = json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
+    if html_out is not None or tracking is not None:
+        html_text = render_html(report)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(report.to_json(), indent=2, allow_nan=False)
-        json_out.write_text(text + "\n", encoding="utf-8")
+        json_out.write_text(json_text, encoding="utf-8")
         console.print(f"wrote the JSON report to {escape(str(json_out))}", highlight=False)
     if html_out is not None:
         html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(render_html(report), encoding="utf-8")
+        html_out.write_text(html_text, encoding="utf-8")
         console.print(f"wrote the HTML report to {escape(str(html_out))}", highlight=False)
+    if tracking is not None:
+        from training.tracking import log_backtest
+
+        options = {
+            "policies": policy,
+            "folds": folds,
+            "target": target,
+            "tradeoff": tradeoff,
+            "data": data,
+        }
+        run_id = log_backtest(
+            tracking,
+            report,
+            dataset.model_dump(mode="json", exclude={"source"}),
+            str(dataset.source),
+            options,
+            {"backtest.json": json_text, "backtest.html": html_text},
+        )
+        console.print(f"logged MLflow run {run_id} to {escape(tracking)}", highlight=False)
 
 
 def _summary_table(report: BacktestReport, style: Box) -> Table:
@@ -440,18 +592,6 @@ def _summary_text(summary: dict[str, object]) -> str:
     target = summary.get("target_late_rate")
     folds = summary.get("folds")
     return f"late rate {_rate(late)} at target {_rate(target)} over {folds} folds"
-
-
-def _rate(value: object) -> str:
-    return f"{value:.1%}" if isinstance(value, int | float) else "-"
-
-
-def _hours(value: object, unit: str) -> str:
-    if not isinstance(value, int | float):
-        return "-"
-    if unit == "day":
-        return f"{value / 24:.1f} d"
-    return f"{value:.1f} h" if unit == "hour" else f"{value * 60:.0f} min"
 
 
 def main() -> None:  # pragma: no cover - console script entry
