@@ -426,7 +426,7 @@ class QuoteDesk(Desk):
         with openmp_threads().limit(limits=1, user_api="openmp"):
             promises = quoting.quote(engine, [item.order for item in checked], state)
         quotes = [
-            self._record(promise, request.order, request.reference, item.warnings)
+            self._record(promise, request.order, request.reference, item.warnings, None, request)
             for promise, request, item in zip(promises, requests, checked, strict=True)
         ]
         return NewQuotes(quotes, lambda recorded: self._issued(recorded, kind))
@@ -460,7 +460,7 @@ class QuoteDesk(Desk):
                 f"(risk {view.probability_late:.0%} now): no revision is needed"
             )
         revision = replace(
-            self._record(view.suggested, newest.features, newest.reference, [], serving),
+            self._record(view.suggested, newest.features, newest.reference, [], serving, newest),
             revision_of=newest.original_id,
             revision=newest.revision + 1,
             model_expected_hours=promise.expected_hours,
@@ -486,9 +486,16 @@ class QuoteDesk(Desk):
         reference: str | None,
         warnings: Sequence[str],
         serving: Serving | None = None,
+        asked: QuoteRequest | StoredQuote | None = None,
     ) -> StoredQuote:
-        """A new record of `promise`, quoted now with `serving` (default: the served model)."""
+        """A new record of `promise`, quoted now with `serving` (default: the served model),
+        keeping the customer to call from the request `asked` (or the quote it revises)."""
         made_by = serving or self.serving
+        if isinstance(asked, StoredQuote):
+            name, phone = asked.customer_name, asked.customer_phone
+        else:
+            customer = asked.customer if asked is not None else None
+            name, phone = (customer.name, customer.phone) if customer else (None, None)
         return StoredQuote(
             quote_id=new_quote_id(),
             created_at=self.now_utc,
@@ -499,6 +506,8 @@ class QuoteDesk(Desk):
             reference=reference,
             warnings=warnings,
             store=store_of(features, self.settings.store_field),
+            customer_name=name,
+            customer_phone=phone,
         )
 
     def _model(self, quote: StoredQuote) -> Serving:

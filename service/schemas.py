@@ -29,7 +29,7 @@ from pydantic import (
 from models.errors import InputError
 from models.quoting import Order
 from service.errors import InputErrors
-from service.tables import storable_text
+from service.tables import MAX_CUSTOMER_NAME_CHARS, MAX_CUSTOMER_PHONE_CHARS, storable_text
 
 if TYPE_CHECKING:
     from models.features import FeatureSchema
@@ -71,8 +71,21 @@ UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
 """An aware datetime (ISO 8601 with a zone) converted to UTC; naive ones are refused."""
 
 
+class Customer(_Body):
+    """Who to call about the order: stored with the quote, shown only to staff of its store."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_CUSTOMER_NAME_CHARS)
+    phone: str | None = Field(default=None, min_length=1, max_length=MAX_CUSTOMER_PHONE_CHARS)
+
+    @field_validator("name", "phone")
+    @classmethod
+    def _safe_text(cls, value: str | None) -> str | None:
+        return None if value is None else _check_storable(value.strip(), "customer details")
+
+
 class QuoteRequest(_Body):
-    """One order to quote: its features, when it was placed (default: now), a reference."""
+    """One order to quote: its features, when it was placed (default: now), a reference, and
+    optionally the customer to call if the promise is at risk."""
 
     order: dict[str, JsonValue] = Field(
         description="The order's features, by the names the model was trained on "
@@ -96,6 +109,11 @@ class QuoteRequest(_Body):
         default=None,
         max_length=MAX_REFERENCE_CHARS,
         description="Your order reference, stored with the quote.",
+    )
+    customer: Customer | None = Field(
+        default=None,
+        description="The customer's name and phone, for staff calling about a late order; "
+        "stored with the quote and never returned to a point-of-sale key.",
     )
 
     @field_validator("order")

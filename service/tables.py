@@ -54,6 +54,8 @@ from sqlalchemy import (
 UTC = dt.UTC
 MAX_QUOTE_ID_CHARS = 64
 MAX_STORE_CHARS = 200
+MAX_CUSTOMER_NAME_CHARS = 200
+MAX_CUSTOMER_PHONE_CHARS = 40
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -134,6 +136,9 @@ quotes = Table(
     Column("revision", Integer, nullable=False, server_default=text("0")),
     Column("model_expected_hours", Double, nullable=True),
     Column("store", String(MAX_STORE_CHARS), nullable=True),
+    # Who to call about the order (r0006): shown to staff of the store only.
+    Column("customer_name", String(MAX_CUSTOMER_NAME_CHARS), nullable=True),
+    Column("customer_phone", String(MAX_CUSTOMER_PHONE_CHARS), nullable=True),
     Index(None, "request_id", "position", unique=True),
     Index(None, "created_at"),
     Index(None, "revision_of", "revision", unique=True),

@@ -286,24 +286,36 @@ def at_risk_page(
     days: Annotated[int, Query(ge=1, le=366)] = 7,
     percent: Annotated[int, Query(ge=0, le=100)] = 50,
 ) -> Response:
-    """The call list: open orders likely to break their promise, with the new date to offer."""
+    """The call list: open orders likely to break their promise, with the new date to offer,
+    who to call (when the point of sale sent it), what was ordered and every call made."""
+    engine = desk.serving.bundle.engine
+    stores = _store_options(engine.schema, settings.store_field, caller)
+    chosen = _canonical_store(store.strip(), stores)
     query = AtRiskQuery(
         min_probability=percent / 100.0,
         within=dt.timedelta(days=days),
-        store=store.strip() or None,
+        store=chosen or None,
         limit=AT_RISK_PAGE_ROWS,
     )
     listing = desk.at_risk(query, caller)
-    zone = desk.serving.bundle.engine.calendar.zone
+    zone = engine.calendar.zone
+    words = shop_words(desk.serving)
+    yes_no = {num.name for num in engine.schema.numeric if is_yes_no(num)}
+    rows = []
+    for order in listing.orders:
+        stored = desk.ledger.quotes.get(order.quote_id, caller.stores)
+        rows.append(_at_risk_row(order, stored, zone, words, yes_no))
     return page(
         request,
         "at_risk.html",
         {
-            "rows": [_at_risk_row(order, zone) for order in listing.orders],
-            "store": store,
+            "rows": rows,
+            "store": chosen,
+            "store_options": stores,
             "days": days,
             "percent": percent,
-            "store_field": _label(settings.store_field),
+            "percent_options": sorted({10, 30, 50, 70, 90, percent}),
+            "store_field": words.feature(settings.store_field),
             "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
         },
     )
@@ -343,10 +355,40 @@ async def revise_from_list(
     return RedirectResponse(f"/quotes/{url_quote(new_id, safe='')}", status_code=303)
 
 
-def _at_risk_row(order: RiskResponse, zone: dt.tzinfo) -> dict[str, Any]:
+def _store_options(schema: FeatureSchema, store_field: str, caller: Caller) -> list[str]:
+    """The stores the model knows that the caller may see, for the call list's drop-down."""
+    known = next((cat.known for cat in schema.categorical if cat.name == store_field), ())
+    return sorted(s for s in known if caller.stores is None or s in caller.stores)
+
+
+def _canonical_store(typed: str, stores: Sequence[str]) -> str:
+    """The store as the model spells it, whatever the case typed (`man` is MAN)."""
+    by_folded = {s.casefold(): s for s in stores}
+    return by_folded.get(typed.casefold(), typed)
+
+
+def _at_risk_row(
+    order: RiskResponse,
+    stored: StoredQuote,
+    zone: dt.tzinfo,
+    words: ShopWords,
+    yes_no: Collection[str],
+) -> dict[str, Any]:
     last = order.contacts[-1] if order.contacts else None
     return {
         "order": order,
+        "store": stored.store,
+        "customer_name": stored.customer_name,
+        "customer_phone": stored.customer_phone,
+        "ordered_items": ordered_items(stored.features, words, yes_no),
+        "contacts": [
+            {
+                "who": contact.contacted_by,
+                "when": _moment_text(contact.contacted_at, zone),
+                "note": contact.note,
+            }
+            for contact in order.contacts
+        ],
         "promise_text": _when_text(order.promise_date, order.promised_by),
         "suggested_text": (
             _when_text(order.suggested_promise_date, order.suggested_promised_by)
@@ -467,8 +509,18 @@ def read_form(
     if order and not described and not problems:
         problems.append(("order", "fill in the order's details: the form is empty"))
     reference = _text(form.get("reference"))
+    values["customer_name"] = _text(form.get("customer_name"))
+    values["customer_phone"] = _text(form.get("customer_phone"))
+    customer = None
+    if values["customer_name"] or values["customer_phone"]:
+        customer = {
+            "name": values["customer_name"] or None,
+            "phone": values["customer_phone"] or None,
+        }
     try:
-        request = QuoteRequest(order=order, ordered_at=None, reference=reference or None)
+        request = QuoteRequest.model_validate(
+            {"order": order, "reference": reference or None, "customer": customer}
+        )
     except ValidationError as err:
         for item in err.errors():
             where = ".".join(str(part) for part in item["loc"])
@@ -534,6 +586,9 @@ def _form_page(
             "reference": reference,
             "form_token": secrets.token_urlsafe(16),
             "reference_error": by_field.get("reference"),
+            "customer_name": values.get("customer_name", ""),
+            "customer_phone": values.get("customer_phone", ""),
+            "customer_error": by_field.get("customer.name") or by_field.get("customer.phone"),
             "errors": [message for _, message in problems],
         },
         status,

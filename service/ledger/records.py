@@ -92,6 +92,8 @@ class StoredQuote:
     revision: int = 0  # 1 for the first revision of an original, 2 for the next...
     model_expected_hours: float | None = None  # a revision's: the model's expectation
     store: str | None = None  # the store the order names (`store_of`): who may see the quote
+    customer_name: str | None = None  # who to call about the order (staff pages only)
+    customer_phone: str | None = None
 
     @property
     def original_id(self) -> str:

@@ -89,6 +89,8 @@ def quote_row(quote: StoredQuote, request_id: int, position: int) -> dict[str, A
         "revision": quote.revision,
         "model_expected_hours": quote.model_expected_hours,
         "store": quote.store,
+        "customer_name": quote.customer_name,
+        "customer_phone": quote.customer_phone,
     }
 
 
@@ -108,6 +110,8 @@ def stored_quote(row: Mapping[Any, Any], outcome: StoredOutcome | None) -> Store
         revision=int(row["revision"]),
         model_expected_hours=row["model_expected_hours"],
         store=row["store"],
+        customer_name=row["customer_name"],
+        customer_phone=row["customer_phone"],
     )
 
 

@@ -246,3 +246,71 @@ def test_a_slip_without_a_shop_in_the_spec_leaves_it_out(staff: TestClient) -> N
     slip = _slip(staff.get(posted.headers["location"], headers=HTML).text)
     assert 'id="shop-name"' not in slip and 'id="shop-contact"' not in slip
     assert "<dt>Lens type</dt><dd>Single vision</dd>" in slip
+
+
+def _placed(client: TestClient, days_ago: float, **extra: Any) -> dict[str, Any]:
+    placed = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+    body = {"order": {**ORDER, **extra.pop("order", {})}, "ordered_at": placed.isoformat()}
+    response = client.post("/v1/quotes", json=body | extra, headers=bearer(POS_KEY))
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def _call_row(page: str, quote_id: str) -> str:
+    found = re.search(rf'<tr id="row-{quote_id}".*?</tr>', page, re.S)
+    assert found, f"no call-list row for {quote_id}"
+    return found.group(0)
+
+
+def test_the_call_list_says_who_to_call_about_what(staff: TestClient) -> None:
+    customer = {"name": "Ana Souza", "phone": "07700 900123"}
+    quote = _placed(staff, 20, customer=customer, order={"coating": "anti_reflective"})
+    assert "customer" not in quote  # never answered to a point of sale
+    looked_up = staff.get(f"/v1/quotes/{quote['quote_id']}", headers=bearer(POS_KEY)).json()
+    assert "Ana Souza" not in str(looked_up)
+    note = "Left voicemail, will call back at 5"
+    staff.post(f"/at-risk/{quote['quote_id']}/contacted", data={"note": note}, headers=HTML)
+    staff.post(f"/at-risk/{quote['quote_id']}/contacted", data={"note": "Spoke to her"})
+
+    row = _call_row(staff.get("/at-risk", headers=HTML).text, quote["quote_id"])
+
+    assert "Ana Souza" in row and 'href="tel:07700900123"' in row
+    assert "Store id MAN" in row and "Coating: Anti reflective" in row
+    assert "Frame in stock: Yes" in row and "N items: 1" in row
+    assert row.count('<li><span class="who">') == 2
+    assert note in row and "Spoke to her" in row
+    assert "Mark contacted" in row and "Give new date" in row
+
+
+def test_a_revision_keeps_the_customer_to_call(staff: TestClient) -> None:
+    quote = _placed(staff, 20, customer={"name": "Mr Okafor"})
+    revised = staff.post(
+        f"/at-risk/{quote['quote_id']}/revise", headers=HTML, follow_redirects=False
+    )
+    assert revised.status_code == 303
+    new_id = revised.headers["location"].removeprefix("/quotes/")
+    ledger: Ledger = staff.app.state.ledger  # type: ignore[attr-defined]
+    assert ledger.quotes.get(new_id).customer_name == "Mr Okafor"
+    page = staff.get("/at-risk", params={"percent": 0, "days": 30}, headers=HTML).text
+    assert "Mr Okafor" in _call_row(page, new_id)
+
+
+def test_the_store_is_chosen_from_the_model_s_stores_in_any_case(staff: TestClient) -> None:
+    man = _placed(staff, 20)
+    ncl = _placed(staff, 20, order={"store_id": "NCL"})
+    page = staff.get("/at-risk", params={"store": "man"}, headers=HTML).text
+    assert f"row-{man['quote_id']}" in page and f"row-{ncl['quote_id']}" not in page
+    store_select = re.search(r'<select id="store" name="store">.*?</select>', page, re.S)
+    assert store_select and '<option value="MAN" selected>' in store_select[0]
+    assert '<option value="NCL">' in store_select[0]
+
+
+def test_staff_may_note_the_customer_on_the_form(staff: TestClient) -> None:
+    data = _form() | {"customer_name": "Jo Bloggs", "customer_phone": "0161 496 0001"}
+    posted = _post(staff, data)
+    assert posted.status_code == 303
+    ledger: Ledger = staff.app.state.ledger  # type: ignore[attr-defined]
+    stored = ledger.quotes.get(posted.headers["location"].removeprefix("/quotes/"))
+    assert (stored.customer_name, stored.customer_phone) == ("Jo Bloggs", "0161 496 0001")
+    too_long = _post(staff, _form() | {"customer_phone": "1" * 41})
+    assert too_long.status_code == 422 and _quote_count(staff) == 1
