@@ -72,7 +72,7 @@ class PromiseEngine:
         for position, (row, at) in enumerate(
             zip(orders[schema.feature_names].to_dict("records"), ordered_at, strict=True)
         ):
-            features = {name: (None if pd.isna(v) else v) for name, v in row.items()}
+            features = {str(name): (None if pd.isna(v) else v) for name, v in row.items()}
             try:
                 clean, _warnings = schema.check_order(features, strict_categories=False)
             except InputError as err:  # name the row, as the order files' errors do
