@@ -23,13 +23,7 @@ from rich.table import Table
 
 from models.errors import PromiseError
 from models.registry import Manifest, Registry
-from training.listing import (
-    comparison_table,
-    fitted_models_table,
-    model_document,
-    width_of,
-)
-from training.listing import rate_text as _rate
+from training import listing
 from training.sample_data import SCENARIOS, write_sample_data
 
 if TYPE_CHECKING:
@@ -62,6 +56,7 @@ MlflowOption = Annotated[
 RELOAD_NOTE = (
     "the running service keeps serving its model until an admin reloads it: POST /v1/model/reload"
 )
+_rate = listing.rate_text
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -251,7 +246,7 @@ def rollback(
     made = store.rollback_target()
     assert made.previous is not None  # rollback_target raises NotFound otherwise
     current, previous = store.manifest(made.version), store.manifest(made.previous)
-    console.print(comparison_table(current, previous))
+    console.print(listing.comparison_table(current, previous))
     found = store.promotion_differences(previous.version)
     for difference in found:
         console.print(
@@ -264,7 +259,7 @@ def rollback(
         return
     store.rollback(now=dt.datetime.now(dt.UTC))
     console.print(f"rolled back from {current.version} to {previous.version}", highlight=False)
-    console.print(RELOAD_NOTE, highlight=False, soft_wrap=True)
+    console.print(RELOAD_NOTE + ("?force=true" if found else ""), highlight=False, soft_wrap=True)
 
 
 def _promote(store: Registry, version: str, force: bool) -> Manifest:
@@ -293,7 +288,12 @@ def _promote(store: Registry, version: str, force: bool) -> Manifest:
         console.print(
             f"[yellow]forced:[/yellow] {escape(difference)}", highlight=False, soft_wrap=True
         )
-    console.print(RELOAD_NOTE, highlight=False, soft_wrap=True)
+    how = (
+        "?force=true (it takes other orders)"
+        if found
+        else " (at once with PROMISE_FOLLOW_PROMOTIONS=true)"
+    )
+    console.print(f"{RELOAD_NOTE}{how}", highlight=False, soft_wrap=True)
     return manifest
 
 
@@ -339,7 +339,7 @@ def models(
         document = {
             "registry": str(registry),
             "promoted": promoted,
-            "bundles": [model_document(m, promoted) for m in manifests],
+            "bundles": [listing.model_document(m, promoted) for m in manifests],
         }
         sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
         return
@@ -347,9 +347,9 @@ def models(
         console.print(f"no bundles in {registry}; run `promise train --spec SPEC`")
         return
     screen = Console()  # now, so that COLUMNS and the terminal's width are read as they are
-    table, legend = fitted_models_table(screen, registry, manifests, promoted, wide)
+    table, legend = listing.fitted_models_table(screen, registry, manifests, promoted, wide)
     if wide:
-        screen = Console(width=max(screen.width, width_of(screen, table)))
+        screen = Console(width=max(screen.width, listing.width_of(screen, table)))
     screen.print(table)
     screen.print("; ".join(legend), highlight=False)
 

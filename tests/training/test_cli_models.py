@@ -115,7 +115,8 @@ def test_promote_refuses_other_fields_with_exit_2_unless_forced(
     args = ["promote", "--registry", str(registry)]
     first = runner.invoke(app, [*args, two.full])
     assert first.exit_code == 0, first.output
-    assert f"promoted {two.full}" in first.output and RELOAD_NOTE in first.output
+    assert f"promoted {two.full}" in first.output
+    assert f"{RELOAD_NOTE} (at once with PROMISE_FOLLOW_PROMOTIONS=true)" in first.output
     refused = runner.invoke(app, [*args, two.other])
     assert refused.exit_code == 2, refused.output
     lines = refused.output.splitlines()
@@ -132,7 +133,7 @@ def test_promote_refuses_other_fields_with_exit_2_unless_forced(
     assert forced.exit_code == 0, forced.output
     assert f"promoted {two.other} (was {two.full})" in forced.output
     assert f"forced: feature 'coating' is gone from {two.other}" in forced.output
-    assert RELOAD_NOTE in forced.output
+    assert f"{RELOAD_NOTE}?force=true" in forced.output
     assert Registry(registry).promoted_version() == two.other
 
 
