@@ -68,8 +68,10 @@ def running_process(
     port: int,
     log_path: Path,
     host: str = "127.0.0.1",
+    ready: bool = True,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`running_server`, yielding the process too (to find and kill its workers)."""
+    """`running_server`, yielding the process too (to find and kill its workers); with
+    `ready=False` it waits only until the server answers (/healthz), ready or not."""
     base = f"http://{host}:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -80,13 +82,15 @@ def running_process(
             start_new_session=True,
         )
         try:
-            _wait_ready(process, base, log_path)
+            _wait_ready(process, base, log_path, "/readyz" if ready else "/healthz")
             yield base, process
         finally:
             _stop(process)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
+def _wait_ready(
+    process: subprocess.Popen[bytes], base: str, log_path: Path, path: str = "/readyz"
+) -> None:
     deadline = time.monotonic() + START_LIMIT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -95,7 +99,7 @@ def _wait_ready(process: subprocess.Popen[bytes], base: str, log_path: Path) -> 
                 f"{log_path.read_text(errors='replace')[-3000:]}"
             )
         try:
-            if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
