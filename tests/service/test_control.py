@@ -80,6 +80,7 @@ class Shop:
             settings=state.settings,
             metrics=state.metrics,
             now_utc=now,
+            model_of=state.bundles.serving_for,
         )
 
     def quote(
