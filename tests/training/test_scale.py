@@ -3,6 +3,7 @@ only the recent orders (old Parquet row groups never decoded), parallel folds ma
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -14,9 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from models.errors import SpecError
-from tests.conftest import SHARED_DATA, spec_with
+from tests.conftest import SHARED_DATA, TODAY, spec_with
+from training.backtest import run_backtest
+from training.backtest.fits import Refits
 from training.data import WINDOW_SKIP, OrderTable, _has_offset, load_orders
 from training.spec import Spec, load_spec
+from training.train import build_calendar, fit_model
 
 DOORDASH = SHARED_DATA / "doordash" / "historical_data_sample.csv.gz"
 DOORDASH_SPEC = Path(__file__).resolve().parents[2] / "data" / "doordash.toml"
@@ -191,3 +195,37 @@ def test_a_bad_parquet_row_in_the_window_is_named_by_its_place_in_the_file(
     pq.write_table(table, path, row_group_size=6_000)
     with pytest.raises(SpecError, match=rf"row {len(n_items) - 2} \('lots'\)"):
         load_orders(windowed(sample_spec.with_data(path), 30))
+
+
+def test_parallel_refits_give_the_serial_report_byte_for_byte(small_sample_spec: Path) -> None:
+    # Refits every four weeks and recalibrations every two: a dozen refits, each between them.
+    cadence = {"refit_every": 28.0, "recalibrate_every": 14.0}
+    spec = spec_with(load_spec(small_sample_spec), backtest=cadence)
+    table = load_orders(spec)
+    calendar = build_calendar(spec, table, TODAY)
+    reports = [
+        json.dumps(
+            run_backtest(
+                spec, table, calendar, ["adaptive", "conformal"], 2, tradeoff=False, workers=n
+            ).to_json(),
+            sort_keys=True,
+        )
+        for n in (1, 2)
+    ]
+    assert reports[0] == reports[1]
+
+
+def test_a_refit_trained_in_a_worker_is_the_one_trained_here(small_sample_spec: Path) -> None:
+    spec = load_spec(small_sample_spec)
+    table = load_orders(spec)
+    calendar = build_calendar(spec, table, TODAY)
+    start = float(np.quantile(table.ordered_at_s, 0.7))
+    with Refits(spec, table, calendar, [start, start + 86_400.0], workers=2) as refits:
+        assert refits.parallel
+        ahead = refits.fit(start)
+    here = fit_model(spec, table, calendar, start)
+    np.testing.assert_array_equal(ahead.matrix, here.matrix)
+    np.testing.assert_array_equal(ahead.cal_expected_hours, here.cal_expected_hours)
+    np.testing.assert_array_equal(
+        ahead.regressor.predict_hours(here.matrix), here.regressor.predict_hours(here.matrix)
+    )

@@ -63,13 +63,15 @@ def run_backtest(
     target: float | None = None,
     tradeoff: bool | Sequence[str] = True,
     plan: FoldPlan | None = None,
+    workers: int | None = None,
 ) -> BacktestReport:
     """Run the walk-forward back-test and answer with its report (`BacktestReport`).
 
     `policies` defaults to all five, `folds` to the spec's, `target` to the spec's target late
     rate; `tradeoff` sweeps each policy family (True: those run; or a list of families) over
     `TRADEOFF_TARGETS` (the flat rule is always swept: it needs no model). `plan` fixes the
-    cut-offs (else `plan_folds`). Raises `SpecError` for an unknown policy before any work."""
+    cut-offs (else `plan_folds`); `workers` processes train the refits ahead (`walk_forward`).
+    Raises `SpecError` for an unknown policy before any work."""
     names = list(POLICY_NAMES) if not policies else list(dict.fromkeys(policies))
     for name in names:
         spec.policy_config(name)
@@ -89,6 +91,7 @@ def run_backtest(
         target=target,
         tradeoff_families=families,
         progress=progress,
+        workers=workers,
     )
     return build_report(spec, table, calendar, run)
 

@@ -20,6 +20,7 @@ from models.quoting import QuoteEngine
 from models.regressor import QuantileRegressor
 from models.risk import RiskModel
 from models.units import iso_utc
+from training.backtest.fits import Refits, walk_workers
 from training.backtest.folds import FoldPlan, refit_schedule
 from training.backtest.replay import (
     AdaptiveStream,
@@ -84,18 +85,21 @@ def walk_forward(
     tradeoff_families: Sequence[str] = (),
     tradeoff_targets: Sequence[float] = TRADEOFF_TARGETS,
     progress: Progress | None = None,
+    workers: int | None = None,
 ) -> WalkForward:
     """Fit at each cut-off, calibrate each policy, quote the next horizon; nothing is scored.
 
     `target` is the late rate the policies are run at (default: the spec's); every family of
-    `tradeoff_families` is also calibrated at each of `tradeoff_targets`.
+    `tradeoff_families` is also calibrated at each of `tradeoff_targets`. The refits are
+    trained ahead by `workers` processes (`fits`; None: one per core on a large table, else
+    none), with the same results.
 
     Runs OpenMP single-threaded: the batches here are small, and OpenMP threads spinning on a
     busy machine made one model fit take a minute instead of a second."""
     goal = spec.quote.target_late_rate if target is None else target
     tasks = _tasks(policies, goal, tradeoff_families, tradeoff_targets)
     with threadpool_limits(limits=1, user_api="openmp"):
-        return _walk_forward(spec, table, calendar, plan, goal, tasks, progress)
+        return _walk_forward(spec, table, calendar, plan, goal, tasks, progress, workers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,16 +195,34 @@ def _walk_forward(
     goal: float,
     tasks: list[_Task],
     progress: Progress | None,
+    workers: int | None,
+) -> WalkForward:
+    schedules = [
+        refit_schedule(spec, calendar, cutoff, end)
+        for cutoff, end in zip(plan.cutoffs_s, plan.ends_s, strict=True)
+    ]
+    starts = [start for schedule in schedules for start, _, refit in schedule if refit]
+    count = walk_workers(table, len(starts)) if workers is None else workers
+    with Refits(spec, table, calendar, starts, count) as refits:
+        return _walk(spec, table, calendar, plan, goal, tasks, progress, schedules, refits)
+
+
+def _walk(
+    spec: Spec,
+    table: OrderTable,
+    calendar: BusinessCalendar,
+    plan: FoldPlan,
+    goal: float,
+    tasks: list[_Task],
+    progress: Progress | None,
+    schedules: list[list[tuple[float, float, bool]]],
+    refits: Refits,
 ) -> WalkForward:
     say = progress or (lambda _what, _done, _total: None)
     same_as = _same_as(spec, tasks)
     own_tasks = [task for task in tasks if task not in same_as]
     # The conformal policy at the target is the reference every fold quotes anyway.
     reference_task = _Task("conformal", goal, False)
-    schedules = [
-        refit_schedule(spec, calendar, cutoff, end)
-        for cutoff, end in zip(plan.cutoffs_s, plan.ends_s, strict=True)
-    ]
     total = sum(len(schedule) for schedule in schedules) * (1 + len(own_tasks))
     watch = Watch.of(spec, table, calendar)
     quoter = _Quoter(spec, table, calendar, watch)
@@ -219,7 +241,7 @@ def _walk_forward(
         for start, stop, refit in schedules[k]:
             where = f"fold {k + 1}/{plan.folds} ({iso_utc(start)[:10]})"
             say(f"{where}: {'fitting the model' if refit else 'recalibrating'}", done, total)
-            fold = fit_model(spec, table, calendar, start, None if refit else fold)
+            fold = refits.fit(start) if refit else fit_model(spec, table, calendar, start, fold)
             rows = np.flatnonzero((table.ordered_at_s >= start) & (table.ordered_at_s < stop))
             calibrated, fit = calibrate(spec, fold, calendar, spec.policy_config("conformal", goal))
             conformal = calibrated.engine
