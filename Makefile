@@ -65,5 +65,14 @@ fuzz: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.service.soak --requests 10000
 
+# PNGs of every staff page at 390 and 1280 px wide (headless Debian chromium: apt-get install
+# chromium) in screenshots/, from the browser test that checks no page scrolls sideways.
+.PHONY: screenshots
+screenshots: $(STAMP)
+	mkdir -p screenshots
+	SCREENSHOTS_DIR=$(CURDIR)/screenshots $(BIN)/python -m pytest -q \
+		tests/service/test_browser.py -k every_staff_page
+	@ls screenshots/*.png
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -304,7 +304,7 @@ def at_risk_page(
     rows = []
     for order in listing.orders:
         stored = desk.ledger.quotes.get(order.quote_id, caller.stores)
-        rows.append(_at_risk_row(order, stored, zone, words, yes_no))
+        rows.append(_at_risk_row(order, stored, zone, words, yes_no, settings.store_field))
     return page(
         request,
         "at_risk.html",
@@ -373,14 +373,18 @@ def _at_risk_row(
     zone: dt.tzinfo,
     words: ShopWords,
     yes_no: Collection[str],
+    store_field: str,
 ) -> dict[str, Any]:
-    last = order.contacts[-1] if order.contacts else None
     return {
         "order": order,
         "store": stored.store,
         "customer_name": stored.customer_name,
         "customer_phone": stored.customer_phone,
-        "ordered_items": ordered_items(stored.features, words, yes_no),
+        "ordered_items": [
+            item
+            for item in ordered_items(stored.features, words, yes_no)
+            if item[0] != words.feature(store_field)  # the store has its own line
+        ],
         "contacts": [
             {
                 "who": contact.contacted_by,
@@ -394,11 +398,6 @@ def _at_risk_row(
             _when_text(order.suggested_promise_date, order.suggested_promised_by)
             if order.suggested_promise_date is not None
             else "keep the promise"
-        ),
-        "contact_text": (
-            f"{last.contacted_by}, {last.contacted_at.astimezone(zone):%a %d %b %H:%M}"
-            if last
-            else ""
         ),
         "form_token": secrets.token_urlsafe(16),
     }

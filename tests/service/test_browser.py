@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> N
             page.get_by_label("Store id").select_option("MAN")
             page.get_by_label("Lens type").select_option("progressive")
             page.get_by_label("Coating").select_option("anti_reflective")
-            page.get_by_label("Frame in stock").fill("1")
+            page.get_by_label("Frame in stock").check()  # a yes/no feature is a checkbox
             page.get_by_label("N items").fill("1")
             page.get_by_label("Sphere power").fill("2.25")
             page.get_by_label("Order reference (optional)").fill("Mrs <b>Jones</b>")
@@ -82,7 +83,10 @@ def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> N
             assert page.locator("#promise-date").inner_text() == promise
 
             page.goto(f"{base_url}/performance")
-            assert page.get_by_role("table").locator("tbody tr").count() >= 2
+            verdicts = page.locator("#verdicts tbody tr")
+            assert verdicts.count() == 1  # nothing is due yet: the overall row only
+            assert verdicts.locator(".verdict").inner_text() == "too few outcomes yet"
+            assert page.locator("details.quotes-given tbody tr").count() >= 2
         finally:
             browser.close()
 
@@ -125,3 +129,70 @@ def test_staff_call_a_customer_from_the_at_risk_list(base_url: str, tmp_path: Pa
     risk = httpx.get(f"{base_url}/v1/quotes/{quote_id}/risk", headers=bearer(POS_KEY), timeout=30)
     assert [c["note"] for c in risk.json()["contacts"]] == ["Called, new date agreed"]
     assert risk.json()["revised_by"] is not None
+
+
+WIDTHS = (390, 1280)  # a phone held upright, a counter screen
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def _screenshots(tmp_path: Path) -> Path:
+    # `make screenshots` sets SCREENSHOTS_DIR (not PROMISE_*: tests clear those) to keep them.
+    folder = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_every_staff_page_fits_a_phone_and_a_counter_screen(base_url: str, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    placed = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    body = {
+        "order": {**ORDER, "coating": "anti_reflective"},
+        "ordered_at": placed.isoformat(),
+        "reference": "Order 2026-11-11/0042 for a long reference that must wrap",
+        "customer": {"name": "Maria Aparecida dos Santos Oliveira", "phone": "+44 7700 900123"},
+    }
+    quoted = httpx.post(f"{base_url}/v1/quotes", json=body, headers=bearer(POS_KEY), timeout=30)
+    assert quoted.status_code == 201, quoted.text
+    quote_id = quoted.json()["quote_id"]
+    httpx.post(
+        f"{base_url}/v1/quotes/{quote_id}/contacts",
+        json={"note": "Left voicemail, will call back after lunch"},
+        headers=bearer(STAFF_KEY),
+        timeout=30,
+    )
+    pages = {
+        "form": "/",
+        "quote": f"/quotes/{quote_id}",
+        "at-risk": "/at-risk",
+        "performance": "/performance",
+        "not-found": "/quotes/Q-0000-0000-0000",
+    }
+    folder = _screenshots(tmp_path)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for width in WIDTHS:
+                context = browser.new_context(viewport={"width": width, "height": 844})
+                page = context.new_page()
+                page.goto(f"{base_url}/signin")
+                assert page.evaluate(NO_SIDEWAYS_SCROLL), f"sign-in at {width}px"
+                page.get_by_label("Staff key").fill(STAFF_KEY)
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"{base_url}/")
+                for name, path in pages.items():
+                    page.goto(f"{base_url}{path}")
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"{name} is {wide}px at {width}px"
+                    page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
+                page.goto(f"{base_url}/at-risk")
+                row = page.locator(f"#row-{quote_id}")
+                for action in ("Mark contacted", "Give new date"):
+                    button = row.get_by_role("button", name=action)
+                    assert button.is_visible(), f"{action} at {width}px"
+                    box = button.bounding_box()
+                    assert box is not None and box["x"] >= 0, action
+                    assert box["x"] + box["width"] <= width, f"{action} off-screen at {width}px"
+                assert row.get_by_role("link", name="+44 7700 900123").is_visible()
+                context.close()
+        finally:
+            browser.close()

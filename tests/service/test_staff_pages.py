@@ -48,7 +48,7 @@ def _fulfil_on_time(client: TestClient, quote: dict[str, Any]) -> None:
 
 
 def _verdict_row(page: str, segment: str) -> str:
-    table = re.search(r'<table class="performance verdicts".*?</table>', page, re.S)
+    table = re.search(r'<table class="performance verdicts cards".*?</table>', page, re.S)
     assert table, "no verdict table"
     row = re.search(
         rf'<tr[^>]*>\s*<th scope="row">{re.escape(segment)}</th>.*?</tr>', table[0], re.S
