@@ -41,6 +41,7 @@ from service.throttle import AuthThrottle
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
+DISTRIBUTION = "promise-engine"  # the name on the package index ("promise" is another library)
 DESCRIPTION = """Calibrated order promises for point-of-sale systems and staff.
 
 Send `Authorization: Bearer KEY` (or `X-API-Key: KEY`). Errors are JSON:
@@ -136,6 +137,6 @@ def _announce_access(settings: Settings) -> None:
 
 def _version() -> str:
     try:
-        return version("promise")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:
         return "0.0.0"

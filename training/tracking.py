@@ -1,7 +1,7 @@
 """MLflow tracking for the command line: a run per `promise train` and `promise backtest`, and a
 registered-model version with an alias per `promise promote --alias`.
 
-Needs the optional `mlflow` extra (`pip install 'promise[mlflow]'`); `training.cli` imports this
+Needs the optional `mlflow` extra (`pip install 'promise-engine[mlflow]'`); `training.cli` imports this
 module only when a tracking URI is given (`--mlflow URI` or `MLFLOW_TRACKING_URI`), and this
 module imports MLflow only inside its functions, since MLflow takes seconds to import.
 
@@ -345,7 +345,7 @@ def _mlflow(uri: str) -> Iterator[MlflowClient]:
             from mlflow.exceptions import MlflowException
         except ImportError as err:
             raise TrackingError(
-                "MLflow tracking needs the mlflow extra: pip install 'promise[mlflow]'"
+                "MLflow tracking needs the mlflow extra: pip install 'promise-engine[mlflow]'"
             ) from err
         try:
             yield MlflowClient(tracking_uri=uri, registry_uri=uri)
