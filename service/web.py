@@ -403,17 +403,28 @@ def _at_risk_row(
     }
 
 
+# One date style on every staff page: "Wed 9 Dec 2026", and "Wed 9 Dec 2026, 14:05" for a
+# moment (with the zone's name where it could be misread); only the slip's headline spells the
+# promised day out in full.
+def _day_text(day: dt.date) -> str:
+    return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _time_text(at: dt.datetime) -> str:
+    return f"{_day_text(at)}, {at:%H:%M}"
+
+
 def _moment_text(at: dt.datetime, zone: dt.tzinfo) -> str:
     """A moment as staff read it in the shop: its local day and time, with the zone's name."""
     local = at.astimezone(zone)
-    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} ({local.tzname()})"
+    return f"{_time_text(local)} ({local.tzname()})"
 
 
 def _when_text(day: dt.date | None, at: dt.datetime | None) -> str:
     if at is not None:
-        return f"{at:%a} {at.day} {at:%b %H:%M}"
+        return _time_text(at)
     assert day is not None
-    return f"{day:%a} {day.day} {day:%b %Y}"
+    return _day_text(day)
 
 
 def page(request: Request, name: str, context: Mapping[str, Any], status: int = 200) -> Response:
@@ -646,10 +657,8 @@ def _quote_page(request: Request, quote: StoredQuote) -> Response:
             "promise": quote.promise,
             "promise_label": label,
             "promise_text": text,
-            "ordered_text": f"{ordered:%a} {ordered.day} {ordered:%b %Y, %H:%M}",
-            "fulfilled_text": (
-                f"{fulfilled:%a} {fulfilled.day} {fulfilled:%b %Y, %H:%M}" if fulfilled else ""
-            ),
+            "ordered_text": _time_text(ordered),
+            "fulfilled_text": (_time_text(fulfilled) if fulfilled else ""),
         },
     )
 

@@ -314,3 +314,26 @@ def test_staff_may_note_the_customer_on_the_form(staff: TestClient) -> None:
     assert (stored.customer_name, stored.customer_phone) == ("Jo Bloggs", "0161 496 0001")
     too_long = _post(staff, _form() | {"customer_phone": "1" * 41})
     assert too_long.status_code == 422 and _quote_count(staff) == 1
+
+
+DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+ANY_DATE = re.compile(rf"\b{DAY}[a-z]* \d{{1,2}} [A-Z][a-z]+(?: \d{{4}})?")
+SHORT_DATE = re.compile(rf"{DAY} [1-9]\d? [A-Z][a-z]{{2}} \d{{4}}")
+
+
+def test_every_staff_page_writes_dates_in_one_style(staff: TestClient) -> None:
+    quote = _placed(staff, 20)
+    staff.post(f"/at-risk/{quote['quote_id']}/contacted", data={"note": "called"})
+    pages = {
+        "call list": staff.get("/at-risk", headers=HTML).text,
+        "performance": staff.get("/performance", headers=HTML).text,
+        "quote": staff.get(f"/quotes/{quote['quote_id']}", headers=HTML).text,
+    }
+    for name, page in pages.items():
+        # The explanation is the promise's own text (models.quoting), kept as it was given.
+        page = re.sub(r'<p class="explanation" id="explanation">.*?</p>', "", page, flags=re.S)
+        headline = re.search(r'<p class="promise-date" id="promise-date">(.*?)</p>', page)
+        found = [m[0] for m in ANY_DATE.finditer(page) if not headline or m[0] not in headline[1]]
+        assert found, name
+        odd = [text for text in found if not SHORT_DATE.fullmatch(text)]
+        assert odd == [], f"{name}: {odd}"
