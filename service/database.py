@@ -3,7 +3,8 @@ connection checks, and the Alembic upgrade run under a lock.
 
 On SQLite every write transaction starts with `BEGIN IMMEDIATE`, so writers from all worker
 processes queue on the database lock (up to the busy timeout) instead of failing when a read
-lock cannot be upgraded; readers never wait (WAL mode).
+lock cannot be upgraded; readers never wait (WAL mode). The service's own writers first queue
+on a file lock beside the database (`sqlite_writer_lock`), woken by the kernel, not by polling.
 
 Every write goes through `write_transaction`, which reports how it ended to the engine's
 `service.health.WriteHealth` (a commit, or a full disk, a read-only database...): readiness says
@@ -96,11 +97,12 @@ def _set_up_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (`BEGIN IMMEDIATE` on SQLite), committed on success; its outcome
-    goes to the engine's `WriteHealth` (a failure only when the storage is to blame)."""
+    """A write transaction (`BEGIN IMMEDIATE` on SQLite, under `sqlite_writer_lock`),
+    committed on success; its outcome goes to the engine's `WriteHealth` (a failure only when
+    the storage is to blame)."""
     health = WriteHealth.of(engine)
     try:
-        with engine.connect() as conn:
+        with sqlite_writer_lock(engine), engine.connect() as conn:
             conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 yield conn
@@ -108,6 +110,35 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         health.failed(err)
         raise
     health.succeeded()
+
+
+@contextmanager
+def sqlite_writer_lock(engine: Engine) -> Iterator[None]:
+    """On a SQLite file, an exclusive `flock` of a file beside it (`DB-write-lock`) for the
+    length of a write transaction; nothing on PostgreSQL.
+
+    SQLite admits one writer; a writer that finds the lock taken polls for it, sleeping
+    1-100 ms between tries (its busy handler), so under load the wait, not the work, made the
+    tail. Writers of every worker process queue on this lock instead: the kernel wakes the
+    next one the moment the lock is released, and the busy timeout is left to writers outside
+    the service (a `sqlite3` shell). The kernel drops the lock of a process that dies."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    try:
+        handle = Path(database).with_name(Path(database).name + "-write-lock").open("a")
+    except OSError:
+        # The folder is unreachable, so the database is too: the transaction fails next, as an
+        # OperationalError that readiness reports.
+        yield
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # blocks in the kernel, GIL released
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def probe_write(engine: Engine, worker: str) -> None:

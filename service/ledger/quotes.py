@@ -1,23 +1,26 @@
 """The quotes given: stored once per request (a retry gets the first answer), looked up by id,
 and an order's chain of revisions.
 
-A request's quotes are stored in one transaction with the request's client, Idempotency-Key and
-body hash; (client, key) is unique, so of two concurrent twins one commits and the other is
-answered with its quotes. A revision is a quote linked to its original, never overwriting it.
+A request's quotes are stored together with the request's client, Idempotency-Key and body hash,
+in one savepoint of a transaction shared by the requests that arrived meanwhile
+(`service.ledger.group_commit`); (client, key) is unique, so of two concurrent twins (in one
+group or two) one is stored and the other is answered with its quotes. A revision is a quote
+linked to its original, never overwriting it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from models.errors import NotFound
-from service.database import write_transaction
 from service.errors import Conflict
+from service.ledger.group_commit import GroupCommitter
 from service.ledger.records import NewRequest, Recorded, StoredQuote
 from service.ledger.rows import in_scope, is_valid_id, quote_row, quotes_where, stored_quote
 from service.settings import Stores
@@ -33,6 +36,7 @@ class QuoteBook:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.committer = GroupCommitter(engine)
 
     def replay(self, request: NewRequest) -> Recorded | None:
         """The stored answer to an earlier request with this Idempotency-Key, if any.
@@ -58,7 +62,10 @@ class QuoteBook:
         return Recorded(stored, replayed=True)
 
     def record(self, request: NewRequest, given: Sequence[StoredQuote]) -> Recorded:
-        """Store a request's quotes in one transaction and return them as read back.
+        """Store a request's quotes, all or none, and return them once durable.
+
+        Requests stored concurrently share one transaction (`group_commit`), each in its own
+        savepoint: one refused leaves the others stored.
 
         With an Idempotency-Key already used (also by a concurrent request that committed
         first), the first request's quotes come back instead (`replayed`), and nothing new is
@@ -66,21 +73,7 @@ class QuoteBook:
         when another revision of the same order was stored meanwhile (revise again from the
         newest)."""
         try:
-            with write_transaction(self.engine) as conn:
-                request_id = conn.execute(
-                    insert(quote_requests)
-                    .values(
-                        client_id=request.client_id,
-                        idempotency_key=request.idempotency_key,
-                        request_sha256=request.request_sha256,
-                        kind=request.kind,
-                        created_at=request.created_at,
-                        caller_name=request.caller_name,
-                    )
-                    .returning(quote_requests.c.id)
-                ).scalar_one()
-                rows = [quote_row(quote, request_id, i) for i, quote in enumerate(given)]
-                conn.execute(insert(quotes), rows)
+            rows = self.committer.run(lambda conn: _insert_request(conn, request, given))
         except IntegrityError as err:
             # The unique (client, key) constraint: a concurrent twin committed first.
             replayed = self.replay(request)
@@ -153,3 +146,25 @@ class QuoteBook:
             return quotes_where(
                 conn, condition, order_by=(quotes.c.deadline_at, quotes.c.id), limit=limit
             )
+
+
+def _insert_request(
+    conn: Connection, request: NewRequest, given: Sequence[StoredQuote]
+) -> list[dict[str, Any]]:
+    """Insert the request and its quotes; returns the quotes' rows (raises IntegrityError for
+    a key or a revision already stored)."""
+    request_id = conn.execute(
+        insert(quote_requests)
+        .values(
+            client_id=request.client_id,
+            idempotency_key=request.idempotency_key,
+            request_sha256=request.request_sha256,
+            kind=request.kind,
+            created_at=request.created_at,
+            caller_name=request.caller_name,
+        )
+        .returning(quote_requests.c.id)
+    ).scalar_one()
+    rows = [quote_row(quote, request_id, i) for i, quote in enumerate(given)]
+    conn.execute(insert(quotes), rows)
+    return rows

@@ -1,0 +1,125 @@
+"""Group commit: the writes of concurrent requests stored in one transaction, one fsync.
+
+A request's write (`GroupCommitter.run(write)`) joins a queue. The first thread to find no
+commit under way leads: it takes every write waiting, opens one `write_transaction` (on SQLite
+one `BEGIN IMMEDIATE`, so the file lock is taken once per group), runs each write in its own
+SAVEPOINT, commits, and wakes the group. Writes that arrive meanwhile wait for the next leader,
+one of themselves (leader/follower: no thread of its own, nothing to start or stop).
+
+Each write keeps its own outcome: one that raises (a unique Idempotency-Key already taken, a
+lost revision race, a value the database refuses) is rolled back to its savepoint and its
+exception is raised to its own caller after the commit, never failing the others. A failure
+of the storage itself (`service.health.classify`: a full disk, a lost connection, a lock held
+past the busy timeout) or of the COMMIT fails the whole group, and every caller gets it: none
+was acknowledged. A group that PostgreSQL aborts as a deadlock or a serialization failure (two
+groups inserting twins in crossed order) is written again one write per transaction.
+
+`run` returns only once the transaction holding the write has committed, with the engine's
+durability (SQLite `synchronous = FULL`, PostgreSQL's `synchronous_commit`): an answered
+request's quotes survive a power cut.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from service.database import write_transaction
+from service.health import classify
+
+T = TypeVar("T")
+
+MAX_GROUP = 256  # writes per transaction at most (a batch request is one write)
+# PostgreSQL aborts one of two transactions waiting on each other: the group is written again.
+_RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+@dataclass(eq=False, slots=True)
+class _Pending(Generic[T]):
+    """One caller's write and, once its group ended, its result or its exception."""
+
+    write: Callable[[Connection], T]
+    is_done: bool = False
+    result: T | None = None
+    error: BaseException | None = field(default=None)
+
+
+class GroupCommitter:
+    """The group commit of one engine's writes, shared by the threads of one process."""
+
+    def __init__(self, engine: Engine, max_group: int = MAX_GROUP) -> None:
+        self.engine = engine
+        self.max_group = max_group
+        self._changed = threading.Condition()
+        self._queue: list[_Pending[object]] = []
+        self._is_leading = False
+        self.transactions = 0  # group transactions begun (each write alone counts, retried)
+        self.writes = 0  # writes run
+
+    def run(self, write: Callable[[Connection], T]) -> T:
+        """Run `write(conn)` inside a group's transaction (its own savepoint) and return its
+        result once that transaction has committed; raise what `write` raised (rolled back
+        alone), or the storage's failure when the group's transaction failed."""
+        pending: _Pending[T] = _Pending(write)
+        with self._changed:
+            self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
+            while not pending.is_done:
+                if self._is_leading:
+                    self._changed.wait()
+                    continue
+                self._is_leading = True
+                group = self._queue[: self.max_group]
+                del self._queue[: self.max_group]
+                self._changed.release()
+                try:
+                    self._write(group)
+                finally:
+                    self._changed.acquire()
+                    self._is_leading = False
+                    for done in group:
+                        done.is_done = True
+                    self._changed.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[return-value]  # set when no error was
+
+    def waiting(self) -> int:
+        """Writes queued for the next group (tests wait on it to make a group)."""
+        with self._changed:
+            return len(self._queue)
+
+    def _write(self, group: list[_Pending[object]]) -> None:
+        """Write `group` in one transaction; every item ends with a result or an error."""
+        try:
+            self._transaction(group)
+        except Exception as err:
+            if len(group) > 1 and _is_retried(err):
+                for pending in group:
+                    self._write([pending])
+                return
+            for pending in group:
+                pending.result, pending.error = None, err
+
+    def _transaction(self, group: list[_Pending[object]]) -> None:
+        self.transactions += 1
+        for pending in group:
+            pending.result, pending.error = None, None
+        with write_transaction(self.engine) as conn:
+            for pending in group:
+                self.writes += 1
+                try:
+                    with conn.begin_nested():
+                        pending.result = pending.write(conn)
+                except Exception as err:
+                    if classify(err) is not None:
+                        raise  # the storage failed: the whole group fails
+                    pending.error = err  # this write alone: rolled back to its savepoint
+
+
+def _is_retried(err: BaseException) -> bool:
+    orig = getattr(err, "orig", None)
+    return getattr(orig, "sqlstate", None) in _RETRIED_SQLSTATES
