@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -147,6 +148,16 @@ def train(
         )
 
     tracking = _tracking_uri(mlflow)
+    reports: dict[str, str] = {}
+
+    def keep_reports(report: BacktestReport) -> None:
+        """The back-test's JSON and HTML reports, for the MLflow run's artifacts."""
+        if tracking is not None:
+            from training.report import render_html
+
+            reports["backtest.json"] = json.dumps(report.to_json(), indent=2, allow_nan=False)
+            reports["backtest.html"] = render_html(report)
+
     manifest = train_bundle(
         spec,
         _registry(registry),
@@ -155,6 +166,7 @@ def train(
         backtest_folds=backtest_folds,
         progress=_progress,
         data=data,
+        on_report=keep_reports,
     )
     console.print(f"trained {manifest.version}", highlight=False)
     if tracking is not None:
@@ -162,7 +174,7 @@ def train(
 
         options = {"policy": policy, "backtest_folds": backtest_folds, "data": data}
         folder = _registry(registry).folder(manifest.version)
-        run_id = log_training(tracking, manifest, folder, options)
+        run_id = log_training(tracking, manifest, folder, options, reports=reports or None)
         console.print(f"logged MLflow run {run_id} to {escape(tracking)}", highlight=False)
     summary = manifest.info.get("backtest")
     if isinstance(summary, dict) and summary:
@@ -330,7 +342,6 @@ def models(
 ) -> None:
     """List trained bundles, the promoted one marked: data set, spec, back-test late rate
     against its target and the mean promise against the business's own."""
-    import json
 
     store = Registry(registry)
     manifests = store.manifests()
@@ -445,7 +456,6 @@ def backtest(
 ) -> None:
     """Walk-forward back-test: how often promises would have been broken, and how long they were.
     With an MLflow tracking URI, log a run: figures per policy, both reports."""
-    import json
 
     from rich import box
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -11,7 +11,7 @@ from typing import Any
 from models.features import FeatureSchema
 from models.registry import Manifest, Registry
 from models.units import iso_utc
-from training.backtest import backtest_summary
+from training.backtest import BacktestReport, run_backtest, summary_of
 from training.data import OrderTable, load_orders
 from training.json_form import JsonObject
 from training.spec import load_spec
@@ -31,10 +31,12 @@ def train_bundle(
     backtest_folds: int = 0,
     progress: Progress | None = None,
     data: Path | None = None,
+    on_report: Callable[[BacktestReport], None] | None = None,
 ) -> Manifest:
     """Train on the whole history, record how it was made, and save a new bundle.
 
-    `data` reads another order table than the spec's `[dataset] path`."""
+    `data` reads another order table than the spec's `[dataset] path`; `on_report` is given
+    the back-test's whole report (the manifest keeps its summary)."""
     say = progress or (lambda _message: None)
     spec = load_spec(spec_path)
     if data is not None:
@@ -45,8 +47,11 @@ def train_bundle(
     backtest: JsonObject = {}
     if backtest_folds > 0:
         say(f"back-testing over {backtest_folds} folds")
-        summary = backtest_summary(spec, table, calendar, policy=policy, folds=backtest_folds)
-        backtest = summary.to_json()
+        name = policy or spec.quote.policy
+        full = run_backtest(spec, table, calendar, [name], backtest_folds, tradeoff=False)
+        if on_report is not None:
+            on_report(full)  # the whole report: the command line logs it to MLflow
+        backtest = summary_of(spec, full, name).to_json()
     # Everything in the file is known now: the cut-off is just after its latest timestamp.
     model, report = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
     engine = model.engine

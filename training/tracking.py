@@ -1,9 +1,10 @@
 """MLflow tracking for the command line: a run per `promise train` and `promise backtest`, and a
 registered-model version with an alias per `promise promote --alias`.
 
-Needs the optional `mlflow` extra (`pip install 'promise-engine[mlflow]'`); `training.cli` imports this
-module only when a tracking URI is given (`--mlflow URI` or `MLFLOW_TRACKING_URI`), and this
-module imports MLflow only inside its functions, since MLflow takes seconds to import.
+Needs the optional `mlflow` extra (`pip install 'promise-engine[mlflow]'`); `training.cli`
+imports this module only when a tracking URI is given (`--mlflow URI` or
+`MLFLOW_TRACKING_URI`), and this module imports MLflow only inside its functions, since MLflow
+takes seconds to import.
 
 What a run holds, every number as the command computed it (never recomputed here):
 

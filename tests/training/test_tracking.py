@@ -72,7 +72,7 @@ def artifact_names(client: MlflowClient, run_id: str, path: str) -> list[str]:
 
 
 def test_a_training_run_logs_the_spec_the_manifests_figures_and_the_bundle(
-    tracked: Tracked, client: MlflowClient
+    tracked: Tracked, client: MlflowClient, tmp_path: Path
 ) -> None:
     [run] = runs_of(client, "train")
     manifest = Registry(tracked.registry).manifest(tracked.version)
@@ -93,6 +93,11 @@ def test_a_training_run_logs_the_spec_the_manifests_figures_and_the_bundle(
     assert params["features.categorical"] == '["store_id", "lens_type", "coating"]'
     assert params["option.backtest_folds"] == "1"
     assert "manifest.json" in artifact_names(client, run.info.run_id, "bundle")
+    # The training's own back-test, whole: the HTML report and the JSON it summarises.
+    assert artifact_names(client, run.info.run_id, "reports") == ["backtest.html", "backtest.json"]
+    logged = client.download_artifacts(run.info.run_id, "reports/backtest.json", str(tmp_path))
+    report = json.loads(Path(logged).read_text())
+    assert report["policies"]["adaptive"]["late_rate"] == pytest.approx(summary["late_rate"])
     # Beside the database, not in the folder the command ran from.
     assert (Path(tracked.uri.removeprefix("sqlite:///")).parent / "mlartifacts").is_dir()
 

@@ -64,6 +64,7 @@ from training.backtest.build import (
     backtest_summary,
     build_report,
     run_backtest,
+    summary_of,
 )
 from training.backtest.folds import FoldPlan, plan_folds, refit_schedule
 from training.backtest.replay import (
@@ -120,5 +121,6 @@ __all__ = [
     "rule_record",
     "run_backtest",
     "score",
+    "summary_of",
     "walk_forward",
 ]

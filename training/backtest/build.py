@@ -102,6 +102,11 @@ def backtest_summary(
     """The compact back-test record a bundle's manifest keeps (one policy, no trade-off sweep)."""
     name = policy or spec.quote.policy
     report = run_backtest(spec, table, calendar, [name], folds, tradeoff=False)
+    return summary_of(spec, report, name)
+
+
+def summary_of(spec: Spec, report: BacktestReport, name: str) -> BacktestSummary:
+    """The compact record of policy `name` in a back-test `report`."""
     own = report.policies[name].overall
     comparison = report.comparison.policies[name]
     company = report.company_promise
