@@ -48,19 +48,24 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(
+    port: int, path: str, process: subprocess.Popen[bytes], log: Path | None = None
+) -> None:
+    """Wait until `path` answers 200; raise naming the server's last log lines when not."""
     deadline = time.monotonic() + 180.0
     url = f"http://127.0.0.1:{port}{path}"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}\n{tail}")
         try:
             if httpx.get(url, timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{url} was not ready within 180 s")
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{url} was not ready within 180 s\n{tail}")
 
 
 def _children(master: int) -> list[Path]:

@@ -425,11 +425,13 @@ class Bench:
             "PROMETHEUS_MULTIPROC_DIR": str(self.work / "metrics-sqlite"),
         }
         pg_base = self.args.postgres_url
+        for folder in ("metrics-sqlite", "metrics-pg"):  # prometheus_client needs them made
+            (self.work / folder).mkdir()
         with ExitStack() as stack:
-            started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+            started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}  # process, health
             log = self.work.joinpath
             started["service"] = (
-                stack.enter_context(server(service_cmd("service"), sqlite_env, log("sqlite.log"))),
+                stack.enter_context(server(service_cmd("service"), sqlite_env, log("service.log"))),
                 "/readyz",
             )
             if pg_base:
@@ -448,7 +450,7 @@ class Bench:
                 started[name] = (stack.enter_context(server(command, env, log(f"{name}.log"))),
                                  "/healthz")  # fmt: skip
             for name, (process, path) in started.items():
-                wait_ready(ports[name], path, process)
+                wait_ready(ports[name], path, process, self.work / f"{name}.log")
             for name in started:  # warm-up: every worker, every path
                 run_load(ports[name], "/v1/quotes", bodies, HTTP_CLIENTS, 400, 30.0)
             rounds: dict[str, list[Any]] = {name: [] for name in started}
