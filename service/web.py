@@ -1,10 +1,10 @@
 """The staff web form: server-rendered pages that work without JavaScript.
 
-`/` a quote form built from the bundle's feature schema (a select per category, a number per
-numeric); `POST /quotes` quotes through the same desk as the API (`service.desk`) and
+`/` a quote form built from the bundle's feature schema (`service.quote_form`: its inputs and
+how a posted form becomes the API's request); `POST /quotes` quotes through the same desk as the API (`service.desk`) and
 redirects to the quote's page (so a refresh never quotes twice); `/quotes/{id}` the promise in
 large type with its explanation, printable as a slip; `/lookup` finds a quote by id;
-`/performance` the live late rate and drift alarms; `/at-risk` the call list of open orders
+`/performance` one verdict per store and the drift alarms; `/at-risk` the call list of open orders
 likely to break their promise, where staff mark a customer contacted or give the order its
 honest new date. Jinja2 autoescapes everything a user typed.
 """
@@ -15,11 +15,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import re
 import secrets
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit
@@ -29,10 +27,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import JsonValue, ValidationError
 from starlette.datastructures import FormData
 
-from models.features import FeatureSchema, NumericFeature
+from models.features import FeatureSchema
 from service.auth import Caller, sign_in_key
 from service.bundles import Serving
 from service.deps import (
@@ -46,14 +43,22 @@ from service.deps import (
 from service.desk import QuoteDesk
 from service.errors import AccessDenied, ErrorBody
 from service.ledger.records import StoredQuote
+from service.quote_form import (
+    ShopWords,
+    form_fields,
+    form_text,
+    is_yes_no,
+    ordered_items,
+    read_form,
+    shop_words,
+)
 from service.risk import AtRiskQuery
-from service.schemas import QuoteRequest, RiskResponse
+from service.schemas import RiskResponse
 from service.sessions import CSRF_FIELD, Session, Sessions, check_csrf
 from service.tables import storable_text
 
 log = logging.getLogger(__name__)
 
-FEATURE_PREFIX = "feature:"
 DAY_OPTIONS = (7, 30, 90, 365)
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 AT_RISK_PAGE_ROWS = 200
@@ -100,85 +105,6 @@ router = APIRouter(include_in_schema=False)
 SameOrigin = Annotated[None, Depends(same_origin)]
 
 
-@dataclass(frozen=True, slots=True)
-class ShopWords:
-    """What the pages call the model's features and options, and the shop's name and phone:
-    from the bundle's manifest (`[labels]` and `[shop]` in the spec), else the raw code made
-    readable (`anti_reflective` -> "Anti reflective")."""
-
-    features: Mapping[str, str] = field(default_factory=dict)
-    options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    shop_name: str | None = None
-    shop_phone: str | None = None
-
-    @classmethod
-    def of(cls, info: Mapping[str, Any]) -> ShopWords:
-        """The words a manifest's info carries (none for bundles made before they did)."""
-        labels = info.get("labels")
-        labels = labels if isinstance(labels, Mapping) else {}
-        shop = info.get("shop")
-        shop = shop if isinstance(shop, Mapping) else {}
-        features = labels.get("features")
-        options = labels.get("options")
-        return cls(
-            features=_strings(features),
-            options=(
-                {str(k): _strings(v) for k, v in options.items()}
-                if isinstance(options, Mapping)
-                else {}
-            ),
-            shop_name=_optional_text(shop.get("name")),
-            shop_phone=_optional_text(shop.get("phone")),
-        )
-
-    def feature(self, name: str) -> str:
-        return self.features.get(name) or _label(name)
-
-    def option(self, feature: str, value: str) -> str:
-        return self.options.get(feature, {}).get(value) or _label(value)
-
-
-def shop_words(serving: Serving | None) -> ShopWords:
-    """The words of the served bundle (the readable raw codes without one)."""
-    return ShopWords.of(serving.bundle.manifest.info) if serving else ShopWords()
-
-
-def _strings(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k): str(v) for k, v in value.items() if isinstance(v, str) and v}
-
-
-def _optional_text(value: object) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-@dataclass
-class FormField:
-    """One input of the quote form: a select (`category`), a yes/no checkbox (`yes_no`: only 0
-    and 1 in training), a whole number from the training minimum (`count`) or any `number`."""
-
-    id: str
-    name: str
-    label: str
-    kind: str
-    options: list[tuple[str, str]] = field(default_factory=list)  # (value, what staff read)
-    value: str = ""
-    hint: str = ""
-    error: str | None = None
-    minimum: str = ""
-
-
-@dataclass
-class Submission:
-    """A posted form: the request it makes (None when unreadable), the raw values, problems."""
-
-    request: QuoteRequest | None
-    values: dict[str, str]
-    reference: str
-    problems: list[tuple[str, str]]
-
-
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, caller: StaffCaller, serving: BundleDep) -> Response:
     """The quote form."""
@@ -209,8 +135,8 @@ def signin_page(
 async def signin(request: Request, _origin: SameOrigin) -> Response:
     """Check the staff key once and start a session (303 to where the staff member was going)."""
     form = await request.form()
-    next_path = _local(_text(form.get("next")) or "/")
-    key = sign_in_key(request, _text(form.get("key")))
+    next_path = _local(form_text(form.get("next")) or "/")
+    key = sign_in_key(request, form_text(form.get("key")))
     if key is None:
         return _signin_page(request, next_path, "That is not a staff key.", 401)
     response = RedirectResponse(next_path, status_code=303)
@@ -331,11 +257,11 @@ async def mark_contacted(
 ) -> Response:
     """Record that the customer was called (who: the signed-in staff key); back to the list."""
     form = await checked_form(request)
-    note = _text(form.get("note"))[:MAX_NOTE_CHARS] or None
+    note = form_text(form.get("note"))[:MAX_NOTE_CHARS] or None
     if note is not None and not storable_text(note):
         note = None
     await run_in_threadpool(desk.record_contact, quote_id, caller, note)
-    return RedirectResponse(_local(_text(form.get("back")) or "/at-risk"), status_code=303)
+    return RedirectResponse(_local(form_text(form.get("back")) or "/at-risk"), status_code=303)
 
 
 @router.post("/at-risk/{quote_id}/revise")
@@ -348,7 +274,7 @@ async def revise_from_list(
 ) -> Response:
     """Give the order its honest new promise and show the new slip."""
     form = await checked_form(request)
-    token = _text(form.get("form_token"))
+    token = form_text(form.get("form_token"))
     key = f"web-revise:{token}:{quote_id}" if TOKEN_PATTERN.match(token) else None
     recorded = await run_in_threadpool(desk.revise, quote_id, caller, key)
     new_id = recorded.quotes[0].quote_id
@@ -478,90 +404,6 @@ def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -
     return RedirectResponse(f"/quotes/{url_quote(quote_id, safe='')}", status_code=303)
 
 
-def read_form(
-    form: FormData, schema: FeatureSchema, store_field: str, words: ShopWords | None = None
-) -> Submission:
-    """The quote request a posted form makes, keeping what was typed for a second try.
-
-    The store (`store_field`, when the model takes it) is required, and so is at least one
-    other feature: a blank form would store a real promise made from nothing. A count is a
-    whole number no lower than training's lowest; a number the model never saw the like of is
-    refused in the words staff read (the API's `InputError` names the raw field)."""
-    words = words or ShopWords()
-    values: dict[str, str] = {}
-    order: dict[str, JsonValue] = {}
-    problems: list[tuple[str, str]] = []
-    for cat in schema.categorical:
-        text = _text(form.get(FEATURE_PREFIX + cat.name))
-        values[cat.name] = text
-        order[cat.name] = text or None
-    yes_no = set()
-    for num in schema.numeric:
-        text = _text(form.get(FEATURE_PREFIX + num.name))
-        values[num.name] = text
-        if is_yes_no(num):
-            # A checkbox posts "1" when ticked and nothing when not: not ticked is "no".
-            yes_no.add(num.name)
-            order[num.name] = 1.0 if text else 0.0
-            continue
-        number = _number(text)
-        problem = _number_problem(num, text, number, words.feature(num.name))
-        if problem is not None:
-            problems.append((f"order.{num.name}", problem))
-        order[num.name] = number
-    if store_field in order and order[store_field] is None:
-        problems.append((f"order.{store_field}", f"choose the {words.feature(store_field)}"))
-    described = [
-        name
-        for name, value in order.items()
-        if value is not None and name != store_field and not (name in yes_no and value == 0)
-    ]
-    if order and not described and not problems:
-        problems.append(("order", "fill in the order's details: the form is empty"))
-    reference = _text(form.get("reference"))
-    values["customer_name"] = _text(form.get("customer_name"))
-    values["customer_phone"] = _text(form.get("customer_phone"))
-    customer = None
-    if values["customer_name"] or values["customer_phone"]:
-        customer = {
-            "name": values["customer_name"] or None,
-            "phone": values["customer_phone"] or None,
-        }
-    try:
-        request = QuoteRequest.model_validate(
-            {"order": order, "reference": reference or None, "customer": customer}
-        )
-    except ValidationError as err:
-        for item in err.errors():
-            where = ".".join(str(part) for part in item["loc"])
-            problems.append((where, str(item["msg"]).removeprefix("Value error, ")))
-        request = None
-    return Submission(request=request, values=values, reference=reference, problems=problems)
-
-
-def is_yes_no(num: NumericFeature) -> bool:
-    """Whether training saw this feature only as 0 and 1: a yes/no question."""
-    return num.is_integer and num.low == 0.0 and num.high == 1.0
-
-
-def _number_problem(num: NumericFeature, text: str, number: float | None, label: str) -> str | None:
-    """What is wrong with a typed number, in the words staff read (None: nothing)."""
-    if not text:
-        return None
-    if number is None or not math.isfinite(number):
-        return f"{label} must be a number"
-    if num.is_integer and not number.is_integer():
-        return f"{label} must be a whole number, like {max(num.low, round(number)):g}"
-    if num.is_integer and number < num.low:
-        return f"{label} cannot be less than {num.low:g}"
-    if number < num.far_low or number > num.far_high:
-        return (
-            f"{label} {number:g} is far from anything this shop has seen ({num.low:g} to "
-            f"{num.high:g}): please check it"
-        )
-    return None
-
-
 def _form_page(
     request: Request,
     schema: FeatureSchema,
@@ -572,22 +414,7 @@ def _form_page(
 ) -> Response:
     by_field = {where: message for where, message in problems}
     words = shop_words(request.app.state.bundles.snapshot())
-    fields = []
-    for i, cat in enumerate(schema.categorical):
-        fields.append(
-            FormField(
-                id=f"feature-{i}",
-                name=FEATURE_PREFIX + cat.name,
-                label=words.feature(cat.name),
-                kind="category",
-                options=[(value, words.option(cat.name, value)) for value in sorted(cat.known)],
-                value=values.get(cat.name, ""),
-                error=by_field.get(f"order.{cat.name}"),
-            )
-        )
-    offset = len(schema.categorical)
-    for i, num in enumerate(schema.numeric):
-        fields.append(_number_field(f"feature-{offset + i}", num, words, values, by_field))
+    fields = form_fields(schema, words, values, by_field)
     return page(
         request,
         "form.html",
@@ -602,31 +429,6 @@ def _form_page(
             "errors": [message for _, message in problems],
         },
         status,
-    )
-
-
-def _number_field(
-    field_id: str,
-    num: NumericFeature,
-    words: ShopWords,
-    values: Mapping[str, str],
-    by_field: Mapping[str, str],
-) -> FormField:
-    kind, hint, minimum = "number", f"Usually {num.low:g} to {num.high:g}", ""
-    if is_yes_no(num):
-        kind, hint = "yes_no", ""
-    elif num.is_integer:
-        kind, minimum = "count", f"{num.low:g}"
-        hint = f"A whole number, usually {num.low:g} to {num.high:g}"
-    return FormField(
-        id=field_id,
-        name=FEATURE_PREFIX + num.name,
-        label=words.feature(num.name),
-        kind=kind,
-        value=values.get(num.name, ""),
-        hint=hint + ("; leave empty if not known" if hint else ""),
-        error=by_field.get(f"order.{num.name}"),
-        minimum=minimum,
     )
 
 
@@ -663,25 +465,6 @@ def _quote_page(request: Request, quote: StoredQuote) -> Response:
     )
 
 
-def ordered_items(
-    features: Mapping[str, Any], words: ShopWords, yes_no: Collection[str] = ()
-) -> list[tuple[str, str]]:
-    """What was ordered, as the customer reads it: (label, value) for each feature given, in
-    the order the quote was asked with; a `yes_no` feature reads "Yes" or "No"."""
-    items = []
-    for name, value in features.items():
-        if value is None or value == "":
-            continue
-        if name in yes_no:
-            text = "Yes" if value else "No"
-        elif isinstance(value, int | float):
-            text = f"{value:g}"
-        else:
-            text = words.option(name, str(value))
-        items.append((words.feature(name), text))
-    return items
-
-
 def _signin_page(request: Request, next_path: str, error: str | None, status: int) -> Response:
     return page(request, "signin.html", {"next": next_path, "error": error}, status)
 
@@ -700,21 +483,3 @@ def _form_key(token: object, payload: Any) -> str | None:
         return None
     content = json.dumps(payload, sort_keys=True, ensure_ascii=True, default=str)
     return f"web:{token}:{hashlib.sha256(content.encode('ascii')).hexdigest()[:24]}"
-
-
-def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _number(text: str) -> float | None:
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _label(name: str) -> str:
-    words = name.replace("_", " ").strip()
-    return words[:1].upper() + words[1:] if words else name

@@ -148,15 +148,13 @@ def train(
         )
 
     tracking = _tracking_uri(mlflow)
-    reports: dict[str, str] = {}
+    reports: dict[str, str] = {}  # the training back-test's files, for the MLflow run
 
     def keep_reports(report: BacktestReport) -> None:
-        """The back-test's JSON and HTML reports, for the MLflow run's artifacts."""
         if tracking is not None:
-            from training.report import render_html
+            from training.report import report_files
 
-            reports["backtest.json"] = json.dumps(report.to_json(), indent=2, allow_nan=False)
-            reports["backtest.html"] = render_html(report)
+            reports.update(report_files(report))
 
     manifest = train_bundle(
         spec,
@@ -463,7 +461,7 @@ def backtest(
     from models.units import iso_utc
     from training.backtest import run_backtest
     from training.data import load_orders
-    from training.report import render_html
+    from training.report import report_files
     from training.spec import load_spec
     from training.train import build_calendar
 
@@ -500,11 +498,9 @@ def backtest(
     card = report.scorecard
     _print_verdict(card.sentence, card.recommendation.reason, card.warnings)
     tracking = _tracking_uri(mlflow)
-    json_text = html_text = ""
-    if json_out is not None or tracking is not None:
-        json_text = json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
-    if html_out is not None or tracking is not None:
-        html_text = render_html(report)
+    wanted = json_out is not None or html_out is not None or tracking is not None
+    files = report_files(report) if wanted else {}
+    json_text, html_text = files.get("backtest.json", ""), files.get("backtest.html", "")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json_text, encoding="utf-8")
@@ -516,20 +512,14 @@ def backtest(
     if tracking is not None:
         from training.tracking import log_backtest
 
-        options = {
-            "policies": policy,
-            "folds": folds,
-            "target": target,
-            "tradeoff": tradeoff,
-            "data": data,
-        }
+        options = dict(policies=policy, folds=folds, target=target, tradeoff=tradeoff, data=data)
         run_id = log_backtest(
             tracking,
             report,
             dataset.model_dump(mode="json", exclude={"source"}),
             str(dataset.source),
             options,
-            {"backtest.json": json_text, "backtest.html": html_text},
+            files,
         )
         console.print(f"logged MLflow run {run_id} to {escape(tracking)}", highlight=False)
 

@@ -10,6 +10,7 @@ nothing in the data can inject markup. The page loads nothing from anywhere.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jinja2
@@ -23,6 +24,15 @@ from training.charts import label, pct, unit_word
 
 # The threshold the sentence on orders at risk reads out (the nearest run if it was not).
 AT_RISK_HEADLINE_THRESHOLD = 0.5
+
+
+def report_files(report: BacktestReport) -> dict[str, str]:
+    """The report as its two files, by name: `backtest.json` (the JSON form, strict) and
+    `backtest.html` (`render_html`)."""
+    return {
+        "backtest.json": json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n",
+        "backtest.html": render_html(report),
+    }
 
 
 def render_html(report: BacktestReport) -> str:
