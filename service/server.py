@@ -29,6 +29,7 @@ from service.metrics import MULTIPROCESS_ENV
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+WORKER_START_SECONDS = 120
 
 
 def check(host: str, port: int) -> Settings:
@@ -94,6 +95,10 @@ def run(
         workers=workers,
         log_config=config,
         log_level=log_level,
+        # A worker builds its app (imports, migrations, the model's trees) before it answers
+        # uvicorn's start-up health check: on a busy host that takes longer than uvicorn's 5 s,
+        # and workers killed for it would restart in a loop.
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
     )
 
 
