@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from service.database import insert_ignore, write_transaction
 from service.tables import served_model
@@ -46,37 +46,33 @@ class ServedModelRow:
     def claim(self, version: str, now_utc: dt.datetime) -> ServedModel:
         """The row as it stands, written for `version` only when there is none yet."""
         with write_transaction(self.engine) as conn:
-            insert_ignore(
-                conn,
-                served_model,
-                {"id": ROW_ID, "version": version, "generation": 1, "updated_at": now_utc},
-            )
-            row = conn.execute(
-                select(served_model.c.version, served_model.c.generation).where(
-                    served_model.c.id == ROW_ID
-                )
-            ).one()
-        return ServedModel(row.version, int(row.generation))
+            return _row_for(conn, version, now_utc)
 
     def announce(self, version: str, now_utc: dt.datetime) -> ServedModel:
         """Record that workers should serve `version` (a new generation if it changed)."""
         with write_transaction(self.engine) as conn:
-            insert_ignore(
-                conn,
-                served_model,
-                {"id": ROW_ID, "version": version, "generation": 1, "updated_at": now_utc},
-            )
-            row = conn.execute(
-                select(served_model.c.version, served_model.c.generation)
-                .where(served_model.c.id == ROW_ID)
-                .with_for_update()
-            ).one()
+            row = _row_for(conn, version, now_utc)
             if row.version == version:
-                return ServedModel(version, int(row.generation))
-            generation = int(row.generation) + 1
+                return row
+            generation = row.generation + 1
             conn.execute(
                 update(served_model)
                 .where(served_model.c.id == ROW_ID)
                 .values(version=version, generation=generation, updated_at=now_utc)
             )
         return ServedModel(version, generation)
+
+
+def _row_for(conn: Connection, version: str, now_utc: dt.datetime) -> ServedModel:
+    """The row, locked for this transaction; written for `version` when there was none."""
+    insert_ignore(
+        conn,
+        served_model,
+        {"id": ROW_ID, "version": version, "generation": 1, "updated_at": now_utc},
+    )
+    row = conn.execute(
+        select(served_model.c.version, served_model.c.generation)
+        .where(served_model.c.id == ROW_ID)
+        .with_for_update()
+    ).one()
+    return ServedModel(row.version, int(row.generation))
