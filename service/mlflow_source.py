@@ -61,7 +61,9 @@ def fetch(uri: str, registry_root: Path) -> str:
             from mlflow.artifacts import download_artifacts
             from mlflow.exceptions import MlflowException
         except ImportError as err:
-            raise BundleError(f"serving {uri} needs MLflow: pip install 'promise-engine[mlflow]'") from err
+            raise BundleError(
+                f"serving {uri} needs MLflow: pip install 'promise-engine[mlflow]'"
+            ) from err
         try:
             client = MlflowClient()
             found = (

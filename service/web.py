@@ -1,12 +1,13 @@
-"""The staff web form: server-rendered pages that work without JavaScript.
+"""The staff web pages: server-rendered, working without JavaScript.
 
 `/` a quote form built from the bundle's feature schema (`service.quote_form`: its inputs and
-how a posted form becomes the API's request); `POST /quotes` quotes through the same desk as the API (`service.desk`) and
-redirects to the quote's page (so a refresh never quotes twice); `/quotes/{id}` the promise in
-large type with its explanation, printable as a slip; `/lookup` finds a quote by id;
-`/performance` one verdict per store and the drift alarms; `/at-risk` the call list of open orders
-likely to break their promise, where staff mark a customer contacted or give the order its
-honest new date. Jinja2 autoescapes everything a user typed.
+how a posted form becomes the API's request); `POST /quotes` quotes through the same desk as
+the API (`service.desk`) and redirects to the quote's page (so a refresh never quotes twice);
+`/quotes/{id}` the promise in large type with its explanation, and the customer's slip when
+printed; `/lookup` finds a quote by id; `/performance` one verdict per store and the drift
+alarms; `/at-risk` the call list of open orders likely to break their promise, where staff mark
+a customer contacted or give the order its honest new date. Jinja2 autoescapes everything a
+user typed.
 """
 
 from __future__ import annotations
