@@ -137,6 +137,15 @@ class NewQuotes:
 
 
 @dataclass(frozen=True, slots=True)
+class CallList:
+    """The call list's answer, and the stored quote of each order on it, in the same order
+    (the staff page shows what was ordered and who to call without reading them again)."""
+
+    response: AtRiskResponse
+    quotes: list[StoredQuote]
+
+
+@dataclass(frozen=True, slots=True)
 class Desk:
     """What one request works with: the ledger, the worker's control state cache, settings,
     metrics and the request's clock."""
@@ -327,6 +336,10 @@ class QuoteDesk(Desk):
         return risk_response(QuoteRisk(quote, self.now_utc, outlook, contacts, revised_by))
 
     def at_risk(self, query: AtRiskQuery, caller: Caller) -> AtRiskResponse:
+        """The call list as the API answers it (`call_list`)."""
+        return self.call_list(query, caller).response
+
+    def call_list(self, query: AtRiskQuery, caller: Caller) -> CallList:
         """Open orders of the caller's stores (of `query.store` among them, when given; their
         newest promise) due within `query.within` or overdue by at most the configured days,
         whose risk is at least `query.min_probability`: soonest deadline first, the likelier
@@ -366,7 +379,7 @@ class QuoteDesk(Desk):
             risk_response(QuoteRisk(q, now_utc, outlook, contacts.get(q.original_id, [])))
             for q, outlook in listed
         ]
-        return AtRiskResponse(
+        response = AtRiskResponse(
             at=now_utc,
             min_probability=query.min_probability,
             within_hours=query.within.total_seconds() / 3600.0,
@@ -376,6 +389,7 @@ class QuoteDesk(Desk):
             unassessed=sum(unassessed.values()),
             unassessed_versions=sorted(unassessed),
         )
+        return CallList(response, [quote for quote, _ in listed])
 
     def revise(self, quote_id: str, caller: Caller, idempotency_key: str | None) -> Recorded:
         """Store an honest revision of the newest promise of `quote_id`'s order.

@@ -224,14 +224,14 @@ def at_risk_page(
         store=chosen or None,
         limit=AT_RISK_PAGE_ROWS,
     )
-    listing = desk.at_risk(query, caller)
+    listing = desk.call_list(query, caller)
     zone = engine.calendar.zone
     words = shop_words(desk.serving)
     yes_no = {num.name for num in engine.schema.numeric if is_yes_no(num)}
-    rows = []
-    for order in listing.orders:
-        stored = desk.ledger.quotes.get(order.quote_id, caller.stores)
-        rows.append(_at_risk_row(order, stored, zone, words, yes_no, settings.store_field))
+    rows = [
+        _at_risk_row(order, stored, zone, words, yes_no, settings.store_field)
+        for order, stored in zip(listing.response.orders, listing.quotes, strict=True)
+    ]
     return page(
         request,
         "at_risk.html",
