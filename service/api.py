@@ -21,7 +21,7 @@ from service.deps import (
 )
 from service.errors import Conflict, ErrorBody
 from service.ledger.records import OutcomeCorrection, OutcomeResult, Recorded
-from service.openapi import NEVER_422, REPLAY_HEADER
+from service.openapi import NEVER_422, REPLAY_HEADER, REPLAYS
 from service.risk import AtRiskQuery
 from service.schemas import (
     AtRiskResponse,
@@ -75,6 +75,7 @@ QuoteId = Annotated[str, Path(description="The id a quote was given, e.g. Q-7K3M
 @router.post(
     "/quotes",
     status_code=201,
+    openapi_extra={REPLAYS: True},
     tags=["quotes"],
     responses=_errors(400, 401, 403, 409, 413, 422, 503),
 )
@@ -94,6 +95,7 @@ def create_quote(
 @router.post(
     "/quotes/batch",
     status_code=201,
+    openapi_extra={REPLAYS: True},
     tags=["quotes"],
     responses=_errors(400, 401, 403, 409, 413, 422, 503),
 )
@@ -256,6 +258,7 @@ def get_at_risk(
 @router.post(
     "/quotes/{quote_id}/revise",
     status_code=201,
+    openapi_extra={REPLAYS: True},
     tags=["at risk"],
     responses=_errors(401, 403, 404, 409, 422, 503),
 )

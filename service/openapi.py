@@ -15,7 +15,8 @@ accepts and answers:
 - **What errors say**: every documented error response lists its `error` codes
   (`x-error-codes`, and in words), and declares `Retry-After` where it is sent; quote answers
   declare `Idempotent-Replayed`.
-- No 422 where a route cannot answer it (`api.NEVER_422`).
+- No 422 where a route cannot answer it (`NEVER_422`); `Idempotent-Replayed` where a route
+  answers retries (`REPLAYS`): both marked on the route itself.
 
 The document is built once per served model version and kept (`/openapi.json` is cheap).
 """
@@ -36,6 +37,7 @@ from service.auth import ROLES_ATTRIBUTE
 from service.bundles import BundleHolder, Serving
 
 NEVER_422 = "x-never-422"
+REPLAYS = "x-replays"  # a route that answers a retry from the ledger (`REPLAY_HEADER`)
 # The `error` codes an answer of each status may carry (service.errors makes them).
 ERROR_CODES: Mapping[int, tuple[str, ...]] = {
     400: ("bad_request",),
@@ -111,6 +113,7 @@ def _refine(operation: dict[str, Any], roles: tuple[str, ...]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if operation.pop(NEVER_422, False):
         responses.pop("422", None)
+    replays = operation.pop(REPLAYS, False)
     if roles:
         operation["x-roles"] = list(roles)
         needs = " or ".join(roles)
@@ -130,15 +133,12 @@ def _refine(operation: dict[str, Any], roles: tuple[str, ...]) -> None:
                 "description": "Seconds to wait before trying again.",
                 "schema": {"type": "integer"},
             }
-        if status in (200, 201) and operation.get("operationId") in _REPLAYING:
+        if status in (200, 201) and replays:
             response.setdefault("headers", {})[REPLAY_HEADER] = {
                 "description": "true when this answers a retry with the same Idempotency-Key "
                 "(the stored quote, not a new one).",
                 "schema": {"type": "string", "enum": ["true", "false"]},
             }
-
-
-_REPLAYING = frozenset({"createQuote", "createQuotes", "reviseQuote"})
 
 
 def order_schema(schema: FeatureSchema, version: str) -> dict[str, Any]:
