@@ -35,7 +35,7 @@ from models.revision import OrderRisk, assess, assess_all
 from service.auth import Caller
 from service.bundles import Serving
 from service.control import ControlCache
-from service.errors import AccessDenied, Conflict, InputErrors
+from service.errors import AccessDenied, Conflict
 from service.ledger import Ledger
 from service.ledger.records import (
     Contact,
@@ -313,16 +313,6 @@ class QuoteDesk(Desk):
             self.settings,
             prefix="orders" if kind == "batch" else "",
         )
-
-    def problems(self, requests: Sequence[QuoteRequest], kind: Kind) -> list[tuple[str, str]]:
-        """(field, message) for each bad field, empty when the orders can be quoted."""
-        try:
-            self.check(requests, kind)
-        except InputErrors as err:
-            return err.problems
-        except InputError as err:
-            return [(err.field or "order", str(err))]
-        return []
 
     def risk(self, quote_id: str, caller: Caller) -> RiskResponse:
         """The risk of one quote, with its contacts and the id of any newer revision;

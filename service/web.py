@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
+from models.errors import InputError
 from models.features import FeatureSchema
 from service.auth import Caller, sign_in_key
 from service.bundles import Serving
@@ -42,7 +43,7 @@ from service.deps import (
     StaffCaller,
 )
 from service.desk import QuoteDesk
-from service.errors import AccessDenied, ErrorBody
+from service.errors import AccessDenied, ErrorBody, InputErrors
 from service.ledger.records import StoredQuote
 from service.quote_form import (
     ShopWords,
@@ -394,13 +395,18 @@ def render_error(request: Request, status: int, body: ErrorBody) -> Response:
 def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -> Response:
     schema = desk.serving.bundle.engine.schema
     submission = read_form(form, schema, desk.settings.store_field, shop_words(desk.serving))
-    problems = submission.problems
-    if submission.request is not None and not problems:
-        problems = desk.problems([submission.request], "web")
-    if submission.request is None or problems:
-        return _form_page(request, schema, submission.values, submission.reference, problems, 422)
+    if submission.request is None or submission.problems:
+        return _form_page(
+            request, schema, submission.values, submission.reference, submission.problems, 422
+        )
     key = _form_key(form.get("form_token"), submission.request.model_dump(mode="json"))
-    recorded = desk.issue([submission.request], "web", caller, key)
+    try:  # the desk checks the order against the model's rules, once
+        recorded = desk.issue([submission.request], "web", caller, key)
+    except InputError as err:
+        problems = (
+            err.problems if isinstance(err, InputErrors) else [(err.field or "order", str(err))]
+        )
+        return _form_page(request, schema, submission.values, submission.reference, problems, 422)
     quote_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(quote_id, safe='')}", status_code=303)
 
