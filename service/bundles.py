@@ -96,6 +96,7 @@ class BundleHolder:
         self._others: OrderedDict[str, Serving] = OrderedDict()
         self._missing: dict[str, float] = {}
         self._others_lock = threading.Lock()
+        self._alias: tuple[float, str] | None = None  # (when asked, version) of model_uri
 
     def start(self) -> None:
         """Load the version the ledger says is served (the promoted bundle on a ledger with no
@@ -135,14 +136,17 @@ class BundleHolder:
             raise Unavailable(f"no model is loaded: {self.load_error or 'none promoted'}")
         return serving
 
-    def promoted_version(self) -> str:
+    def promoted_version(self, fresh: bool = False) -> str:
         """The version promoted for serving: the registry's (or the MLflow alias's, with
-        `PROMISE_MODEL_URI`); `NotFound` when none is."""
+        `PROMISE_MODEL_URI`: asked of MLflow at most every `check_seconds` unless `fresh`, so
+        /readyz and /v1/model cost no tracking-server call); `NotFound` when none is."""
         if self.model_uri is not None:
-            from service.mlflow_source import fetch  # MLflow only for a worker that uses it
+            now = time.monotonic()
+            if fresh or self._alias is None or now - self._alias[0] >= self.check_seconds:
+                from service.mlflow_source import fetch  # MLflow only for a worker using it
 
-            fetched: str = fetch(self.model_uri, self.registry.root)
-            return fetched
+                self._alias = (now, fetch(self.model_uri, self.registry.root))
+            return self._alias[1]
         version = self.registry.promoted_version()
         if version is None:
             raise NotFound(
@@ -189,7 +193,7 @@ class BundleHolder:
             old = previous.version if previous else None
             kept = f"; still serving {old}" if old else "; no model is loaded"
             try:
-                serving = self._load(self.promoted_version())
+                serving = self._load(self.promoted_version(fresh=True))
             except PromiseError as err:
                 log.error("model.reload_failed", extra={"error": str(err), "kept": old})
                 raise type(err)(f"{err}{kept}") from err
