@@ -9,6 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from models.errors import InputError, PromiseError
+from service.cursor import (
+    AT_RISK_LIST,
+    CURSOR_FIELD,
+    MAX_CURSOR_CHARS,
+    QUOTES_LIST,
+    PageCursor,
+    at_risk_filters,
+    read_cursor,
+)
 from service.deps import (
     AdminCaller,
     DeskDep,
@@ -24,7 +33,7 @@ from service.ledger.records import OutcomeCorrection, OutcomeResult, Recorded
 from service.openapi import NEVER_422, REPLAY_HEADER, REPLAYS
 from service.risk import AtRiskQuery
 from service.schemas import (
-    AtRiskResponse,
+    MAX_REFERENCE_CHARS,
     BatchQuoteRequest,
     BatchQuoteResponse,
     ContactRequest,
@@ -42,12 +51,19 @@ from service.schemas import (
     RiskResponse,
     UtcDatetime,
 )
+from service.schemas_lists import (
+    ISO_DURATION_PATTERN,
+    AtRiskResponse,
+    QuoteListResponse,
+    iso_duration,
+)
+from service.settings import Settings
 from service.strict_json import StrictJsonRoute
 
 MAX_WITHIN = dt.timedelta(days=366)
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def _errors(*codes: int, invalid: str | None = None) -> dict[int | str, dict[str, Any]]:
     reasons = {
         400: "The body cannot be read (for example a number with thousands of digits)",
         401: "No API key, or an unknown one",
@@ -55,7 +71,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "No such quote (a quote of a store the key does not act for is not found either)",
         409: "Contradicts what the ledger holds, or the model that quoted it is gone",
         413: "Request body too large",
-        422: "Invalid input: `field` names it",
+        422: invalid or "Invalid input: `field` names it",
         503: "No model loaded or the ledger is unreachable; see Retry-After",
     }
     return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
@@ -70,6 +86,57 @@ def _first_quote(recorded: Recorded, response: Response) -> QuoteResponse:
 router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 QuoteId = Annotated[str, Path(description="The id a quote was given, e.g. Q-7K3M-9XRT-2HDP.")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_CHARS,
+        description="The `next_cursor` of the previous page, unchanged: the next page starts "
+        "after its last item (keyset: items stored meanwhile never shift it). The cursor keeps "
+        "the list's filters, which may be left out; given, they must be the same.",
+    ),
+]
+PAGED_INVALID = (
+    "Invalid input: `field` names it; `cursor` for a cursor that cannot be read, was given "
+    "to another key or for another list, or pages other filters"
+)
+
+
+@router.get(
+    "/quotes",
+    tags=["quotes"],
+    responses=_errors(401, 403, 422, 503, invalid=PAGED_INVALID),
+)
+def find_quotes(
+    caller: QuoteCaller,
+    desk: DeskDep,
+    reference: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_REFERENCE_CHARS,
+            description="The shop's own order reference, as sent with the quote (exact "
+            "match); may be left out with a `cursor`, which keeps it.",
+            examples=["PO-1234"],
+        ),
+    ] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=1_000, description="At most this many quotes.")] = 100,
+) -> QuoteListResponse:
+    """The quotes given for the shop's own order reference, newest first (an order's revisions
+    too), a page at a time with the `total`. Another store's quote is left out, exactly as if
+    it did not exist."""
+    page = read_cursor(cursor, QUOTES_LIST, caller) if cursor is not None else None
+    kept = page.query.get("reference") if page is not None else None
+    if page is not None and (not isinstance(kept, str) or reference not in (None, kept)):
+        raise InputError(
+            "this cursor pages the quotes of another reference; send the same reference with "
+            "it (or none), or start again without a cursor",
+            field=CURSOR_FIELD,
+        )
+    chosen = reference if reference is not None else kept
+    if not isinstance(chosen, str):
+        raise InputError("reference is required (or a cursor that keeps it)", field="reference")
+    return desk.find_quotes(chosen, limit, caller, page)
 
 
 @router.post(
@@ -207,7 +274,11 @@ def get_risk(quote_id: QuoteId, caller: QuoteCaller, desk: QuoteDeskDep) -> Risk
     return desk.risk(quote_id, caller)
 
 
-@router.get("/at-risk", tags=["at risk"], responses=_errors(401, 403, 409, 422, 503))
+@router.get(
+    "/at-risk",
+    tags=["at risk"],
+    responses=_errors(401, 403, 409, 422, 503, invalid=PAGED_INVALID),
+)
 def get_at_risk(
     caller: QuoteCaller,
     desk: QuoteDeskDep,
@@ -221,11 +292,16 @@ def get_at_risk(
         ),
     ] = None,
     within: Annotated[
-        dt.timedelta | None,
+        str | None,
         Query(
-            description="Promises due within this long from now: an ISO 8601 duration such as "
-            "P3D or PT12H; default PROMISE_AT_RISK_WITHIN_DAYS. Overdue open orders "
-            "are always listed (up to PROMISE_AT_RISK_OVERDUE_DAYS)."
+            max_length=40,
+            description="Promises due within this long from now: an ISO 8601 duration of "
+            "weeks, days, hours, minutes and seconds (P7D, PT12H, P1DT6H; not a number of "
+            "seconds, years or months), positive and at most P366D; default "
+            "PROMISE_AT_RISK_WITHIN_DAYS days. Overdue open orders are always listed (up to "
+            "PROMISE_AT_RISK_OVERDUE_DAYS).",
+            json_schema_extra={"format": "duration", "pattern": ISO_DURATION_PATTERN},
+            examples=["P7D"],
         ),
     ] = None,
     store: Annotated[
@@ -236,15 +312,42 @@ def get_at_risk(
             "stores it acts for only.",
         ),
     ] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1_000, description="At most this many orders.")] = 200,
 ) -> AtRiskResponse:
     """The call list: open orders of the caller's stores whose promise is likely to break,
     soonest deadline first (the likelier first at equal deadlines), each with the honest new
-    date to offer."""
+    date to offer; a page at a time with the `total`, every page judged at the first page's
+    moment `at`."""
+    page = read_cursor(cursor, AT_RISK_LIST, caller) if cursor is not None else None
+    span = None if within is None else iso_duration(within, "within")
+    query = _call_list_query(settings, page, min_probability, span, store, limit)
+    return desk.at_risk(query, caller, page)
+
+
+def _call_list_query(
+    settings: Settings,
+    page: PageCursor | None,
+    min_probability: float | None,
+    within: dt.timedelta | None,
+    store: str | None,
+    limit: int,
+) -> AtRiskQuery:
+    """The call list's filters: as given, else as the cursor keeps them, else the defaults."""
+    if page is not None:
+        kept = at_risk_filters(page)
+        given = (min_probability, within, store)
+        if any(value is not None and value != was for value, was in zip(given, kept, strict=True)):
+            raise InputError(
+                "this cursor pages a call list with other filters (min_probability, within, "
+                "store); send the same ones with it (or none), or start again without a cursor",
+                field=CURSOR_FIELD,
+            )
+        min_probability, within, store = kept
     horizon = dt.timedelta(days=settings.at_risk_within_days) if within is None else within
     if not dt.timedelta(0) < horizon <= MAX_WITHIN:
         raise InputError("within must be a positive duration of at most 366 days", field="within")
-    query = AtRiskQuery(
+    return AtRiskQuery(
         min_probability=(
             settings.at_risk_min_probability if min_probability is None else min_probability
         ),
@@ -252,7 +355,6 @@ def get_at_risk(
         store=store,
         limit=limit,
     )
-    return desk.at_risk(query, caller)
 
 
 @router.post(

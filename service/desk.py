@@ -13,7 +13,10 @@ stored before anything is answered, then counted and logged.
 
 Every method acts for a `Caller` and within its stores: quoting for a store outside them is 403
 naming the store; another store's quote is not found (404, as an unknown id: no oracle), and
-the call list, the performance report and the drift alarms count the caller's stores only.
+the lists, the performance report and the drift alarms count the caller's stores only.
+
+The lists (the call list, the quotes of a reference) answer a page at a time with the total
+and a keyset cursor (`service.cursor`): the next page starts after the last item's sort key.
 """
 
 from __future__ import annotations
@@ -35,6 +38,17 @@ from models.revision import OrderRisk, assess, assess_all
 from service.auth import Caller
 from service.bundles import Serving
 from service.control import ControlCache
+from service.cursor import (
+    AT_RISK_LIST,
+    QUOTES_LIST,
+    PageCursor,
+    at_risk_fields,
+    call_order,
+    key_fingerprint,
+    reference_position,
+    risk_cursor_position,
+    risk_position,
+)
 from service.errors import AccessDenied, Conflict
 from service.ledger import Ledger
 from service.ledger.records import (
@@ -61,13 +75,14 @@ from service.risk import (
     risk_response,
 )
 from service.schemas import (
-    AtRiskResponse,
     CheckedOrder,
     PerformanceResponse,
     QuoteRequest,
+    QuoteResponse,
     RiskResponse,
     to_orders,
 )
+from service.schemas_lists import AtRiskResponse, QuoteListResponse
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -175,6 +190,27 @@ class Desk:
     def quote(self, quote_id: str, caller: Caller) -> StoredQuote:
         """The quote as given, with its outcome; `NotFound` (also for another store's)."""
         return self.ledger.quotes.get(quote_id, caller.stores)
+
+    def find_quotes(
+        self, reference: str, limit: int, caller: Caller, cursor: PageCursor | None = None
+    ) -> QuoteListResponse:
+        """A page of the quotes given for the shop's `reference` in the caller's stores, newest
+        first, after `cursor`'s position (from the start without one)."""
+        after = None if cursor is None else reference_position(cursor)
+        page = self.ledger.quotes.by_reference(reference, limit, caller.stores, after)
+        next_cursor = None
+        if page.more:
+            last = page.quotes[-1]
+            position = (last.created_at.isoformat(), last.quote_id)
+            query = {"reference": reference}
+            next_cursor = PageCursor(QUOTES_LIST, key_fingerprint(caller), query, position)
+        return QuoteListResponse(
+            reference=reference,
+            total=page.total,
+            count=len(page.quotes),
+            next_cursor=None if next_cursor is None else next_cursor.encode(),
+            quotes=[QuoteResponse.model_validate(quote) for quote in page.quotes],
+        )
 
     def record_outcome(
         self, quote_id: str, fulfilled_at: dt.datetime, caller: Caller
@@ -325,16 +361,22 @@ class QuoteDesk(Desk):
         outlook = None if quote.outcome is not None else self._outlook(quote, self._model(quote))
         return risk_response(QuoteRisk(quote, self.now_utc, outlook, contacts, revised_by))
 
-    def at_risk(self, query: AtRiskQuery, caller: Caller) -> AtRiskResponse:
+    def at_risk(
+        self, query: AtRiskQuery, caller: Caller, cursor: PageCursor | None = None
+    ) -> AtRiskResponse:
         """The call list as the API answers it (`call_list`)."""
-        return self.call_list(query, caller).response
+        return self.call_list(query, caller, cursor).response
 
-    def call_list(self, query: AtRiskQuery, caller: Caller) -> CallList:
-        """Open orders of the caller's stores (of `query.store` among them, when given; their
-        newest promise) due within `query.within` or overdue by at most the configured days,
-        whose risk is at least `query.min_probability`: soonest deadline first, the likelier
-        first at equal deadlines."""
-        now_utc = self.now_utc
+    def call_list(
+        self, query: AtRiskQuery, caller: Caller, cursor: PageCursor | None = None
+    ) -> CallList:
+        """A page of at most `query.limit` open orders of the caller's stores (of `query.store`
+        among them, when given; their newest promise) due within `query.within` or overdue by
+        at most the configured days, whose risk is at least `query.min_probability`: soonest
+        deadline first, the likelier first at equal deadlines (then by quote id), after the
+        position of `cursor` and judged at its moment (the first page's: every page of a list
+        ranks the same risks); `total` counts the whole list."""
+        now_utc = self.now_utc if cursor is None or cursor.at is None else cursor.at
         stores = caller.stores
         if query.store is not None:
             stores = frozenset({query.store}) & (stores or {query.store})
@@ -362,19 +404,35 @@ class QuoteDesk(Desk):
                 for quote, outlook in zip(quotes, outlooks, strict=True)
                 if outlook.probability_late >= query.min_probability - 1e-12
             )
-        listed.sort(key=lambda item: (item[0].promise.deadline_at, -item[1].probability_late))
+        listed.sort(key=call_order)
+        total = len(listed)
+        if cursor is not None:
+            after = risk_position(cursor)
+            listed = [item for item in listed if call_order(item) > after]
+        more = len(listed) > query.limit
         listed = listed[: query.limit]
         contacts = self.ledger.contacts.of_chains([q.original_id for q, _ in listed])
         orders = [
             risk_response(QuoteRisk(q, now_utc, outlook, contacts.get(q.original_id, [])))
             for q, outlook in listed
         ]
+        next_cursor = None
+        if more:
+            next_cursor = PageCursor(
+                AT_RISK_LIST,
+                key_fingerprint(caller),
+                at_risk_fields(query),
+                risk_cursor_position(call_order(listed[-1])),
+                at=now_utc,
+            ).encode()
         response = AtRiskResponse(
             at=now_utc,
             min_probability=query.min_probability,
             within_hours=query.within.total_seconds() / 3600.0,
             store=query.store,
+            total=total,
             count=len(orders),
+            next_cursor=next_cursor,
             orders=orders,
             unassessed=sum(unassessed.values()),
             unassessed_versions=sorted(unassessed),

@@ -511,25 +511,6 @@ class RiskResponse(BaseModel):
     contacts: list[ContactView]
 
 
-class AtRiskResponse(BaseModel):
-    """Open orders likely to break their promise, soonest deadline first."""
-
-    at: dt.datetime
-    min_probability: float
-    within_hours: float
-    store: str | None
-    count: int
-    orders: list[RiskResponse]
-    unassessed: int = Field(
-        default=0,
-        description="Open orders in the window whose quoting model can no longer be loaded: "
-        "their risk is not judged (by another model) and they are not listed.",
-    )
-    unassessed_versions: list[str] = Field(
-        default_factory=list, description="The model versions of those orders."
-    )
-
-
 class ModelResponse(BaseModel):
     """The bundle in use: what it is, how it was trained and how it back-tested."""
 

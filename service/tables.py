@@ -144,6 +144,7 @@ quotes = Table(
     Index(None, "revision_of", "revision", unique=True),
     Index(None, "deadline_at"),
     Index(None, "store", "deadline_at"),
+    Index(None, "reference", "created_at"),  # look-up by the shop's reference (r0007)
 )
 
 outcomes = Table(

@@ -1,5 +1,5 @@
-"""The quotes given: stored once per request (a retry gets the first answer), looked up by id,
-and an order's chain of revisions.
+"""The quotes given: stored once per request (a retry gets the first answer), looked up by id
+or by the shop's own reference (a page at a time), and an order's chain of revisions.
 
 A request's quotes are stored together with the request's client, Idempotency-Key and body hash,
 in one savepoint of a transaction shared by the requests that arrived meanwhile
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +30,15 @@ from service.tables import outcomes, quote_requests, quotes
 
 def unknown_quote(quote_id: str) -> NotFound:
     return NotFound(f"no quote {quote_id[:80]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotePage:
+    """One page of quotes, newest first: `total` match in all, `more` follow this page."""
+
+    quotes: list[StoredQuote]
+    total: int
+    more: bool
 
 
 class QuoteBook:
@@ -117,6 +127,33 @@ class QuoteBook:
         if not found:
             raise unknown_quote(quote_id)
         return sorted(found, key=lambda q: q.revision)
+
+    def by_reference(
+        self,
+        reference: str,
+        limit: int,
+        stores: Stores = None,
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> QuotePage:
+        """The quotes of `stores` (None: every store) given for the shop's `reference`, newest
+        first (by `created_at`, then id), at most `limit` of them after the position `after`
+        (the `created_at` and id of the last quote of the previous page), and how many there
+        are in all. Another store's quote is left out, exactly as if it did not exist."""
+        matching = (quotes.c.reference == reference) & in_scope(stores)
+        page = matching
+        if after is not None:
+            created_at, quote_id = after
+            page = matching & or_(
+                quotes.c.created_at < created_at,
+                and_(quotes.c.created_at == created_at, quotes.c.id < quote_id),
+            )
+        newest_first = (quotes.c.created_at.desc(), quotes.c.id.desc())
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(quotes).where(matching)
+            ).scalar_one()
+            found = quotes_where(conn, page, order_by=newest_first, limit=limit + 1)
+        return QuotePage(found[:limit], int(total), more=len(found) > limit)
 
     def open_orders(
         self,
