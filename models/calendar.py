@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,7 +44,9 @@ from models.calendar_tables import (
     CalendarTables,
     build_tables,
     day_range,
+    holiday_names,
 )
+from models.dates import DateStyle, default_locale
 from models.errors import InputError, SpecError
 from models.units import SECONDS_PER_UNIT, Unit
 from models.zone_offsets import ZoneOffsets
@@ -127,12 +130,14 @@ class BusinessCalendar:
         "_clock",
         "_day0",
         "_days",
+        "_holiday_names",
         "_range_end",
         "_range_start",
         "_table_end",
         "_table_start",
         "_tables",
         "_zone",
+        "dates",
         "first_year",
         "last_year",
         "spec",
@@ -141,6 +146,8 @@ class BusinessCalendar:
 
     spec: CalendarSpec
     zone: ZoneInfo
+    dates: DateStyle  # how the shop writes days and times for people (`models.dates`)
+    _holiday_names: dict[int, str]  # days since 1970-01-01 -> the public holiday's name
     first_year: int
     last_year: int
     _tables: CalendarTables
@@ -157,17 +164,25 @@ class BusinessCalendar:
 
     def __init__(self, spec: CalendarSpec, first_year: int = 2000, last_year: int = 2060) -> None:
         self._set_spec(spec, first_year, last_year)
-        self._install(build_tables(spec, self.zone, first_year, last_year))
+        self._holiday_names = holiday_names(spec, first_year - 1, last_year + 1)
+        self._install(build_tables(spec, self.zone, first_year, last_year, self._holiday_names))
 
     @classmethod
     def from_tables(
-        cls, spec: CalendarSpec, first_year: int, last_year: int, tables: CalendarTables
+        cls,
+        spec: CalendarSpec,
+        first_year: int,
+        last_year: int,
+        tables: CalendarTables,
+        holidays_by_day: Mapping[int, str] | None = None,
     ) -> BusinessCalendar:
         """The calendar whose tables are `tables` (as `tables` gave them), without recomputing
-        them: a bundle's calendar as it was trained. `SpecError` for a bad spec or years, or
-        tables that do not cover the years."""
+        them: a bundle's calendar as it was trained, with its holidays' names (none for bundles
+        made before they were kept). `SpecError` for a bad spec or years, or tables that do
+        not cover the years."""
         calendar = cls.__new__(cls)
         calendar._set_spec(spec, first_year, last_year)
+        calendar._holiday_names = dict(holidays_by_day or {})
         expected = day_range(first_year, last_year)
         if (tables.day0, tables.first_valid, tables.last_valid) != expected:
             raise SpecError(
@@ -181,10 +196,16 @@ class BusinessCalendar:
         """Everything this calendar computed from its spec (see `CalendarTables`)."""
         return self._tables
 
+    @property
+    def holiday_names(self) -> Mapping[int, str]:
+        """The public holidays it closes for, {days since 1970-01-01: name} (`holiday_names`)."""
+        return self._holiday_names
+
     def _set_spec(self, spec: CalendarSpec, first_year: int, last_year: int) -> None:
         self.spec = spec
         self.zone = _zone(spec.timezone)
         _check_spec(spec)
+        self.dates = DateStyle.of(spec.locale or default_locale(spec.holidays_country), self.zone)
         if not dt.MINYEAR < first_year <= last_year < dt.MAXYEAR:
             raise SpecError(
                 f"calendar years {first_year}-{last_year}: need "

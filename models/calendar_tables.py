@@ -1,16 +1,19 @@
 """What a store's calendar is built from (its spec) and what it builds (its tables).
 
-`build_tables` reads the spec once: open weekdays less public holidays (the `holidays`
-package, substitute days included), the zone's UTC-offset changes (`models.zone_offsets`), and
+`holiday_names` reads the public holidays of the spec's country (the `holidays` package,
+substitute days included) and `build_tables` the spec with them: open weekdays less those
+holidays, the zone's UTC-offset changes (`models.zone_offsets`), and
 for every local day the instants it starts, the store opens and the cut-off falls, with the
 model's calendar features. `models.calendar.BusinessCalendar` quotes from these tables only, so
 a calendar stored as its tables (`models.serving_form`) quotes as it was trained, whatever the
-`holidays` and tzdata versions where it is loaded.
+`holidays` and tzdata versions where it is loaded. The holidays' names travel beside the tables
+(the explanation says "on Christmas Day (bank holiday)"), never read on the quote path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -28,6 +31,7 @@ __all__ = [
     "CalendarTables",
     "build_tables",
     "day_range",
+    "holiday_names",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -58,6 +62,9 @@ class CalendarSpec:
     # Local time the clock starts on an open day after a cut-off or closed day; also where
     # an hour/minute promise falling on a closed day (or before opening) is moved to.
     opens: dt.time = dt.time(0, 0)
+    # How staff and customers read dates (`models.dates`), e.g. "pt_BR"; None: the locale of
+    # `holidays_country` (`models.dates.default_locale`).
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +104,14 @@ def day_range(first_year: int, last_year: int) -> tuple[int, int, int]:
 
 
 def build_tables(
-    spec: CalendarSpec, zone: ZoneInfo, first_year: int, last_year: int
+    spec: CalendarSpec,
+    zone: ZoneInfo,
+    first_year: int,
+    last_year: int,
+    holidays_by_day: Mapping[int, str],
 ) -> CalendarTables:
-    """The day table and the zone's offsets for the years, computed from the spec."""
+    """The day table and the zone's offsets for the years, computed from the spec and its
+    public holidays (`holiday_names` of the years around them: days since 1970-01-01)."""
     # Day table: index i is local day `day0 + i` (days since 1970-01-01).
     day0, first_valid, last_valid = day_range(first_year, last_year)
     n_days = last_valid + _MARGIN_DAYS + 1
@@ -118,7 +130,7 @@ def build_tables(
 
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday
     is_open = np.isin(weekday, np.asarray(spec.open_weekdays, dtype=np.int64))
-    holiday = _holiday_days(spec, first_year - 1, last_year + 1) - day0
+    holiday = np.fromiter(holidays_by_day, dtype=np.int64, count=len(holidays_by_day)) - day0
     is_open[holiday[(holiday >= 0) & (holiday < n_days)]] = False
     # A day whose opening time never shows on its clocks (a day skipped by a date-line
     # move, Pacific/Apia 2011-12-30) cannot hold a promise: treat it as closed.
@@ -168,18 +180,22 @@ def _seconds_of(clock: dt.time) -> float:
     return clock.hour * 3_600.0 + clock.minute * 60.0 + clock.second + clock.microsecond / 1e6
 
 
-def _holiday_days(spec: CalendarSpec, first_year: int, last_year: int) -> IntArray:
-    """Public holidays (including substitute days) as days since 1970-01-01."""
+def holiday_names(spec: CalendarSpec, first_year: int, last_year: int) -> dict[int, str]:
+    """Public holidays of the spec's country (including substitute days) in the years, as
+    {days since 1970-01-01: name}, the names in English where the `holidays` package has it
+    ("Christmas Day", "Boxing Day (observed)"); empty without a country."""
     if spec.holidays_country is None:
-        return np.empty(0, dtype=np.int64)
+        return {}
     try:
+        kind = holidays.country_holidays(spec.holidays_country).__class__
+        language = "en_US" if "en_US" in kind.supported_languages else None
+        language = "en_GB" if "en_GB" in kind.supported_languages else language
         table = holidays.country_holidays(
             spec.holidays_country,
             subdiv=spec.holidays_subdivision,
             years=range(first_year, last_year + 1),
+            language=language,
         )
     except NotImplementedError as err:  # how `holidays` says "unknown country/subdivision"
         raise SpecError(f"holidays: {err}") from err
-    return np.fromiter(
-        (day.toordinal() - _EPOCH_ORDINAL for day in table), dtype=np.int64, count=len(table)
-    )
+    return {day.toordinal() - _EPOCH_ORDINAL: str(name) for day, name in sorted(table.items())}

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from models.buffers import BufferRule
 from models.calendar import BusinessCalendar
+from models.calendar_words import clock_start_reason, closed_days_text
 from models.control import ControlState
 from models.errors import InputError
 from models.fast import CompiledTrees
@@ -354,32 +355,37 @@ def _explanation(
     closed_days_skipped: int,
     exceeds_max_promise: bool,
 ) -> str:
-    zone = engine.calendar.zone
+    calendar = engine.calendar
+    dates = calendar.dates
     expected_from_order_hours = (expected_completion - ordered_at).total_seconds() / 3600.0
     on_time = round(100 * level)
     if engine.unit == "day":
         expected = _count(max(1, math.ceil(expected_from_order_hours / 24.0 - 1e-9)), "day")
         promised = _count(int(promise_units), "day")
-        when = f"{_day_text(promise_local)} {promise_local.year}"
+        when = dates.day(promise_local)
     else:
         minutes = engine.unit == "minute"
         scale = 60.0 if minutes else 1.0
         word = "minute" if minutes else "hour"
         expected = _count(max(1, math.ceil(expected_from_order_hours * scale - 1e-9)), word)
         promised = _count(math.ceil(promise_units - 1e-9), word)
-        when = f"{_day_text(promise_local)} {promise_local:%H:%M}"
+        when = dates.day_and_clock(promise_local)
     sentence = (
         f"We expect {expected}; we promise {promised} ({when}) so that about {on_time} in 100 "
         f"such orders are ready on time."
     )
     notes = []
     if clock_start > ordered_at + _ONE_MINUTE:
-        start = _day_text(clock_start.astimezone(zone))
-        notes.append(
-            f"The order arrived after the cut-off or on a closed day, so the clock starts {start}."
-        )
+        # The words of the rule are worked out only here, from the calendar's tables.
+        reason = clock_start_reason(calendar, ordered_at)
+        start = dates.day(clock_start.astimezone(calendar.zone))
+        notes.append(f"The order came in {reason}, so the clock starts {start}.")
     if closed_days_skipped:
-        notes.append(f"The promise skips {_count(closed_days_skipped, 'closed day')}.")
+        skipped = _count(closed_days_skipped, "closed day")
+        named = closed_days_text(calendar, promise_local.date(), closed_days_skipped)
+        notes.append(
+            f"The promise skips {skipped} ({named})." if named else f"The promise skips {skipped}."
+        )
     if exceeds_max_promise:
         notes.append(
             f"This is longer than the {engine.max_promise_units:g} {engine.unit}s "
@@ -389,15 +395,6 @@ def _explanation(
 
 
 _ONE_MINUTE = dt.timedelta(minutes=1)
-# English names, as in the rest of the sentence; strftime's %a and %b follow the process
-# locale and cost ~3 us each, a tenth of a quote.
-_WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _day_text(at: dt.datetime) -> str:
-    """`at.strftime("%a %d %b")` in the C locale: "Wed 04 Mar"."""
-    return f"{_WEEKDAY_NAMES[at.weekday()]} {at.day:02d} {_MONTH_NAMES[at.month - 1]}"
 
 
 def _count(n: int, word: str) -> str:

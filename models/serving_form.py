@@ -240,10 +240,12 @@ def _calendar_form(calendar: BusinessCalendar, arrays: Arrays) -> Document:
             "holidays_subdivision": spec.holidays_subdivision,
             "cutoff": None if spec.cutoff is None else spec.cutoff.isoformat(),
             "opens": spec.opens.isoformat(),
+            "locale": spec.locale,
         },
         "first_year": calendar.first_year,
         "last_year": calendar.last_year,
         "tables": _fields_form(calendar.tables, "calendar", arrays),
+        "holiday_names": [[day, name] for day, name in calendar.holiday_names.items()],
     }
 
 
@@ -257,10 +259,13 @@ def _calendar_from(form: Mapping[str, Any], reader: _Reader) -> BusinessCalendar
         holidays_subdivision=_optional_str(raw["holidays_subdivision"]),
         cutoff=None if cutoff is None else dt.time.fromisoformat(str(cutoff)),
         opens=dt.time.fromisoformat(str(raw["opens"])),
+        # Bundles made before locales were kept write dates in their country's locale.
+        locale=_optional_str(raw.get("locale")),
     )
     tables = cast("CalendarTables", _fields_from(CalendarTables, form["tables"], reader))
+    names = {int(day): str(name) for day, name in form.get("holiday_names", [])}
     return BusinessCalendar.from_tables(
-        spec, int(form["first_year"]), int(form["last_year"]), tables
+        spec, int(form["first_year"]), int(form["last_year"]), tables, names
     )
 
 

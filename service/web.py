@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
+from models.dates import FALLBACK_LOCALE, DateStyle
 from models.errors import InputError
 from models.features import FeatureSchema
 from service.auth import Caller, sign_in_key
@@ -184,7 +185,7 @@ def performance(
     since = desk.now_utc - dt.timedelta(days=days)
     report = desk.performance(serving, since, None, caller)
     options = sorted({*DAY_OPTIONS, days})
-    zone = serving.bundle.engine.calendar.zone if serving else dt.UTC
+    dates = date_style(serving)
     verdicts = report.verdicts
     return page(
         request,
@@ -197,8 +198,8 @@ def performance(
             "drift": report.drift,
             "days": days,
             "day_options": options,
-            "since_text": _moment_text(since, zone),
-            "now_text": _moment_text(desk.now_utc, zone),
+            "since_text": dates.moment(since),
+            "now_text": dates.moment(desk.now_utc),
             "unit": serving.bundle.engine.unit if serving else "day",
         },
     )
@@ -226,11 +227,11 @@ def at_risk_page(
         limit=AT_RISK_PAGE_ROWS,
     )
     listing = desk.call_list(query, caller)
-    zone = engine.calendar.zone
+    dates = engine.calendar.dates
     words = shop_words(desk.serving)
     yes_no = {num.name for num in engine.schema.numeric if is_yes_no(num)}
     rows = [
-        _at_risk_row(order, stored, zone, words, yes_no, settings.store_field)
+        _at_risk_row(order, stored, dates, words, yes_no, settings.store_field)
         for order, stored in zip(listing.response.orders, listing.quotes, strict=True)
     ]
     return page(
@@ -298,7 +299,7 @@ def _canonical_store(typed: str, stores: Sequence[str]) -> str:
 def _at_risk_row(
     order: RiskResponse,
     stored: StoredQuote,
-    zone: dt.tzinfo,
+    dates: DateStyle,
     words: ShopWords,
     yes_no: Collection[str],
     store_field: str,
@@ -316,14 +317,14 @@ def _at_risk_row(
         "contacts": [
             {
                 "who": contact.contacted_by,
-                "when": _moment_text(contact.contacted_at, zone),
+                "when": dates.moment(contact.contacted_at),
                 "note": contact.note,
             }
             for contact in order.contacts
         ],
-        "promise_text": _when_text(order.promise_date, order.promised_by),
+        "promise_text": _when_text(dates, order.promise_date, order.promised_by),
         "suggested_text": (
-            _when_text(order.suggested_promise_date, order.suggested_promised_by)
+            _when_text(dates, order.suggested_promise_date, order.suggested_promised_by)
             if order.suggested_promise_date is not None
             else "keep the promise"
         ),
@@ -331,28 +332,20 @@ def _at_risk_row(
     }
 
 
-# One date style on every staff page: "Wed 9 Dec 2026", and "Wed 9 Dec 2026, 14:05" for a
-# moment (with the zone's name where it could be misread); only the slip's headline spells the
-# promised day out in full.
-def _day_text(day: dt.date) -> str:
-    return f"{day:%a} {day.day} {day:%b %Y}"
+def date_style(serving: Serving | None) -> DateStyle:
+    """How the served model's shop writes dates (`models.dates`: one style on every page, in
+    the shop's locale and zone); en_GB in UTC while no model is served."""
+    if serving is not None:
+        return serving.bundle.engine.calendar.dates
+    return DateStyle.of(FALLBACK_LOCALE, ZoneInfo("UTC"))
 
 
-def _time_text(at: dt.datetime) -> str:
-    return f"{_day_text(at)}, {at:%H:%M}"
-
-
-def _moment_text(at: dt.datetime, zone: dt.tzinfo) -> str:
-    """A moment as staff read it in the shop: its local day and time, with the zone's name."""
-    local = at.astimezone(zone)
-    return f"{_time_text(local)} ({local.tzname()})"
-
-
-def _when_text(day: dt.date | None, at: dt.datetime | None) -> str:
+def _when_text(dates: DateStyle, day: dt.date | None, at: dt.datetime | None) -> str:
+    """A promise as staff read it: its day, or its day and local time for hour promises."""
     if at is not None:
-        return _time_text(at)
+        return dates.day_and_clock(at)
     assert day is not None
-    return _day_text(day)
+    return dates.day(day)
 
 
 def page(request: Request, name: str, context: Mapping[str, Any], status: int = 200) -> Response:
@@ -441,14 +434,13 @@ def _form_page(
 
 def _quote_page(request: Request, quote: StoredQuote) -> Response:
     local = quote.promise.promise_local
-    if quote.promise.unit == "day":
-        label, text = "Ready by the end of", f"{local:%A} {local.day} {local:%B %Y}"
-    else:
-        label, text = "Ready by", f"{local:%A} {local.day} {local:%B, %H:%M}"
-    zone = ZoneInfo(quote.time_zone)
-    ordered = quote.promise.ordered_at.astimezone(zone)
-    fulfilled = quote.outcome.fulfilled_at.astimezone(zone) if quote.outcome else None
     serving: Serving | None = request.app.state.bundles.snapshot()
+    # The shop's locale, in the zone the quote was given in.
+    dates = date_style(serving).in_zone(ZoneInfo(quote.time_zone))
+    if quote.promise.unit == "day":
+        label, text = "Ready by the end of", dates.long_day(local)
+    else:
+        label, text = "Ready by", f"{dates.long_day(local)}, {dates.clock(local)}"
     words = shop_words(serving)
     yes_no = (
         {num.name for num in serving.bundle.engine.schema.numeric if is_yes_no(num)}
@@ -466,8 +458,8 @@ def _quote_page(request: Request, quote: StoredQuote) -> Response:
             "promise": quote.promise,
             "promise_label": label,
             "promise_text": text,
-            "ordered_text": _time_text(ordered),
-            "fulfilled_text": (_time_text(fulfilled) if fulfilled else ""),
+            "ordered_text": dates.moment(quote.promise.ordered_at),
+            "fulfilled_text": dates.moment(quote.outcome.fulfilled_at) if quote.outcome else "",
         },
     )
 

@@ -18,6 +18,7 @@ import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.calendar import CalendarSpec
+from models.dates import check_locale, default_locale
 from models.errors import SpecError
 from models.policies import POLICY_NAMES, BufferPolicy, make_policy
 from models.units import HOURS_PER_UNIT
@@ -72,11 +73,24 @@ class CalendarSection(_Section):
     subdivision: str | None = None
     cutoff: str | None = None
     opens: str = "00:00"
+    # How the staff pages and the slip write dates, e.g. "pt_BR"; default: the locale of the
+    # `holidays` country (BR -> pt_BR, GB -> en_GB; en_GB without one).
+    locale: str | None = None
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
         return None if value is None else _check_zone(value)
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_locale(value)
+        except SpecError as err:
+            raise ValueError(str(err)) from err
 
     @field_validator("cutoff", "opens")
     @classmethod
@@ -231,6 +245,7 @@ class Spec(_Section):
             holidays_subdivision=section.subdivision,
             cutoff=None if section.cutoff is None else _parse_clock(section.cutoff),
             opens=_parse_clock(section.opens),
+            locale=section.locale or default_locale(section.holidays),
         )
 
     def policy_config(self, policy: str | None = None, target: float | None = None) -> PolicyChoice:

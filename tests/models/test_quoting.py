@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -189,3 +190,77 @@ def test_a_promise_beyond_what_customers_accept_is_given_but_flagged() -> None:
     assert short.promise_units <= 4 and not short.exceeds_max_promise
     assert long.promise_units > 4 and long.exceeds_max_promise
     assert "longer than the 4 days customers accept: offer an alternative" in long.explanation
+
+
+@functools.cache
+def shop_calendar(locale: str | None = None) -> BusinessCalendar:
+    """A London shop open Monday to Saturday with England's bank holidays and a 16:00 cut-off."""
+    spec = CalendarSpec(
+        timezone="Europe/London",
+        open_weekdays=(0, 1, 2, 3, 4, 5),
+        holidays_country="GB",
+        holidays_subdivision="ENG",
+        cutoff=dt.time(16),
+        opens=dt.time(9),
+        locale=locale,
+    )
+    return BusinessCalendar(spec, first_year=2025, last_year=2027)
+
+
+def _explained(placed: str, unit: str = "day", locale: str | None = None) -> str:
+    engine = engine_with(shop_calendar(locale), unit, 0.0)
+    order = Order({"lens": "sv", "items": 1.0}, dt.datetime.fromisoformat(placed))
+    [promise] = quote(engine, [order])
+    return promise.explanation
+
+
+def test_the_explanation_names_the_cut_off_that_moved_the_clock() -> None:
+    # Wednesday 2 December 2026, 17:30 in London: after the cut-off.
+    text = _explained("2026-12-02T17:30:00+00:00")
+    assert "The order came in after the 16:00 cut-off, so the clock starts Thu, 3 Dec 2026." in text
+
+
+def test_the_explanation_names_the_closed_weekday_that_moved_the_clock() -> None:
+    text = _explained("2026-12-06T11:00:00+00:00")  # a Sunday: the shop is closed
+    assert (
+        "The order came in on Sunday, when the shop is closed, so the clock starts "
+        "Mon, 7 Dec 2026." in text
+    )
+
+
+def test_the_explanation_names_the_bank_holiday_that_moved_the_clock() -> None:
+    text = _explained("2026-12-25T11:00:00+00:00")  # Friday, Christmas Day
+    assert "The order came in on Christmas Day (bank holiday), so the clock starts " in text
+    # Boxing Day is a Saturday, so its bank holiday is Monday 28th: the clock starts Tuesday.
+    assert "so the clock starts Tue, 29 Dec 2026." in text
+
+
+def test_the_explanation_names_opening_time_for_an_early_order() -> None:
+    text = _explained("2026-12-02T07:00:00+00:00")
+    assert "The order came in before the shop opens at 09:00, so the clock starts Wed," in text
+
+
+def test_the_explanation_names_the_closed_days_a_promise_skips() -> None:
+    # Ordered Thursday 24 December 2026 at 10:00, expected in two days: Saturday 26th is Boxing
+    # Day, then Sunday, then Monday 28th the substitute bank holiday.
+    text = _explained("2026-12-24T10:00:00+00:00")
+    assert "we promise 5 days (Tue, 29 Dec 2026)" in text
+    assert "The promise skips 3 closed days (Boxing Day, Sunday and Boxing Day (observed))." in text
+
+
+def test_an_on_time_order_gives_no_reason_for_its_clock() -> None:
+    text = _explained("2026-12-02T10:00:00+00:00")
+    assert "The order came in" not in text
+
+
+def test_the_explanation_writes_its_dates_in_the_shops_locale() -> None:
+    text = _explained("2026-12-02T17:30:00+00:00", locale="pt_BR")
+    assert "so the clock starts qui., 3 de dez. de 2026." in text
+    assert "de 2026)" in text  # the promised day, too
+
+
+def test_an_hour_promise_writes_its_day_and_time() -> None:
+    text = _explained("2026-12-02T10:00:00+00:00", unit="hour")
+    assert re.search(
+        r"we promise \d+ hours \((Mon|Tue|Wed|Thu|Fri|Sat), \d{1,2} Dec 2026, \d\d:00\)", text
+    )

@@ -49,6 +49,16 @@ def test_a_good_spec_loads_with_its_calendar(tmp_path: Path) -> None:
     assert calendar.cutoff is not None and calendar.cutoff.hour == 16
     assert spec.policy_config().segments == ("store_id",)
     assert spec.policy_config("adaptive", 0.1).target_late_rate == 0.1
+    assert calendar.locale == "en_GB"  # from the holidays' country
+
+
+def test_the_calendar_locale_is_the_given_one_or_the_holiday_countrys(tmp_path: Path) -> None:
+    given = load_spec(write(tmp_path, GOOD.replace("[calendar]", '[calendar]\nlocale = "pt-BR"')))
+    assert given.calendar_spec().locale == "pt_BR"
+    brazil = load_spec(
+        write(tmp_path, GOOD.replace('holidays = "GB"\nsubdivision = "ENG"', 'holidays = "BR"'))
+    )
+    assert brazil.calendar_spec().locale == "pt_BR"
 
 
 @pytest.mark.parametrize(
@@ -66,6 +76,7 @@ def test_a_good_spec_loads_with_its_calendar(tmp_path: Path) -> None:
         (("[calendar]", "[calendar]\nopen_weekdays_typo = 1"), "unknown key"),
         (("[calendar]", "[model]\nhistory_days = 0\n\n[calendar]"), "[model] history_days"),
         (("[calendar]", "[model]\nhistory_days = -30\n\n[calendar]"), "greater than 0"),
+        (("[calendar]", '[calendar]\nlocale = "klingon"'), "[calendar] locale: unknown locale"),
     ],
 )
 def test_each_mistake_names_file_and_key(
