@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
@@ -30,8 +30,15 @@ from service.deps import (
 )
 from service.errors import Conflict, ErrorBody
 from service.ledger.records import OutcomeCorrection, OutcomeResult, Recorded
-from service.openapi import NEVER_422, REPLAY_HEADER, REPLAYS
-from service.risk import AtRiskQuery
+from service.openapi import (
+    ERROR_CODES,
+    ERROR_CODES_KEY,
+    INVALID_BUNDLE,
+    NEVER_422,
+    REPLAY_HEADER,
+    REPLAYS,
+)
+from service.risk import AtRiskQuery, ModelGone, RevisionNotNeeded
 from service.schemas import (
     MAX_REFERENCE_CHARS,
     BatchQuoteRequest,
@@ -63,18 +70,29 @@ from service.strict_json import StrictJsonRoute
 MAX_WITHIN = dt.timedelta(days=366)
 
 
-def _errors(*codes: int, invalid: str | None = None) -> dict[int | str, dict[str, Any]]:
+def _errors(
+    *statuses: int, invalid: str | None = None, more: Mapping[int, tuple[str, ...]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents: each status with its reason and `error` codes (the
+    usual ones, `service.openapi.ERROR_CODES`, and the route's `more`). The body limits' 400,
+    408 and 413 and the key throttle's 429 are added where they apply (`service.openapi`)."""
     reasons = {
-        400: "The body cannot be read (for example a number with thousands of digits)",
         401: "No API key, or an unknown one",
         403: "A key without the needed role, or an order of a store the key does not act for",
         404: "No such quote (a quote of a store the key does not act for is not found either)",
         409: "Contradicts what the ledger holds, or the model that quoted it is gone",
-        413: "Request body too large",
         422: invalid or "Invalid input: `field` names it",
         503: "No model loaded or the ledger is unreachable; see Retry-After",
     }
-    return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
+    extra = more or {}
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": reasons[status],
+            ERROR_CODES_KEY: [*ERROR_CODES[status], *extra.get(status, ())],
+        }
+        for status in statuses
+    }
 
 
 def _first_quote(recorded: Recorded, response: Response) -> QuoteResponse:
@@ -144,7 +162,7 @@ def find_quotes(
     status_code=201,
     openapi_extra={REPLAYS: True},
     tags=["quotes"],
-    responses=_errors(400, 401, 403, 409, 413, 422, 503),
+    responses=_errors(401, 403, 409, 422, 503),
 )
 def create_quote(
     body: QuoteRequest,
@@ -164,7 +182,7 @@ def create_quote(
     status_code=201,
     openapi_extra={REPLAYS: True},
     tags=["quotes"],
-    responses=_errors(400, 401, 403, 409, 413, 422, 503),
+    responses=_errors(401, 403, 409, 422, 503),
 )
 def create_quotes(
     body: BatchQuoteRequest,
@@ -200,7 +218,7 @@ def get_quote(quote_id: QuoteId, caller: QuoteCaller, desk: DeskDep) -> QuoteRes
     tags=["outcomes"],
     responses={
         200: {"model": OutcomeResponse, "description": "The same outcome was recorded before"},
-        **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+        **_errors(401, 403, 404, 409, 422, 503),
     },
 )
 def create_outcome(
@@ -220,7 +238,7 @@ def create_outcome(
 @router.put(
     "/quotes/{quote_id}/outcome",
     tags=["outcomes"],
-    responses=_errors(400, 401, 403, 404, 409, 413, 422, 503),
+    responses=_errors(401, 403, 404, 409, 422, 503),
 )
 def correct_outcome(
     quote_id: QuoteId, body: OutcomeCorrectionRequest, caller: QuoteCaller, desk: DeskDep
@@ -264,7 +282,7 @@ def _outcome_response(
 @router.get(
     "/quotes/{quote_id}/risk",
     tags=["at risk"],
-    responses=_errors(401, 403, 404, 409, 503),
+    responses=_errors(401, 403, 404, 409, 503, more={409: (ModelGone.code,)}),
     openapi_extra={NEVER_422: True},
 )
 def get_risk(quote_id: QuoteId, caller: QuoteCaller, desk: QuoteDeskDep) -> RiskResponse:
@@ -362,7 +380,9 @@ def _call_list_query(
     status_code=201,
     openapi_extra={REPLAYS: True},
     tags=["at risk"],
-    responses=_errors(401, 403, 404, 409, 422, 503),
+    responses=_errors(
+        401, 403, 404, 409, 422, 503, more={409: (RevisionNotNeeded.code, ModelGone.code)}
+    ),
 )
 def revise_quote(
     quote_id: QuoteId,
@@ -383,7 +403,7 @@ def revise_quote(
     "/quotes/{quote_id}/contacts",
     status_code=201,
     tags=["at risk"],
-    responses=_errors(400, 401, 403, 404, 413, 422, 503),
+    responses=_errors(401, 403, 404, 422, 503),
 )
 def create_contact(
     quote_id: QuoteId,
@@ -456,7 +476,11 @@ def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
     )
 
 
-@router.post("/model/reload", tags=["model"], responses=_errors(401, 403, 404, 409, 422, 503))
+@router.post(
+    "/model/reload",
+    tags=["model"],
+    responses=_errors(401, 403, 404, 409, 422, 503, more={422: (INVALID_BUNDLE,)}),
+)
 def reload_model(
     caller: AdminCaller,
     holder: HolderDep,

@@ -13,8 +13,23 @@ integrator would otherwise write again.
   retried up to `retries` times, waiting what `Retry-After` says (capped) or a growing pause.
 - **One exception per error code.** An answer's `error` code picks the exception
   (`NotFound`, `Conflict`, `NoRevisionNeeded`, `InvalidInput` with `field`, ...), all
-  `PromiseApiError`; the message is the service's.
+  `PromiseApiError`; the message is the service's. The codes are those the OpenAPI document
+  lists (`x-error-codes`); an unlisted one raises the class of its HTTP status.
+- **Lists come a page at a time** (`at_risk`, `find_quotes`: `total`, `count`,
+  `next_cursor`); `at_risk_pages` and `quote_pages` follow the cursors to the last page.
 - Answers are the JSON bodies the OpenAPI document describes (`/openapi.json`), as dicts.
+
+```
+PromiseApiError
+├── BadRequest 400      ├── TooLarge 413
+├── Unauthorized 401    ├── InvalidInput 422 (`field`, `errors`)
+├── Forbidden 403       │   └── InvalidBundle (a reload's bundle cannot be served)
+├── NotFound 404        ├── TooManyRequests 429
+├── RequestTimeout 408  └── Unavailable 503
+└── Conflict 409
+    ├── NoRevisionNeeded
+    └── ModelUnavailable
+```
 
 It needs httpx alone: it uses no other Promise module (importing it through the `service`
 package loads that package's numba set-up, nothing more).
@@ -25,7 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -94,6 +109,10 @@ class InvalidInput(PromiseApiError):
     """422: invalid input; `field` names it (`errors` lists every bad field of a batch)."""
 
 
+class InvalidBundle(InvalidInput):
+    """422 `invalid_bundle`: a reload's promoted bundle cannot be served (the old one serves)."""
+
+
 class TooManyRequests(PromiseApiError):
     """429: too many failed keys from this address."""
 
@@ -113,8 +132,7 @@ ERRORS: Mapping[str, type[PromiseApiError]] = {
     "model_unavailable": ModelUnavailable,
     "too_large": TooLarge,
     "invalid_input": InvalidInput,
-    "invalid": InvalidInput,
-    "invalid_bundle": InvalidInput,
+    "invalid_bundle": InvalidBundle,
     "too_many_requests": TooManyRequests,
     "unavailable": Unavailable,
 }
@@ -194,6 +212,26 @@ class PromiseClient:
     def get_quote(self, quote_id: str) -> dict[str, Any]:
         return self._send("GET", f"/v1/quotes/{quote_id}")
 
+    def find_quotes(
+        self, reference: str | None = None, *, cursor: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """A page of the quotes given for your own order `reference`, newest first (`total`,
+        `count`, `quotes`, `next_cursor`); pass a page's `next_cursor` for the next one."""
+        params: dict[str, Any] = {"limit": limit}
+        if reference is not None:
+            params["reference"] = reference
+        if cursor is not None:
+            params["cursor"] = cursor
+        return self._send("GET", "/v1/quotes", params=params)
+
+    def quote_pages(self, reference: str, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """Every page of `find_quotes(reference)`, to the last."""
+        page = self.find_quotes(reference, limit=limit)
+        yield page
+        while page["next_cursor"] is not None:
+            page = self.find_quotes(cursor=page["next_cursor"], limit=limit)
+            yield page
+
     # --- outcomes -------------------------------------------------------------------------
 
     def record_outcome(self, quote_id: str, fulfilled_at: dt.datetime) -> dict[str, Any]:
@@ -222,9 +260,11 @@ class PromiseClient:
         min_probability: float | None = None,
         within: dt.timedelta | None = None,
         store: str | None = None,
+        cursor: str | None = None,
         limit: int = 200,
     ) -> dict[str, Any]:
-        """The call list: open orders likely to break their promise, soonest first."""
+        """A page of the call list: open orders likely to break their promise, soonest first
+        (`total`, `count`, `orders`, `next_cursor`); a cursor keeps the first page's filters."""
         params: dict[str, Any] = {"limit": limit}
         if min_probability is not None:
             params["min_probability"] = min_probability
@@ -232,7 +272,26 @@ class PromiseClient:
             params["within"] = _iso_duration(within)
         if store is not None:
             params["store"] = store
+        if cursor is not None:
+            params["cursor"] = cursor
         return self._send("GET", "/v1/at-risk", params=params)
+
+    def at_risk_pages(
+        self,
+        *,
+        min_probability: float | None = None,
+        within: dt.timedelta | None = None,
+        store: str | None = None,
+        limit: int = 200,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of the call list, to the last (all judged at the first page's moment)."""
+        page = self.at_risk(
+            min_probability=min_probability, within=within, store=store, limit=limit
+        )
+        yield page
+        while page["next_cursor"] is not None:
+            page = self.at_risk(cursor=page["next_cursor"], limit=limit)
+            yield page
 
     def revise(self, quote_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Give the order its honest new promise (`NoRevisionNeeded` while it keeps)."""
@@ -257,6 +316,10 @@ class PromiseClient:
 
     def model(self) -> dict[str, Any]:
         return self._send("GET", "/v1/model")
+
+    def reload_model(self, *, force: bool = False) -> dict[str, Any]:
+        """Serve the promoted model (an admin key); `force` even one taking other orders."""
+        return self._send("POST", "/v1/model/reload", params={"force": str(force).lower()})
 
     # --- the one way every request goes -----------------------------------------------------
 

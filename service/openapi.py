@@ -15,6 +15,9 @@ accepts and answers:
 - **What errors say**: every documented error response lists its `error` codes
   (`x-error-codes`, and in words), and declares `Retry-After` where it is sent; quote answers
   declare `Idempotent-Replayed`.
+- **The limits this service enforces**: how far back and ahead `ordered_at` may be, the
+  batch size (from its settings); the body limits' 400, 408 and 413 on every operation that
+  takes a body, and the key throttle's 429 on every operation that needs a key.
 - No 422 where a route cannot answer it (`NEVER_422`); `Idempotent-Replayed` where a route
   answers retries (`REPLAYS`): both marked on the route itself.
 
@@ -35,22 +38,38 @@ from fastapi.routing import APIRoute
 from models.features import FeatureSchema
 from service.auth import ROLES_ATTRIBUTE
 from service.bundles import BundleHolder, Serving
+from service.settings import Settings
 
 NEVER_422 = "x-never-422"
 REPLAYS = "x-replays"  # a route that answers a retry from the ledger (`REPLAY_HEADER`)
-# The `error` codes an answer of each status may carry (service.errors makes them).
+ERROR_CODES_KEY = "x-error-codes"
+# The `error` codes an answer of each status carries on every route that documents the status
+# (service.errors makes them); a route that may answer more lists them itself
+# (`service.api._errors`).
 ERROR_CODES: Mapping[int, tuple[str, ...]] = {
     400: ("bad_request",),
     401: ("unauthorized",),
     403: ("forbidden",),
     404: ("not_found",),
     408: ("timeout",),
-    409: ("conflict", "no_revision_needed", "model_unavailable"),
+    409: ("conflict",),
     413: ("too_large",),
-    422: ("invalid_input", "invalid_bundle", "invalid"),
+    422: ("invalid_input",),
     429: ("too_many_requests",),
     503: ("unavailable",),
 }
+INVALID_BUNDLE = "invalid_bundle"  # 422 of a reload whose bundle cannot be served
+# Every request body passes the body limits (`service.limits`, `create_app`'s middleware).
+BODY_ERRORS: Mapping[int, str] = {
+    400: "The body cannot be read (a Content-Length that is not a number, a number with "
+    "thousands of digits)",
+    408: "The body did not arrive within PROMISE_BODY_READ_TIMEOUT_SECONDS",
+    413: "Request body larger than PROMISE_MAX_BODY_BYTES",
+}
+THROTTLED = (
+    "Too many failed keys from this address within PROMISE_AUTH_FAILURE_WINDOW_SECONDS; "
+    "see Retry-After"
+)
 RETRY_AFTER_STATUSES = (429, 503)
 REPLAY_HEADER = "Idempotent-Replayed"
 
@@ -93,6 +112,9 @@ class ServedOpenApi:
                 _refine(operation, self._roles.get(operation.get("operationId", ""), ()))
         if serving is not None:
             _type_the_order(document, serving.bundle.engine.schema, serving.version)
+        settings = getattr(app.state, "settings", None)
+        if isinstance(settings, Settings):
+            _state_the_limits(document, settings)
         return document
 
 
@@ -114,7 +136,11 @@ def _refine(operation: dict[str, Any], roles: tuple[str, ...]) -> None:
     if operation.pop(NEVER_422, False):
         responses.pop("422", None)
     replays = operation.pop(REPLAYS, False)
+    if "requestBody" in operation:
+        for status, reason in BODY_ERRORS.items():
+            responses.setdefault(str(status), _error_answer(reason))
     if roles:
+        responses.setdefault("429", _error_answer(THROTTLED))
         operation["x-roles"] = list(roles)
         needs = " or ".join(roles)
         article = "an" if needs[0] in "aeiou" else "a"
@@ -123,9 +149,9 @@ def _refine(operation: dict[str, Any], roles: tuple[str, ...]) -> None:
         ).lstrip()
     for status_text, response in responses.items():
         status = int(status_text) if status_text.isdigit() else 0
-        codes = ERROR_CODES.get(status)
+        codes = response.get(ERROR_CODES_KEY) or ERROR_CODES.get(status)
         if codes is not None:
-            response["x-error-codes"] = list(codes)
+            response[ERROR_CODES_KEY] = list(codes)
             listed = ", ".join(f"`{code}`" for code in codes)
             response["description"] = f"{response.get('description', '')} (error: {listed})"
         if status in RETRY_AFTER_STATUSES:
@@ -139,6 +165,13 @@ def _refine(operation: dict[str, Any], roles: tuple[str, ...]) -> None:
                 "(the stored quote, not a new one).",
                 "schema": {"type": "string", "enum": ["true", "false"]},
             }
+
+
+def _error_answer(reason: str) -> dict[str, Any]:
+    return {
+        "description": reason,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
 
 
 def order_schema(schema: FeatureSchema, version: str) -> dict[str, Any]:
@@ -184,6 +217,24 @@ def _type_the_order(document: dict[str, Any], schema: FeatureSchema, version: st
             "$ref": "#/components/schemas/Order",
             "description": described,
         }
+
+
+def _state_the_limits(document: dict[str, Any], settings: Settings) -> None:
+    """Write the limits this service enforces into the schemas they apply to."""
+    schemas = document.get("components", {}).get("schemas", {})
+    ordered_at = schemas.get("QuoteRequest", {}).get("properties", {}).get("ordered_at")
+    if ordered_at is not None:
+        ordered_at["description"] = (
+            f"{ordered_at.get('description', '')} Refused (422 on `ordered_at`) when more than "
+            f"{_number(settings.max_order_age_days)} days ago "
+            f"(PROMISE_MAX_ORDER_AGE_DAYS) or more than {_number(settings.clock_skew_seconds)} "
+            "seconds ahead of the server's clock (PROMISE_CLOCK_SKEW_SECONDS): quote an order "
+            "when it is placed."
+        )
+    orders = schemas.get("BatchQuoteRequest", {}).get("properties", {}).get("orders")
+    if orders is not None:
+        orders["maxItems"] = settings.max_batch
+        orders["description"] = f"At most {settings.max_batch} orders (PROMISE_MAX_BATCH)."
 
 
 def _number(value: float) -> str:

@@ -26,7 +26,7 @@ from tests.service.conftest import (
 )
 
 UTC = dt.UTC
-EVERYTHING = {"min_probability": 0.0, "within": "P60D"}
+EVERYTHING: dict[str, Any] = {"min_probability": 0.0, "within": "P60D"}
 
 
 def _placed(client: TestClient, days_ago: float, **changes: Any) -> dict[str, Any]:
@@ -113,9 +113,7 @@ def _cursor_of(body: dict[str, Any]) -> str:
         ("x" * 1001, "at most 1000"),
     ],
 )
-def test_a_bad_cursor_is_refused_saying_so(
-    old_client: TestClient, cursor: str, says: str
-) -> None:
+def test_a_bad_cursor_is_refused_saying_so(old_client: TestClient, cursor: str, says: str) -> None:
     for path in ("/v1/at-risk", "/v1/quotes"):
         answer = old_client.get(path, params={"cursor": cursor})
         assert answer.status_code == 422, answer.text
@@ -127,9 +125,7 @@ def test_a_cursor_of_another_key_list_or_query_is_refused(old_client: TestClient
         _placed(old_client, days_ago=days, store_id="LDS")
         _placed(old_client, days_ago=days)
         old_client.post("/v1/quotes", json={**quote_body(), "reference": "PO-9"})
-    cursor = old_client.get("/v1/at-risk", params={**EVERYTHING, "limit": 1}).json()[
-        "next_cursor"
-    ]
+    cursor = old_client.get("/v1/at-risk", params={**EVERYTHING, "limit": 1}).json()["next_cursor"]
     other_key = old_client.get("/v1/at-risk", params={"cursor": cursor}, headers=bearer(POS_KEY_2))
     assert other_key.status_code == 422 and "another API key" in other_key.json()["message"]
     other_list = old_client.get("/v1/quotes", params={"cursor": cursor})
