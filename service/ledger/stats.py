@@ -68,7 +68,8 @@ class SegmentCounts:
 @dataclass(frozen=True, slots=True)
 class DecidedCounts:
     """Original promises whose deadline fell in a window, for one segment: decided and late
-    (fulfilled after the deadline or still open), with their target and policy."""
+    (fulfilled after the deadline or still open), with their target and policy; `no_outcome`
+    of the late ones are still open ("late, no outcome recorded")."""
 
     segment: str
     decided: int
@@ -76,6 +77,7 @@ class DecidedCounts:
     target_late_rate: float
     policy: str
     model_version: str
+    no_outcome: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +162,9 @@ class LedgerStats:
         self, now_utc: dt.datetime, window_days: float, stores: Stores = None
     ) -> list[DecidedCounts]:
         """Per segment (and model version): original promises of `stores` (None: all) whose
-        deadline fell in
-        (now - window, now], all decided by now; late when fulfilled after the deadline or
-        still open. Revisions are left out: the alarm watches the policy's own promises."""
+        deadline fell in (now - window, now], all decided by now; late when fulfilled after the
+        deadline or still open (those counted again in `no_outcome`). Revisions are left out:
+        the alarm watches the policy's own promises."""
         since = now_utc - dt.timedelta(days=window_days)
         query = (
             select(
@@ -170,6 +172,7 @@ class LedgerStats:
                 quotes.c.model_version,
                 func.count().label("decided"),
                 func.sum(case((BROKEN, 1), else_=0)).label("late"),
+                func.sum(case((outcomes.c.quote_id.is_(None), 1), else_=0)).label("no_outcome"),
                 func.avg(quotes.c.target_late_rate).label("target"),
                 func.max(quotes.c.policy).label("policy"),
             )
@@ -193,6 +196,7 @@ class LedgerStats:
                 target_late_rate=round(float(row.target), 12),
                 policy=row.policy,
                 model_version=row.model_version,
+                no_outcome=int(row.no_outcome or 0),
             )
             for row in rows
         ]
