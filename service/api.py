@@ -457,6 +457,7 @@ def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
         promoted, promoted_error = None, str(err)
     engine = serving.bundle.engine
     info = dict(manifest.info)
+    feature_schema = _section(info, "feature_schema")
     return ModelResponse(
         version=manifest.version,
         created_at=manifest.created_at,
@@ -470,7 +471,13 @@ def get_model(caller: ReadCaller, holder: HolderDep) -> ModelResponse:
         backtest=_section(info, "backtest"),
         fit=_section(info, "fit"),
         data=_section(info, "data"),
-        feature_schema=_section(info, "feature_schema"),
+        feature_schema=feature_schema,
+        order_fields=list(engine.schema.feature_names),
+        derived_fields=[
+            str(column)
+            for column in feature_schema.get("columns", ())
+            if column not in engine.schema.feature_names
+        ],
         promoted_version=promoted,
         promoted_error=promoted_error,
     )

@@ -526,7 +526,16 @@ class ModelResponse(BaseModel):
     backtest: dict[str, Any]
     fit: dict[str, Any]
     data: dict[str, Any]
-    feature_schema: dict[str, Any]
+    feature_schema: dict[str, Any] = Field(
+        description="As the bundle's manifest keeps it: `columns` are the model's columns, "
+        "the derived time features included; an order sends `order_fields` only."
+    )
+    order_fields: list[str] = Field(
+        description="The features an order sends (the `Order` schema of /openapi.json)."
+    )
+    derived_fields: list[str] = Field(
+        description="Columns the engine derives from `ordered_at` (never sent: refused, 422)."
+    )
     promoted_version: str | None = Field(
         description="The version promoted for serving; when it differs from `version`, an "
         "admin reload (POST /v1/model/reload) switches to it."
