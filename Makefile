@@ -33,7 +33,7 @@ samples: $(STAMP)
 # port or a bad setting stops it before anything is trained or written; the sample model is
 # trained and promoted once for the same sample data, spec and code ($(TRAINED)).
 run: $(STAMP)
-	$(BIN)/python -m service.server --check --host 127.0.0.1 --port $(PORT)
+	$(BIN)/promise serve --check --host 127.0.0.1 --port $(PORT)
 	@$(MAKE) --no-print-directory $(TRAINED) REGISTRY=$(REGISTRY) SPEC=$(SPEC)
 	PROMISE_REGISTRY=$(REGISTRY) $(BIN)/promise serve --host 127.0.0.1 --port $(PORT)
 

@@ -1,32 +1,32 @@
 """Bulk import of outcomes from CSV into the ledger.
 
-    python -m service.outcomes import FILE.csv [--database-url URL]
+    promise import-outcomes FILE.csv [--database-url URL]
 
-The file has a header with at least `quote_id` and `fulfilled_at` (ISO 8601 with a time zone;
-empty = still open, skipped). The whole file is checked first: any bad row stops the import
-with an error naming the file, line and column, and nothing is recorded. Then each outcome is
-recorded once, exactly as `POST /v1/quotes/{id}/outcome` would, and the report counts what was
-recorded now, what was recorded before, ids the ledger does not know, and conflicts.
+(the command is `service.commands`). The file has a header with at least `quote_id` and
+`fulfilled_at` (ISO 8601 with a time zone; empty = still open, skipped). The whole file is
+checked first: any bad row stops the import with an error naming the file, line and column, and
+nothing is recorded. Then each outcome is recorded once, exactly as
+`POST /v1/quotes/{id}/outcome` would, and the report counts what was recorded now, what was
+recorded before, ids the ledger does not know, and conflicts.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import io
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.errors import InputError, PromiseError
+from models.errors import InputError
 from service.ledger import Ledger
-from service.settings import Settings
+from service.ledger.outcomes import OUTCOME_CHUNK
 
 UTC = dt.UTC
 COLUMNS = ("quote_id", "fulfilled_at")
 MAX_REPORTED_ERRORS = 20
+Progress = Callable[[int, int], None]  # (outcomes recorded so far, outcomes to record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +132,22 @@ def read_outcomes(
 
 
 def import_outcomes(
-    path: Path, ledger: Ledger, now_utc: dt.datetime, clock_skew_seconds: float = 300.0
+    path: Path,
+    ledger: Ledger,
+    now_utc: dt.datetime,
+    clock_skew_seconds: float = 300.0,
+    progress: Progress | None = None,
 ) -> ImportReport:
-    """Check the whole file, then record its outcomes; returns the counts."""
+    """Check the whole file, then record its outcomes, telling `progress` (done, total) after
+    each transaction; returns the counts."""
     rows, still_open = read_outcomes(path, now_utc, clock_skew_seconds)
-    results = ledger.outcomes.record_many(
-        [(row.quote_id, row.fulfilled_at) for row in rows], now_utc, source="csv"
-    )
+    items = [(row.quote_id, row.fulfilled_at) for row in rows]
+    results = []
+    for start in range(0, len(items), OUTCOME_CHUNK):  # one transaction each, as record_many's
+        chunk = items[start : start + OUTCOME_CHUNK]
+        results.extend(ledger.outcomes.record_many(chunk, now_utc, source="csv"))
+        if progress is not None:
+            progress(len(results), len(items))
     report = ImportReport(rows=len(rows) + still_open, still_open=still_open)
     for row, result in zip(rows, results, strict=True):
         if result.status == "recorded":
@@ -184,37 +193,3 @@ def _parse_time(text: str) -> dt.datetime | str:
     if value.tzinfo is None or value.utcoffset() is None:
         return f"{text!r} has no time zone; add one, e.g. {text}+00:00 or {text}Z"
     return value.astimezone(UTC)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit code (1 for a user mistake, with one line why)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m service.outcomes", description="Import outcomes into the quote ledger."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("import", help="record outcomes from a CSV file")
-    command.add_argument("file", type=Path, help="CSV with columns quote_id,fulfilled_at")
-    command.add_argument("--database-url", help="the ledger (default: PROMISE_DATABASE_URL)")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings(database_url=args.database_url) if args.database_url else Settings()
-    except ValueError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 1
-    ledger = Ledger.from_settings(settings)
-    try:
-        ledger.migrate()
-        report = import_outcomes(
-            args.file, ledger, dt.datetime.now(UTC), settings.clock_skew_seconds
-        )
-    except PromiseError as err:
-        sys.stderr.write(f"error: {err}\n")
-        return 1
-    finally:
-        ledger.close()
-    sys.stdout.write("\n".join([f"imported {args.file}", *report.lines()]) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

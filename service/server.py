@@ -1,16 +1,15 @@
 """Run the service: migrate once, then start uvicorn with N workers sharing one ledger.
 
-`python -m service.server --host 127.0.0.1 --port 8000 --workers 2` (what `promise serve`
-should call). Before anything is written it reads the settings (a bad one is a message naming
-the variable), refuses a non-loopback address when no key is configured and refuses a port in
-use; only then does it apply the ledger's migrations once and give the workers one folder for
-their Prometheus metrics so a scrape adds up all of them. `--check` stops after the checks
-(`make run` calls it before training anything).
+`promise serve --host 127.0.0.1 --port 8000 --workers 2` calls `run` (`service.commands`).
+Before anything is written it reads the settings (a bad one is a message naming the variable),
+refuses a non-loopback address when no key is configured and refuses a port in use; only then
+does it apply the ledger's migrations once and give the workers one folder for their
+Prometheus metrics so a scrape adds up all of them. `promise serve --check` stops after the
+checks (`check`; `make run` calls it before training anything).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import logging.config
 import os
@@ -22,6 +21,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from models.errors import SettingsError
 from service.auth import is_loopback
 from service.ledger import Ledger
 from service.logs import logging_config
@@ -33,8 +33,8 @@ WORKER_START_SECONDS = 120
 
 
 def check(host: str, port: int) -> Settings:
-    """The settings, once this server could start: raises SystemExit with a message for bad
-    settings, a public address without keys, or a port another process listens on."""
+    """The settings, once this server could start: raises `SettingsError` for bad settings, a
+    public address without keys, or a port another process listens on."""
     try:
         settings = Settings()
     except ValidationError as err:
@@ -42,15 +42,15 @@ def check(host: str, port: int) -> Settings:
             f"PROMISE_{'_'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: {e['msg']}"
             for e in err.errors()
         )
-        raise SystemExit(f"refusing to start: {problems}") from None
+        raise SettingsError(f"refusing to start: {problems}") from None
     if settings.is_open and not (host == "localhost" or is_loopback(host)):
-        raise SystemExit(
+        raise SettingsError(
             f"refusing to listen on {host} without API keys: set PROMISE_API_KEYS, "
             "PROMISE_STAFF_KEY and PROMISE_ADMIN_KEY, or listen on 127.0.0.1"
         )
     problem = port_problem(host, port)
     if problem is not None:
-        raise SystemExit(f"refusing to start: {problem}")
+        raise SettingsError(f"refusing to start: {problem}")
     return settings
 
 
@@ -73,7 +73,7 @@ def port_problem(host: str, port: int) -> str | None:
 def run(
     host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info"
 ) -> None:
-    """Serve until stopped; raises SystemExit with a message for a refused configuration."""
+    """Serve until stopped; raises `SettingsError` for a refused configuration."""
     settings = check(host, port)
     config = logging_config(log_level.upper())
     logging.config.dictConfig(config)
@@ -114,27 +114,3 @@ def prepare_metrics_folder(workers: int) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):  # values of a previous run would be added to this one's
         stale.unlink()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m service.server", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="Check settings and port, then exit (0: can start)."
-    )
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
-    if args.check:
-        check(args.host, args.port)
-        return
-    run(args.host, args.port, args.workers, args.log_level)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,10 @@
 
 The core also stays free of pandas, pydantic, web and SQL libraries, so it is quick to load
 in a serving worker and pure enough to test on arrays. Every module of the three packages says
-what its one job is in a docstring and stays small enough to read in one sitting.
+what its one job is in a docstring and stays small enough to read in one sitting. The one
+command line, `promise_cli`, is the only module that imports both service and training, and
+none of the three packages imports it; none has a command line of its own (argparse) or starts
+a program (subprocess, os.exec*): no command hops through a child process.
 """
 
 from __future__ import annotations
@@ -25,9 +28,18 @@ FORBIDDEN = {
         "sqlalchemy",
         "typer",
         "rich",
+        "promise_cli",
     },
-    "service": {"training"},
-    "training": {"service"},
+    "service": {"training", "promise_cli"},
+    "training": {"service", "promise_cli"},
+}
+ONE_COMMAND_LINE = "promise_cli.py"
+SECOND_COMMAND_LINE = {"argparse", "optparse", "getopt"}
+# A package module starts no program: every command runs in the one command line's process.
+OS_PROGRAM_STARTERS = {"system", "popen", "posix_spawn", "posix_spawnp"} | {
+    f"{verb}{tail}"
+    for verb in ("exec", "spawn")
+    for tail in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
 }
 MAX_MODULE_LINES = 600
 
@@ -40,6 +52,23 @@ def imported_packages(path: Path) -> set[str]:
             found |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module.split(".")[0])
+    return found
+
+
+def programs_started(path: Path) -> list[str]:
+    """How the module can start another program: importing `subprocess`, or calling one of
+    `os`'s exec, spawn, system or popen functions (`line: os.execv`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = ["import subprocess"] if "subprocess" in imported_packages(path) else []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "os"
+            and node.func.attr in OS_PROGRAM_STARTERS
+        ):
+            found.append(f"{node.lineno}: os.{node.func.attr}")
     return found
 
 
@@ -88,3 +117,36 @@ def test_the_check_sees_a_module_without_a_docstring_or_too_long(tmp_path: Path)
     assert module_problems(module) == ["no docstring", f"{MAX_MODULE_LINES + 1} lines"]
     module.write_text('"""One job."""\n')
     assert module_problems(module) == []
+
+
+def test_only_the_one_command_line_imports_both_sides() -> None:
+    both = imported_packages(ROOT / ONE_COMMAND_LINE) & {"service", "training"}
+    assert both == {"service", "training"}
+    others = [
+        path
+        for path in ROOT.glob("*.py")
+        if path.name != ONE_COMMAND_LINE and {"service", "training"} <= imported_packages(path)
+    ]
+    assert others == []
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_package_has_a_command_line_of_its_own(package: str) -> None:
+    found = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & SECOND_COMMAND_LINE)
+        + programs_started(path)
+        for path in modules_of(package)
+    }
+    assert {file: problems for file, problems in found.items() if problems} == {}
+
+
+def test_the_check_sees_a_second_command_line_and_a_command_hop(tmp_path: Path) -> None:
+    module = tmp_path / "hop.py"
+    module.write_text(
+        "import argparse, os, subprocess, sys\n"
+        "command = [sys.executable, '-m', 'service.outcomes', 'import']\n"
+        "subprocess.call(command)\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'promise_cli'])\n"
+    )
+    assert imported_packages(module) & SECOND_COMMAND_LINE == {"argparse"}
+    assert programs_started(module) == ["import subprocess", "4: os.execv"]

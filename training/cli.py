@@ -1,7 +1,11 @@
-"""`promise`: the command line for data scientists and operators.
+"""The training commands of `promise`: sample-data, train, backtest, models, promote, rollback,
+rebuild-serving.
 
-The only module that prints. A user mistake (`PromiseError`) is one red line on stderr and exit
-code 1; anything else is a bug and shows its traceback.
+`promise_cli` adds the service's commands (`service.commands`) to these for the one command
+line; `app` here runs the training commands alone (the tests call it). How a command ends (exit
+codes, the one red line for a `PromiseError` or a bad option) is `training.exits`. A serving
+worker re-imports the command line, so this module imports nothing heavy at module level
+(pandas, scikit-learn, scipy, pyarrow, matplotlib, joblib): the commands import what they need.
 """
 
 from __future__ import annotations
@@ -10,22 +14,29 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
-from functools import wraps
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from models.errors import PromiseError
+from models.policy_names import PolicyName
 from models.registry import Manifest, Registry
 from training import listing
-from training.sample_data import SCENARIOS, write_sample_data
+from training.exits import EXIT_NOT_DONE, PromiseGroup
 
 if TYPE_CHECKING:
     from rich.box import Box
@@ -34,6 +45,7 @@ if TYPE_CHECKING:
     from training.backtest.report_data import CompanyComparison, Figures, PolicyComparison
 
 app = typer.Typer(
+    cls=PromiseGroup,
     add_completion=False,
     no_args_is_help=True,
     help="Promise: calibrated order promises from your order history.",
@@ -58,26 +70,11 @@ RELOAD_NOTE = (
     "the running service keeps serving its model until an admin reloads it: POST /v1/model/reload"
 )
 _rate = listing.rate_text
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a `PromiseError` into one red line and exit code 1."""
-
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except PromiseError as err:
-            errors.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from err
-
-    return wrapper
+Say = Callable[[str], None]  # a step's message
+Show = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
 
 
 @app.command("sample-data")
-@user_errors
 def sample_data(
     out: Annotated[Path, typer.Option(help="Folder to write optical_orders.csv into.")] = Path(
         "data"
@@ -94,6 +91,8 @@ def sample_data(
     ] = "base",
 ) -> None:
     """Generate the sample order history of an optical-shop chain."""
+    from training.sample_data import SCENARIOS, write_sample_data  # pandas: not at start-up
+
     if file_format not in ("csv", "parquet"):
         raise typer.BadParameter("use csv or parquet", param_hint="--format")
     chosen = SCENARIOS if scenario == "all" else tuple(s for s in SCENARIOS if s == scenario)
@@ -111,17 +110,18 @@ def sample_data(
 
 
 @app.command()
-@user_errors
 def train(
     spec: Annotated[Path, typer.Option(help="The dataset spec (TOML).")],
     registry: RegistryOption = DEFAULT_REGISTRY,
-    policy: Annotated[str | None, typer.Option(help="Override the spec's policy.")] = None,
+    policy: Annotated[
+        PolicyName | None, typer.Option(help="Override the spec's policy.", show_choices=True)
+    ] = None,
     promote: Annotated[bool, typer.Option(help="Promote the new bundle too.")] = False,
     promote_if_on_target: Annotated[
         bool,
         typer.Option(
             help="Promote only if the back-test summary keeps the target late rate (within its "
-            "band); else keep the promoted bundle and exit 2. For a scheduled retrain."
+            "band); else keep the promoted bundle and exit 1. For a scheduled retrain."
         ),
     ] = False,
     backtest_folds: Annotated[
@@ -156,21 +156,27 @@ def train(
 
             reports.update(report_files(report))
 
-    manifest = train_bundle(
-        spec,
-        _registry(registry),
-        now=dt.datetime.now(dt.UTC),
-        policy=policy,
-        backtest_folds=backtest_folds,
-        progress=_progress,
-        data=data,
-        on_report=keep_reports,
-    )
+    with _live_progress(f"training on {spec}") as (say, show):
+        manifest = train_bundle(
+            spec,
+            _registry(registry),
+            now=dt.datetime.now(dt.UTC),
+            policy=None if policy is None else policy.value,
+            backtest_folds=backtest_folds,
+            progress=say,
+            data=data,
+            on_report=keep_reports,
+            backtest_progress=show,
+        )
     console.print(f"trained {manifest.version}", highlight=False)
     if tracking is not None:
         from training.tracking import log_training
 
-        options = {"policy": policy, "backtest_folds": backtest_folds, "data": data}
+        options = {
+            "policy": None if policy is None else policy.value,
+            "backtest_folds": backtest_folds,
+            "data": data,
+        }
         folder = _registry(registry).folder(manifest.version)
         run_id = log_training(tracking, manifest, folder, options, reports=reports or None)
         console.print(f"logged MLflow run {run_id} to {escape(tracking)}", highlight=False)
@@ -192,11 +198,10 @@ def train(
     # The version alone on the last line, for scripts: `promise train ... | tail -1`.
     sys.stdout.write(manifest.version + "\n")
     if kept is not None:
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=EXIT_NOT_DONE)
 
 
 @app.command("promote")
-@user_errors
 def promote_command(
     version: Annotated[str, typer.Argument(help="The bundle version to serve.")],
     registry: RegistryOption = DEFAULT_REGISTRY,
@@ -217,7 +222,7 @@ def promote_command(
     ] = None,
     mlflow: MlflowOption = None,
 ) -> None:
-    """Make VERSION the promoted bundle. Refused (exit 2) when it differs from the promoted one
+    """Make VERSION the promoted bundle. Refused (exit 1) when it differs from the promoted one
     in what a point-of-sale system sends or sees, unless --force. The running service keeps its
     model until an admin reload (POST /v1/model/reload)."""
     tracking = _tracking_uri(mlflow)
@@ -243,7 +248,6 @@ def promote_command(
 
 
 @app.command()
-@user_errors
 def rollback(
     registry: RegistryOption = DEFAULT_REGISTRY,
     dry_run: Annotated[
@@ -273,7 +277,7 @@ def rollback(
 
 
 def _promote(store: Registry, version: str, force: bool) -> Manifest:
-    """Promote, or refuse with the differences one per line and exit 2; say what the running
+    """Promote, or refuse with the differences one per line and exit 1; say what the running
     service does."""
     previous = store.promoted_version()
     found = store.promotion_differences(version)
@@ -287,7 +291,7 @@ def _promote(store: Registry, version: str, force: bool) -> Manifest:
         for difference in found:
             errors.print(f"  - {escape(difference)}", highlight=False, soft_wrap=True)
         errors.print("use --force to promote it anyway", highlight=False)
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=EXIT_NOT_DONE)
     manifest = store.promote(version, force=force, now=dt.datetime.now(dt.UTC))
     if previous == version:
         console.print(f"{version} was already promoted", highlight=False)
@@ -308,7 +312,6 @@ def _promote(store: Registry, version: str, force: bool) -> Manifest:
 
 
 @app.command("rebuild-serving")
-@user_errors
 def rebuild_serving_command(
     version: Annotated[str, typer.Argument(help="A format-3 bundle (a pickle only).")],
     registry: RegistryOption = DEFAULT_REGISTRY,
@@ -330,7 +333,6 @@ def _registry(root: Path) -> Registry:
 
 
 @app.command()
-@user_errors
 def models(
     registry: RegistryOption = DEFAULT_REGISTRY,
     wide: Annotated[bool, typer.Option(help="Every column, however wide the terminal.")] = False,
@@ -369,60 +371,6 @@ def _tracking_uri(option: str | None) -> str | None:
 
 
 @app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes sharing the ledger.")] = 1,
-) -> None:
-    """Serve the quote API and the staff web form (workers share one ledger)."""
-    command = [
-        sys.executable,
-        "-m",
-        "service.server",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    # By module name, like import-outcomes: training/ and service/ stay independent. The
-    # server migrates the ledger once, then starts the workers.
-    os.execv(sys.executable, command)
-
-
-@app.command("import-outcomes")
-def import_outcomes(
-    file: Annotated[Path, typer.Argument(help="CSV with columns quote_id,fulfilled_at.")],
-    database_url: Annotated[
-        str | None, typer.Option(help="The ledger (default: PROMISE_DATABASE_URL).")
-    ] = None,
-) -> None:
-    """Record what really happened to quoted orders, from a CSV file, into the ledger."""
-    command = [sys.executable, "-m", "service.outcomes", "import", str(file)]
-    if database_url:
-        command += ["--database-url", database_url]
-    # By module name, like `serve`: training/ and service/ stay independent of each other.
-    raise typer.Exit(subprocess.call(command))
-
-
-@app.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-def monitor(ctx: typer.Context) -> None:
-    """Drift alarms: each segment's live late rate against its target band, with advice
-    (options: promise monitor --help).
-
-    Exit code 0: no alarm; 2: a segment is flagged (for cron or CI); 1: a user mistake."""
-    # Every argument, --help included, goes to service.monitor, which defines and checks the
-    # options: each mistake is exit 1 there and exit 2 keeps meaning "a segment is flagged".
-    # By module name, like import-outcomes: training/ and service/ stay independent.
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "service.monitor", *ctx.args]))
-
-
-@app.command()
-@user_errors
 def backtest(
     spec: Annotated[Path, typer.Option(help="The dataset spec (TOML).")],
     data: Annotated[
@@ -430,8 +378,11 @@ def backtest(
         typer.Option(help="Read this order table instead of the spec's \\[dataset] path."),
     ] = None,
     policy: Annotated[
-        list[str] | None,
-        typer.Option(help="A policy to back-test; repeat for several (default: all five)."),
+        list[PolicyName] | None,
+        typer.Option(
+            help="A policy to back-test; repeat for several (default: all five).",
+            show_choices=True,
+        ),
     ] = None,
     folds: Annotated[
         int | None,
@@ -456,7 +407,6 @@ def backtest(
     With an MLflow tracking URI, log a run: figures per policy, both reports."""
 
     from rich import box
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from models.units import iso_utc
     from training.backtest import run_backtest
@@ -469,28 +419,25 @@ def backtest(
     dataset = load_spec(spec)
     if data is not None:
         dataset = dataset.with_data(data)
-    for name in policy or []:
-        dataset.policy_config(name)  # an unknown policy fails before the data is read
+    policies = [name.value for name in policy or []]
+    for name in policies:
+        dataset.policy_config(name)  # a policy the spec cannot set up fails before data is read
     orders = load_orders(dataset)
     console.print(
         f"[dim]read {orders.rows_read:,} orders from {escape(str(orders.source))}[/dim]",
         highlight=False,
     )
     calendar = build_calendar(dataset, orders, now.date())
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task("back-testing", total=None)
-
-        def show(what: str, done: int, total: int) -> None:
-            bar.update(task, description=escape(what), completed=done, total=total)
-
+    with _live_progress("back-testing") as (_say, show):
         report = run_backtest(
-            dataset, orders, calendar, policy or None, folds, show, target=target, tradeoff=tradeoff
+            dataset,
+            orders,
+            calendar,
+            policies or None,
+            folds,
+            show,
+            target=target,
+            tradeoff=tradeoff,
         )
     created_at = iso_utc(now.replace(microsecond=0).timestamp())
     report = dataclasses.replace(report, created_at=created_at)
@@ -512,7 +459,9 @@ def backtest(
     if tracking is not None:
         from training.tracking import log_backtest
 
-        options = dict(policies=policy, folds=folds, target=target, tradeoff=tradeoff, data=data)
+        options = dict(
+            policies=policies or None, folds=folds, target=target, tradeoff=tradeoff, data=data
+        )
         run_id = log_backtest(
             tracking,
             report,
@@ -566,8 +515,31 @@ def _summary_table(report: BacktestReport, style: Box) -> Table:
     return summary
 
 
-def _progress(message: str) -> None:
-    console.print(f"[dim]{message}[/dim]", highlight=False)
+@contextmanager
+def _live_progress(first: str) -> Iterator[tuple[Say, Show]]:
+    """A live display on stderr while a long step runs (gone when it ends; nothing when stderr
+    is not a terminal): `say(message)` prints a step's message and names it on a spinner line,
+    `show(what, done, total)` drives a bar (the back-test's folds) until the next step."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    shown = errors.is_terminal  # in a log or a pipe, the step messages are enough
+    with Progress(
+        *columns, TimeElapsedColumn(), console=errors, transient=True, disable=not shown
+    ) as bar:
+        step = bar.add_task(escape(first), total=None)
+        steps: list[TaskID] = []
+
+        def say(message: str) -> None:
+            console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
+            while steps:
+                bar.remove_task(steps.pop())
+            bar.update(step, description=escape(message))
+
+        def show(what: str, done: int, total: int) -> None:
+            if not steps:
+                steps.append(bar.add_task(escape(what), total=total))
+            bar.update(steps[0], description=escape(what), completed=done, total=total)
+
+        yield say, show
 
 
 def _print_verdict(sentence: str, reason: str | None, warnings: Sequence[str]) -> None:
@@ -592,7 +564,3 @@ def _summary_text(summary: dict[str, object]) -> str:
     target = summary.get("target_late_rate")
     folds = summary.get("folds")
     return f"late rate {_rate(late)} at target {_rate(target)} over {folds} folds"
-
-
-def main() -> None:  # pragma: no cover - console script entry
-    app()

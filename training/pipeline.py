@@ -12,6 +12,7 @@ from models.features import FeatureSchema
 from models.registry import Manifest, Registry
 from models.units import iso_utc
 from training.backtest import BacktestReport, run_backtest, summary_of
+from training.backtest import Progress as BacktestProgress
 from training.data import OrderTable, load_orders
 from training.json_form import JsonObject
 from training.spec import load_spec
@@ -32,11 +33,13 @@ def train_bundle(
     progress: Progress | None = None,
     data: Path | None = None,
     on_report: Callable[[BacktestReport], None] | None = None,
+    backtest_progress: BacktestProgress | None = None,
 ) -> Manifest:
     """Train on the whole history, record how it was made, and save a new bundle.
 
     `data` reads another order table than the spec's `[dataset] path`; `on_report` is given
-    the back-test's whole report (the manifest keeps its summary)."""
+    the back-test's whole report (the manifest keeps its summary). `progress` hears each step's
+    message, `backtest_progress` (what, done, total) each step of the back-test summary."""
     say = progress or (lambda _message: None)
     spec = load_spec(spec_path)
     if data is not None:
@@ -48,10 +51,13 @@ def train_bundle(
     if backtest_folds > 0:
         say(f"back-testing over {backtest_folds} folds")
         name = policy or spec.quote.policy
-        full = run_backtest(spec, table, calendar, [name], backtest_folds, tradeoff=False)
+        full = run_backtest(
+            spec, table, calendar, [name], backtest_folds, backtest_progress, tradeoff=False
+        )
         if on_report is not None:
             on_report(full)  # the whole report: the command line logs it to MLflow
         backtest = summary_of(spec, full, name).to_json()
+    say("fitting the model on the whole history")
     # Everything in the file is known now: the cut-off is just after its latest timestamp.
     model, report = fit_engine(spec, table, calendar, table.as_of_s + 1.0, policy)
     engine = model.engine

@@ -42,7 +42,7 @@ def server(trained: TrainedBundles, tmp_path_factory: pytest.TempPathFactory) ->
         "PROMISE_ADMIN_KEY": ADMIN_KEY,
         "PROMISE_MAX_BODY_BYTES": "4096",
     }
-    command = [sys.executable, "-m", "service.server", "--port", str(port)]
+    command = [sys.executable, "-m", "promise_cli", "serve", "--port", str(port)]
     with running_server(command, env, port, folder / "server.log") as base:
         yield base
 
@@ -120,7 +120,7 @@ def test_503_is_retried_then_raised(tmp_path: Path) -> None:
         "PROMISE_API_KEYS": POS_KEY,
         "PROMISE_RETRY_AFTER_SECONDS": "1",
     }
-    command = [sys.executable, "-m", "service.server", "--port", str(port)]
+    command = [sys.executable, "-m", "promise_cli", "serve", "--port", str(port)]
     log = tmp_path / "server.log"
     with (
         running_process(command, env, port, log, ready=False) as (base, _),

@@ -105,7 +105,7 @@ def test_a_server_that_cannot_start_writes_nothing(
     with _busy_port() as listener:
         port = listener.getsockname()[1]
         started = subprocess.run(
-            [sys.executable, "-m", "service.server", "--port", str(port)],
+            [sys.executable, "-m", "promise_cli", "serve", "--port", str(port)],
             cwd=ROOT,
             env=environment,
             capture_output=True,

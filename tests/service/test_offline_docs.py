@@ -41,7 +41,8 @@ def served(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     command = [
         sys.executable,
         "-m",
-        "service.server",
+        "promise_cli",
+        "serve",
         "--port",
         str(port),
         "--log-level",

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from models.errors import InputError
+from promise_cli import app
 from service.ledger import Ledger
-from service.outcomes import import_outcomes, main, read_outcomes
+from service.ledger.outcomes import OUTCOME_CHUNK
+from service.outcomes import import_outcomes, read_outcomes
 from tests.service.conftest import quote_body
 
 UTC = dt.UTC
@@ -110,20 +113,52 @@ def test_bytes_that_are_not_utf8_name_their_line(tmp_path: Path) -> None:
         read_outcomes(path, dt.datetime.now(UTC))
 
 
-def test_the_command_line_reports_counts_and_errors(
-    client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_command_line_reports_counts_and_errors(client: TestClient, tmp_path: Path) -> None:
     [quote] = _quotes(client, 1)
     url = str(client.app.state.settings.database_url)  # type: ignore[attr-defined]
     good = _write(
         tmp_path / "good.csv", f"quote_id,fulfilled_at\n{quote['quote_id']},{quote['ordered_at']}\n"
     )
     bad = _write(tmp_path / "bad.csv", "quote_id,fulfilled_at\nQ-1,never\n")
+    runner = CliRunner()
 
-    assert main(["import", str(good), "--database-url", url]) == 0
-    out = capsys.readouterr().out
-    assert "recorded: 1" in out and "unknown quote ids: 0" in out
-    assert main(["import", str(bad), "--database-url", url]) == 1
-    assert "line 2, column fulfilled_at" in capsys.readouterr().err
-    assert main(["import", str(tmp_path / "missing.csv"), "--database-url", url]) == 1
-    assert "no such file" in capsys.readouterr().err
+    def run(*args: str) -> tuple[int, str, str]:
+        ran = runner.invoke(app, ["import-outcomes", *args])  # the one app, in this process
+        return ran.exit_code, ran.stdout, ran.stderr
+
+    code, out, err = run(str(good), "--database-url", url)
+    assert (code, err) == (0, ""), err
+    assert f"imported {good}" in out and "recorded: 1" in out and "unknown quote ids: 0" in out
+    code, out, err = run(str(good), "--database-url", url)  # the ledger kept it
+    assert code == 0 and "recorded: 0" in out and "already recorded: 1" in out, err
+    for args, says in (
+        ((str(bad), "--database-url", url), "line 2, column fulfilled_at"),
+        ((str(tmp_path / "missing.csv"), "--database-url", url), "no such file"),
+        ((str(good), "--database-url", "mysql://db/ledger"), "error: --database-url: use sqlite"),
+        (
+            (str(good), "--database-url", "sqlite:////proc/no-such-folder/ledger.db"),
+            "error: the database sqlite:////proc/no-such-folder/ledger.db cannot be reached",
+        ),
+        ((str(good), "--databse-url", url), "error: No such option: --databse-url"),
+    ):
+        code, out, err = run(*args)
+        assert code == 1 and out == "", (args, out)
+        assert says in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_big_import_tells_its_progress_after_each_transaction(
+    client: TestClient, tmp_path: Path
+) -> None:
+    rows = 2 * OUTCOME_CHUNK + 7
+    at = dt.datetime.now(UTC).isoformat()
+    lines = "".join(f"Q-{n:06d},{at}\n" for n in range(rows))
+    path = _write(tmp_path / "big.csv", "quote_id,fulfilled_at\n" + lines)
+    heard: list[tuple[int, int]] = []
+    ledger: Ledger = client.app.state.ledger  # type: ignore[attr-defined]
+
+    report = import_outcomes(
+        path, ledger, dt.datetime.now(UTC), progress=lambda *p: heard.append(p)
+    )
+
+    assert len(report.unknown) == rows
+    assert heard == [(OUTCOME_CHUNK, rows), (2 * OUTCOME_CHUNK, rows), (rows, rows)]

@@ -13,6 +13,7 @@ import httpx2 as httpx
 import pytest
 from sqlalchemy import func, select
 
+from models.errors import SettingsError
 from models.registry import Registry
 from service import server
 from service.ledger import Ledger
@@ -99,7 +100,7 @@ def test_two_workers_share_one_ledger(
 
 
 def test_the_server_refuses_a_public_address_without_keys() -> None:
-    with pytest.raises(SystemExit, match=r"refusing to listen on 0\.0\.0\.0 without API keys"):
+    with pytest.raises(SettingsError, match=r"refusing to listen on 0\.0\.0\.0 without API keys"):
         server.run(host="0.0.0.0", port=free_port())
 
 

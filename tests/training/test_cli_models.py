@@ -13,7 +13,8 @@ from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from models.registry import PROMOTED_FILE, Registry
-from training.cli import RELOAD_NOTE, app
+from promise_cli import app
+from training.cli import RELOAD_NOTE
 from training.listing import MODEL_COLUMNS
 from training.pipeline import train_bundle
 
@@ -109,7 +110,7 @@ def test_models_json_is_one_document_for_scripts(two: TwoBundles, registry: Path
     assert bundles[two.other]["segments_by"] == []
 
 
-def test_promote_refuses_other_fields_with_exit_2_unless_forced(
+def test_promote_refuses_other_fields_with_exit_1_unless_forced(
     two: TwoBundles, registry: Path
 ) -> None:
     args = ["promote", "--registry", str(registry)]
@@ -118,7 +119,7 @@ def test_promote_refuses_other_fields_with_exit_2_unless_forced(
     assert f"promoted {two.full}" in first.output
     assert f"{RELOAD_NOTE} (at once with PROMISE_FOLLOW_PROMOTIONS=true)" in first.output
     refused = runner.invoke(app, [*args, two.other])
-    assert refused.exit_code == 2, refused.output
+    assert refused.exit_code == 1, refused.output
     lines = refused.output.splitlines()
     assert f"refused: {two.other} differs from the promoted {two.full}" in lines[0]
     assert lines[1:] == [
