@@ -70,6 +70,11 @@ class NumericFeature:
     is_integer: bool = False
 
     @property
+    def is_yes_no(self) -> bool:
+        """Whether training saw this feature only as 0 and 1: a yes/no question."""
+        return self.is_integer and self.low == 0.0 and self.high == 1.0
+
+    @property
     def far_low(self) -> float:
         return self.low - self._margin
 
@@ -156,7 +161,8 @@ class FeatureSchema:
 
         Raises `InputError` naming the field for a missing or unknown feature, a wrong type,
         a category never seen in training (unless `strict_categories` is False: then a warning,
-        and the model treats it as missing) and a value far outside the training range.
+        and the model treats it as missing), a value a count cannot take (`count_problem`:
+        half an item, -1 items, 2 for a yes/no) and a value far outside the training range.
         A numeric null is accepted as missing, with a warning.
         """
         expected = self.feature_names
@@ -199,6 +205,24 @@ class FeatureSchema:
         return label
 
 
+def count_problem(num: NumericFeature, value: float, label: str | None = None) -> str | None:
+    """Why `value` cannot be meant for a feature training saw only as whole numbers, in the
+    words of `label` (the feature's name without one); None when it can, or when training saw
+    fractions too. A yes/no feature (only 0 and 1 seen) takes 0 or 1; a count a whole number no
+    lower than the least training saw (a negative count where it saw none: -1 items). The API
+    (`FeatureSchema.check_order`) and the staff form refuse by this one rule."""
+    if not num.is_integer or not math.isfinite(value):
+        return None
+    label = label or num.name
+    if num.is_yes_no:
+        return None if value in (0.0, 1.0) else f"{label} must be 0 (no) or 1 (yes), not {value:g}"
+    if not value.is_integer():
+        return f"{label} must be a whole number, like {max(num.low, round(value)):g}"
+    if value < num.low:
+        return f"{label} cannot be less than {num.low:g}"
+    return None
+
+
 def _check_number(num: NumericFeature, raw: object, warnings: list[str]) -> float | None:
     if raw is None:
         warnings.append(f"{num.name} is missing; the quote is less certain")
@@ -208,6 +232,9 @@ def _check_number(num: NumericFeature, raw: object, warnings: list[str]) -> floa
     value = float(raw)
     if not math.isfinite(value):
         raise InputError(f"{num.name} must be a finite number", field=num.name)
+    problem = count_problem(num, value)
+    if problem is not None:
+        raise InputError(problem, field=num.name)
     if value < num.far_low or value > num.far_high:
         raise InputError(
             f"{num.name} = {value:g} is far outside the training range [{num.low:g}, {num.high:g}]",

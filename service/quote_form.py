@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import JsonValue, ValidationError
 from starlette.datastructures import FormData
 
-from models.features import FeatureSchema, NumericFeature
+from models.features import FeatureSchema, NumericFeature, count_problem
 from service.bundles import Serving
 from service.schemas import QuoteRequest
 
@@ -191,8 +191,8 @@ def read_form(
 
 
 def is_yes_no(num: NumericFeature) -> bool:
-    """Whether training saw this feature only as 0 and 1: a yes/no question."""
-    return num.is_integer and num.low == 0.0 and num.high == 1.0
+    """Whether training saw this feature only as 0 and 1: a yes/no question (a checkbox)."""
+    return num.is_yes_no
 
 
 def _number_problem(num: NumericFeature, text: str, number: float | None, label: str) -> str | None:
@@ -201,10 +201,9 @@ def _number_problem(num: NumericFeature, text: str, number: float | None, label:
         return None
     if number is None or not math.isfinite(number):
         return f"{label} must be a number"
-    if num.is_integer and not number.is_integer():
-        return f"{label} must be a whole number, like {max(num.low, round(number)):g}"
-    if num.is_integer and number < num.low:
-        return f"{label} cannot be less than {num.low:g}"
+    problem = count_problem(num, number, label)  # the API's rule, in the words staff read
+    if problem is not None:
+        return problem
     if number < num.far_low or number > num.far_high:
         return (
             f"{label} {number:g} is far from anything this shop has seen ({num.low:g} to "

@@ -9,7 +9,7 @@ import pytest
 
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.errors import InputError
-from models.features import TIME_FEATURES, category_label, fit_schema
+from models.features import TIME_FEATURES, FeatureSchema, category_label, count_problem, fit_schema
 
 
 def test_category_labels_agree_across_types() -> None:
@@ -78,3 +78,43 @@ def test_check_order_names_the_field_of_each_mistake() -> None:
         assert caught.value.field == field
     _, warnings = schema.check_order({"store": "Z", "items": 1}, strict_categories=False)
     assert "treated as missing" in warnings[0]
+
+
+def _counted_schema() -> FeatureSchema:
+    columns = {
+        "items": np.array([1.0, 2.0, 3.0, 4.0] * 5),
+        "in_stock": np.array([0.0, 1.0] * 10),
+        "power": np.array([0.5, 1.25, 2.0, 4.0] * 5),
+    }
+    return fit_schema(columns, [], ["items", "in_stock", "power"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("items", 1.5, "items must be a whole number, like 2"),
+        ("items", -1, "items cannot be less than 1"),
+        ("items", 0, "items cannot be less than 1"),
+        ("in_stock", 0.5, "in_stock must be 0 (no) or 1 (yes), not 0.5"),
+        ("in_stock", 2, "in_stock must be 0 (no) or 1 (yes), not 2"),
+    ],
+)
+def test_a_count_refuses_what_it_cannot_be(field: str, value: float, message: str) -> None:
+    schema = _counted_schema()
+    order = {"items": 2, "in_stock": 1, "power": 1.0} | {field: value}
+    with pytest.raises(InputError) as caught:
+        schema.check_order(order)
+    assert caught.value.field == field
+    assert str(caught.value) == message
+
+
+def test_counts_take_whole_numbers_and_other_numbers_fractions() -> None:
+    schema = _counted_schema()
+    clean, warnings = schema.check_order({"items": 5.0, "in_stock": 0, "power": 1.7})
+    assert clean == {"items": 5.0, "in_stock": 0.0, "power": 1.7}
+    assert warnings == ["items = 5 is outside the training range [1, 4]"]
+    [items, _, power] = schema.numeric
+    assert count_problem(items, 2.5, "Pairs of glasses") == (
+        "Pairs of glasses must be a whole number, like 2"
+    )
+    assert count_problem(power, 0.3) is None  # training saw fractions
