@@ -66,6 +66,7 @@ from service.schemas_lists import (
 )
 from service.settings import Settings
 from service.strict_json import StrictJsonRoute
+from service.tables import storable_text
 
 MAX_WITHIN = dt.timedelta(days=366)
 
@@ -154,6 +155,10 @@ def find_quotes(
     chosen = reference if reference is not None else kept
     if not isinstance(chosen, str):
         raise InputError("reference is required (or a cursor that keeps it)", field="reference")
+    if not storable_text(chosen):
+        raise InputError(
+            "reference contains a NUL character or an unpaired surrogate", field="reference"
+        )
     return desk.find_quotes(chosen, limit, caller, page)
 
 
@@ -362,6 +367,8 @@ def _call_list_query(
                 field=CURSOR_FIELD,
             )
         min_probability, within, store = kept
+    if store is not None and not storable_text(store):
+        raise InputError("store contains a NUL character or an unpaired surrogate", field="store")
     horizon = dt.timedelta(days=settings.at_risk_within_days) if within is None else within
     if not dt.timedelta(0) < horizon <= MAX_WITHIN:
         raise InputError("within must be a positive duration of at most 366 days", field="within")

@@ -21,6 +21,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,14 @@ from models.revision import OrderRisk
 from service.auth import Caller
 from service.ledger.records import StoredQuote
 from service.risk import AtRiskQuery
+from service.tables import storable_text
 
 AT_RISK_LIST = "at-risk"
 QUOTES_LIST = "quotes"
 MAX_CURSOR_CHARS = 1_000
+# A call list's pages are judged at its first page's moment: a cursor older than this pages a
+# list too stale to call from.
+MAX_CURSOR_AGE = dt.timedelta(hours=24)
 CURSOR_FORMAT = 1
 CURSOR_FIELD = "cursor"
 
@@ -98,15 +103,33 @@ def at_risk_fields(query: AtRiskQuery) -> dict[str, Any]:
     }
 
 
+def judged_at(cursor: PageCursor, now_utc: dt.datetime, skew: dt.timedelta) -> dt.datetime:
+    """The moment a call list's cursor judges its pages at; `InputError` on `cursor` when it
+    holds none, or one ahead of `now_utc` (by more than `skew`) or older than MAX_CURSOR_AGE."""
+    at = cursor.at
+    if at is None or at > now_utc + skew:
+        raise _unreadable()
+    if at < now_utc - MAX_CURSOR_AGE:
+        raise InputError(
+            f"this cursor pages the call list as of {at.isoformat(timespec='seconds')}, more "
+            f"than {MAX_CURSOR_AGE.total_seconds() / 3600:g} hours ago: start again without one",
+            field=CURSOR_FIELD,
+        )
+    return at
+
+
 def at_risk_filters(cursor: PageCursor) -> tuple[float, dt.timedelta, str | None]:
     """The filters a call list's cursor keeps: min_probability, within and store."""
     query = cursor.query
     store = query.get("store")
-    if store is not None and not isinstance(store, str):
-        raise _unreadable()
+    if store is not None:
+        store = _text(store)
     within = _number(query.get("within_seconds"))
+    min_probability = _number(query.get("min_probability"))
+    if not 0.0 <= min_probability <= 1.0:
+        raise _unreadable()
     try:
-        return _number(query.get("min_probability")), dt.timedelta(seconds=within), store
+        return min_probability, dt.timedelta(seconds=within), store
     except OverflowError as err:
         raise _unreadable() from err
 
@@ -149,13 +172,13 @@ def _datetime(value: Any) -> dt.datetime:
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not storable_text(value):
         raise _unreadable()
     return value
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _unreadable()
     return float(value)
 
@@ -184,7 +207,10 @@ def _moment(value: Any) -> dt.datetime | None:
         raise _unreadable() from err
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise _unreadable()
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError as err:
+        raise _unreadable() from err
 
 
 def _unreadable() -> InputError:

@@ -44,6 +44,7 @@ from service.cursor import (
     PageCursor,
     at_risk_fields,
     call_order,
+    judged_at,
     key_fingerprint,
     reference_position,
     risk_cursor_position,
@@ -376,7 +377,8 @@ class QuoteDesk(Desk):
         deadline first, the likelier first at equal deadlines (then by quote id), after the
         position of `cursor` and judged at its moment (the first page's: every page of a list
         ranks the same risks); `total` counts the whole list."""
-        now_utc = self.now_utc if cursor is None or cursor.at is None else cursor.at
+        skew = dt.timedelta(seconds=self.settings.clock_skew_seconds)
+        now_utc = self.now_utc if cursor is None else judged_at(cursor, self.now_utc, skew)
         stores = caller.stores
         if query.store is not None:
             stores = frozenset({query.store}) & (stores or {query.store})

@@ -266,3 +266,73 @@ def test_within_refuses_other_formats_saying_what_it_takes(
     answer = client.get("/v1/at-risk", params={"within": within})
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] == "within" and says in answer.json()["message"]
+
+
+def _decoded(cursor: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    return body
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"at": "2020-01-01T00:00:00+00:00"}, "start again without one"),
+        ({"at": "2999-01-01T00:00:00+00:00"}, "cannot be read"),
+        ({"at": "0001-01-01T00:00:00+01:00"}, "cannot be read"),
+        ({"at": None}, "cannot be read"),
+        (
+            {"query": {"min_probability": 7, "within_seconds": 60.0, "store": None}},
+            "cannot be read",
+        ),
+        (
+            {"query": {"min_probability": 0, "within_seconds": 1e300, "store": None}},
+            "cannot be read",
+        ),
+        ({"query": {"min_probability": 0, "within_seconds": 60.0, "store": "M\x00N"}}, "cannot"),
+        ({"after": ["2026-01-01T00:00:00+00:00", "NaN", "Q-1"]}, "cannot be read"),
+        ({"after": ["2026-01-01T00:00:00+00:00", 0.5, "Q-\x00"]}, "cannot be read"),
+        ({"after": ["yesterday", 0.5, "Q-1"]}, "cannot be read"),
+        ({"after": []}, "cannot be read"),
+    ],
+)
+def test_a_forged_call_list_cursor_is_refused_never_a_server_error(
+    old_client: TestClient, change: dict[str, Any], says: str
+) -> None:
+    for days in (10, 11):
+        _placed(old_client, days_ago=days)
+    cursor = old_client.get("/v1/at-risk", params={**EVERYTHING, "limit": 1}).json()["next_cursor"]
+    forged = {**_decoded(cursor), **change}
+    if forged["after"] and forged["after"][1] == "NaN":
+        forged["after"][1] = float("nan")
+    text = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    answer = old_client.get("/v1/at-risk", params={"cursor": text})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "cursor" and says in answer.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"after": ["2026-01-01T00:00:00+00:00", "Q-\x00"]},
+        {"after": [3, "Q-1"]},
+        {"query": {"reference": 7}},
+        {"query": {"reference": "P\x00"}},
+    ],
+)
+def test_a_forged_look_up_cursor_is_refused(old_client: TestClient, change: dict[str, Any]) -> None:
+    for _ in range(2):
+        old_client.post("/v1/quotes", json={**quote_body(), "reference": "PO-F"})
+    cursor = old_client.get("/v1/quotes", params={"reference": "PO-F", "limit": 1}).json()[
+        "next_cursor"
+    ]
+    text = _cursor_of({**_decoded(cursor), **change})
+    answer = old_client.get("/v1/quotes", params={"cursor": text})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] in ("cursor", "reference")
+
+
+def test_text_the_ledger_cannot_hold_is_refused(client: TestClient) -> None:
+    answer = client.get("/v1/quotes", params={"reference": "PO-\x00"})
+    assert answer.status_code == 422 and answer.json()["field"] == "reference"
+    answer = client.get("/v1/at-risk", params={"store": "M\x00N"})  # a 500 on PostgreSQL
+    assert answer.status_code == 422 and answer.json()["field"] == "store"
