@@ -31,12 +31,8 @@ def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     }
     command = [
         sys.executable,
-        "-m",
-        "service.server",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
+        *("-m", "promise_cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", "1", "--log-level", "warning"),
     ]
     with running_server(command, env, port, tmp_path / "server.log") as base:
         yield base
@@ -66,7 +62,8 @@ def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> N
             page.wait_for_url(re.compile(r".*/quotes/Q-[0-9A-Z-]{14}$"))
             promise = page.locator("#promise-date").inner_text()
             quote_id = page.locator("#quote-id").inner_text()
-            assert re.fullmatch(r"\w+day \d{1,2} \w+ \d{4}", promise), promise
+            # The shop's locale (en_GB for the sample): "Thursday, 3 December 2026".
+            assert re.fullmatch(r"\w+day, \d{1,2} \w+ \d{4}", promise), promise
             assert page.locator("#explanation").inner_text().startswith("We expect")
             assert page.locator("#reference-value").inner_text() == "Mrs <b>Jones</b>"
             page.screenshot(path=str(tmp_path / "quote.png"), full_page=True)
