@@ -27,13 +27,14 @@ cookie, is not an attempt and is never throttled.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import AccessDenied, Throttled, send_error
@@ -83,12 +84,14 @@ class Caller:
 OPEN_CALLER = Caller(role=None, client_id=OPEN_CLIENT, name="this machine")
 
 
-def require(*roles: Role) -> Callable[..., Caller]:
+def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
     """A dependency that returns the `Caller`, or raises `AccessDenied` (401 / 403)."""
     allowed = frozenset(roles)
     needed = " or ".join(roles)
 
-    def check(
+    # Async: a key is checked on the event loop (a digest, a compare), not by a thread hop;
+    # only the look-up that re-reads the keys file (at most once a second) goes to a thread.
+    async def check(
         request: Request,
         header_key: Annotated[str | None, Security(api_key_header)] = None,
         bearer_key: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
@@ -101,6 +104,9 @@ def require(*roles: Role) -> Callable[..., Caller]:
             raise AccessDenied(
                 401, "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
             )
+        keyring: KeyRing = request.app.state.keyring
+        if keyring.is_due():
+            await run_in_threadpool(keyring.refresh)
         return identify(request, presented, allowed, needed)
 
     setattr(check, ROLES_ATTRIBUTE, roles)

@@ -1,4 +1,10 @@
-"""Request dependencies, each named once as an `Annotated` alias for the routes."""
+"""Request dependencies, each named once as an `Annotated` alias for the routes.
+
+Each is `async def` unless it can block: FastAPI runs a plain `def` dependency in the
+threadpool, one thread hop (two event-loop wake-ups) each, and a quote used to need ten of
+them before its route ran. What may block (a migration while the ledger comes back, a keys
+file re-read) is handed to the threadpool only on the rare request that needs it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from service.auth import Caller, require
 from service.bundles import BundleHolder, Serving
@@ -17,40 +24,48 @@ from service.sessions import require_staff
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_ledger(request: Request) -> Ledger:
+async def get_ledger(request: Request) -> Ledger:
     """The ledger, migrated (a SQLAlchemy error, answered 503, while it cannot be reached)."""
     ledger: Ledger = request.app.state.ledger
-    ledger.ensure_migrated()
+    await _ensure_migrated(ledger)
     return ledger
 
 
-def get_holder(request: Request) -> BundleHolder:
+async def get_holder(request: Request) -> BundleHolder:
     holder: BundleHolder = request.app.state.bundles
-    holder.ledger.ensure_migrated()  # it reads the served model from the ledger
+    await _ensure_migrated(holder.ledger)  # it reads the served model from the ledger
     return holder
 
 
-def get_control(request: Request) -> ControlCache:
+async def _ensure_migrated(ledger: Ledger) -> None:
+    if not ledger.is_migrated:  # only after a start without the database: it migrates now
+        await run_in_threadpool(ledger.ensure_migrated)
+
+
+async def get_control(request: Request) -> ControlCache:
     control: ControlCache = request.app.state.control
     return control
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
 def get_serving(holder: Annotated[BundleHolder, Depends(get_holder)]) -> Serving:
-    """The bundle snapshot this request quotes with; 503 when none is loaded."""
+    """The bundle snapshot this request quotes with; 503 when none is loaded.
+
+    In the threadpool: every `model_check_seconds` it reads the ledger's choice of model, and
+    it may load a new bundle (seconds), which must not stop the event loop."""
     return holder.require()
 
 
-def now_utc() -> dt.datetime:
+async def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
@@ -63,22 +78,30 @@ BundleDep = Annotated[Serving, Depends(get_serving)]
 NowDep = Annotated[dt.datetime, Depends(now_utc)]
 
 
-def get_desk(
-    ledger: LedgerDep,
-    control: ControlDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    now: NowDep,
-) -> Desk:
-    return Desk(ledger=ledger, control=control, settings=settings, metrics=metrics, now_utc=now)
+async def get_desk(request: Request) -> Desk:
+    """The desk of this request, its clock read now. Built from the app's state in one
+    dependency (FastAPI's solving costs per dependency and request, and a quote is the hot
+    path); 503 while the ledger cannot be reached."""
+    state = request.app.state
+    ledger: Ledger = state.ledger
+    await _ensure_migrated(ledger)
+    return Desk(
+        ledger=ledger,
+        control=state.control,
+        settings=state.settings,
+        metrics=state.metrics,
+        now_utc=dt.datetime.now(dt.UTC),
+    )
 
 
 DeskDep = Annotated[Desk, Depends(get_desk)]
 
 
-def get_quote_desk(serving: BundleDep, desk: DeskDep, holder: HolderDep) -> QuoteDesk:
+async def get_quote_desk(request: Request, desk: DeskDep) -> QuoteDesk:
     """The desk with the bundle snapshot to quote with (and the models of older quotes); 503
-    when none is loaded."""
+    when none is loaded. The snapshot is taken in the threadpool (`get_serving`)."""
+    holder: BundleHolder = request.app.state.bundles
+    serving = await run_in_threadpool(holder.require)
     return desk.quoting(serving, holder.serving_for)
 
 

@@ -91,6 +91,15 @@ class KeyRing:
                 match = key
         return match
 
+    def is_due(self) -> bool:
+        """True when the next look-up checks the keys file first (a stat, perhaps a read): the
+        event loop hands that one look-up's `refresh` to a thread."""
+        return self._file is not None and self._clock() >= self._next_check
+
+    def refresh(self) -> None:
+        """Check the keys file now when due, as the next look-up would."""
+        self._current()
+
     def _current(self) -> Entries:
         if self._file is None or self._clock() < self._next_check:
             return self._entries
