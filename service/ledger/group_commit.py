@@ -2,12 +2,14 @@
 
 A request's write (`GroupCommitter.run(write)`) joins a queue. The first thread to find no
 commit under way leads: it takes every write waiting, opens one `write_transaction` (on SQLite
-one `BEGIN IMMEDIATE`, so the file lock is taken once per group), runs each write in its own
-SAVEPOINT, commits, and wakes the group. Writes that arrive meanwhile wait for the next leader,
-one of themselves (leader/follower: no thread of its own, nothing to start or stop).
+one `BEGIN IMMEDIATE`, so the file lock is taken once per group), runs the writes, commits, and
+wakes the group. Writes that arrive meanwhile wait for the next leader, one of themselves
+(leader/follower: no thread of its own, nothing to start or stop).
 
 Each write keeps its own outcome: one that raises (a unique Idempotency-Key already taken, a
-lost revision race, a value the database refuses) is rolled back to its savepoint and its
+lost revision race, a value the database refuses) rolls the group's transaction back, and the
+group is written again with each write in its own SAVEPOINT (savepoints cost two statements a
+write, so they are paid only then): the refused write is rolled back to its savepoint and its
 exception is raised to its own caller after the commit, never failing the others. A failure
 of the storage itself (`service.health.classify`: a full disk, a lost connection, a lock held
 past the busy timeout) or of the COMMIT fails the whole group, and every caller gets it: none
@@ -105,6 +107,33 @@ class GroupCommitter:
                 pending.result, pending.error = None, err
 
     def _transaction(self, group: list[_Pending[object]]) -> None:
+        """Write `group` in one transaction, each write as it comes: a savepoint per write is
+        two more statements each, paid only when a write is refused (then the transaction is
+        rolled back and the group written again, each write in its own savepoint)."""
+        self.transactions += 1
+        results: list[object] = []
+        try:
+            with write_transaction(self.engine) as conn:
+                for pending in group:
+                    self.writes += 1
+                    try:
+                        results.append(pending.write(conn))
+                    except Exception as err:
+                        if classify(err) is not None:
+                            raise  # the storage failed: the whole group fails
+                        raise _Refused(pending, err) from err
+        except _Refused as refused:
+            if len(group) == 1:  # rolled back: nothing else was in it
+                refused.pending.result, refused.pending.error = None, refused.error
+                return
+            self._isolated(group)
+            return
+        for pending, result in zip(group, results, strict=True):
+            pending.result, pending.error = result, None
+
+    def _isolated(self, group: list[_Pending[object]]) -> None:
+        """Write `group` in one transaction, each write in its own SAVEPOINT: one refused is
+        rolled back alone and its error kept for its caller."""
         self.transactions += 1
         for pending in group:
             pending.result, pending.error = None, None
@@ -118,6 +147,16 @@ class GroupCommitter:
                     if classify(err) is not None:
                         raise  # the storage failed: the whole group fails
                     pending.error = err  # this write alone: rolled back to its savepoint
+
+
+class _Refused(Exception):
+    """A write of a group refused for itself alone (a key taken, a value refused): the group's
+    transaction is rolled back, to be written again with savepoints."""
+
+    def __init__(self, pending: _Pending[object], error: Exception) -> None:
+        super().__init__(str(error))
+        self.pending = pending
+        self.error = error
 
 
 def _is_retried(err: BaseException) -> bool:

@@ -145,6 +145,30 @@ def test_requests_waiting_together_are_stored_in_one_transaction(
     assert stored(ledger) == (12, 24)
 
 
+def statements_of(ledger: Ledger) -> list[str]:
+    """A list that grows by every SQL statement the ledger's engine sends."""
+    seen: list[str] = []
+
+    @event.listens_for(ledger.engine, "before_cursor_execute")
+    def _statement(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement.strip().upper())
+
+    return seen
+
+
+def test_a_group_that_no_write_refuses_sets_no_savepoint(ledger: Ledger, database_url: str) -> None:
+    """A savepoint per write is two more statements each: paid only when a write is refused."""
+    statements = statements_of(ledger)
+    calls = [(a_request(f"key-{i}"), [a_quote()]) for i in range(6)]
+
+    outcomes, commits = record_together(ledger, database_url, calls)
+
+    assert commits == 2 and ledger.quotes.committer.transactions == 2
+    assert all(isinstance(outcome, Recorded) for outcome in outcomes)
+    assert [s for s in statements if "SAVEPOINT" in s] == []
+    assert stored(ledger) == (6, 6)
+
+
 def test_a_twin_in_the_same_group_gets_the_first_answer_and_one_row(
     ledger: Ledger, database_url: str
 ) -> None:
@@ -185,9 +209,14 @@ def test_a_refused_request_in_a_group_leaves_the_others_stored(
         (a_request("good-2"), [a_quote()]),
     ]
 
+    statements = statements_of(ledger)
     outcomes, commits = record_together(ledger, database_url, calls)
 
     assert commits == 2
+    # The original, the lead alone, the group rolled back at its first refusal, and the group
+    # again with a savepoint per write.
+    assert ledger.quotes.committer.transactions == 4
+    assert sum(s.startswith("SAVEPOINT") for s in statements) == len(calls) - 1
     kinds = [type(outcome) for outcome in outcomes]
     assert kinds == [Recorded, Recorded, Recorded, Conflict, Recorded, Conflict, StatementError,
                      Recorded]  # fmt: skip
