@@ -145,6 +145,11 @@ def find_quotes(
     too), a page at a time with the `total`. Another store's quote is left out, exactly as if
     it did not exist."""
     page = read_cursor(cursor, QUOTES_LIST, caller) if cursor is not None else None
+    return desk.find_quotes(_reference_of(page, reference), limit, caller, page)
+
+
+def _reference_of(page: PageCursor | None, reference: str | None) -> str:
+    """The reference looked up: as given, else as the cursor keeps it (given, the same)."""
     kept = page.query.get("reference") if page is not None else None
     if page is not None and (not isinstance(kept, str) or reference not in (None, kept)):
         raise InputError(
@@ -159,7 +164,7 @@ def find_quotes(
         raise InputError(
             "reference contains a NUL character or an unpaired surrogate", field="reference"
         )
-    return desk.find_quotes(chosen, limit, caller, page)
+    return chosen
 
 
 @router.post(
