@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 app = typer.Typer(no_args_is_help=True, help="The quote service's commands.")
 console = Console()
@@ -68,7 +68,7 @@ def import_outcomes(
     from service.outcomes import import_outcomes as record_outcomes
 
     settings = load_settings({"database_url": database_url})
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
     with (
         migrated_ledger(settings) as ledger,
         Progress(

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -520,7 +520,7 @@ def _live_progress(first: str) -> Iterator[tuple[Say, Show]]:
     """A live display on stderr while a long step runs (gone when it ends; nothing when stderr
     is not a terminal): `say(message)` prints a step's message and names it on a spinner line,
     `show(what, done, total)` drives a bar (the back-test's folds) until the next step."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
     shown = errors.is_terminal  # in a log or a pipe, the step messages are enough
     with Progress(
         *columns, TimeElapsedColumn(), console=errors, transient=True, disable=not shown
