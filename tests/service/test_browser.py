@@ -50,12 +50,12 @@ def test_staff_quote_an_order_and_look_it_up(base_url: str, tmp_path: Path) -> N
             page.wait_for_url(f"{base_url}/")
             page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
 
-            page.get_by_label("Store id").select_option("MAN")
-            page.get_by_label("Lens type").select_option("progressive")
+            page.get_by_label("Shop", exact=True).select_option("MAN")
+            page.get_by_label("Lenses").select_option("progressive")
             page.get_by_label("Coating").select_option("anti_reflective")
             page.get_by_label("Frame in stock").check()  # a yes/no feature is a checkbox
-            page.get_by_label("N items").fill("1")
-            page.get_by_label("Sphere power").fill("2.25")
+            page.get_by_label("Pairs of glasses").fill("1")
+            page.get_by_label("Sphere (dioptres)").fill("2.25")
             page.get_by_label("Order reference (optional)").fill("Mrs <b>Jones</b>")
             page.get_by_role("button", name="Get the promise date").click()
 

@@ -138,7 +138,7 @@ def test_a_bad_value_shows_the_form_again_with_the_problem(staff: TestClient) ->
     page = Page(response.text)
 
     assert response.status_code == 422
-    assert "N items must be a number" in response.text
+    assert "Pairs of glasses must be a number" in response.text
     [n_items] = [c for c in page.controls.values() if c.get("name") == "feature:n_items"]
     assert n_items["value"] == "two" and n_items["aria-invalid"] == "true"
     assert page.ids["form-errors"].strip().startswith("Please check the order")
@@ -148,13 +148,13 @@ def test_a_blank_form_or_one_without_a_store_stores_nothing(staff: TestClient) -
     ledger: Ledger = staff.app.state.ledger  # type: ignore[attr-defined]
     blank = _submit(staff, {f"feature:{name}": "" for name in ORDER} | {"form_token": "t-1234567"})
     assert blank.status_code == 422
-    assert "choose the Store" in blank.text
+    assert "choose the Shop" in blank.text
     only_store = _submit(
         staff, {f"feature:{name}": "" for name in ORDER} | {"feature:store_id": "MAN"}
     )
     assert only_store.status_code == 422 and "the form is empty" in only_store.text
     no_store = _submit(staff, _form({"store_id": ""}))
-    assert no_store.status_code == 422 and "choose the Store" in no_store.text
+    assert no_store.status_code == 422 and "choose the Shop" in no_store.text
     with ledger.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(quotes)).scalar_one() == 0
 
@@ -162,7 +162,7 @@ def test_a_blank_form_or_one_without_a_store_stores_nothing(staff: TestClient) -
 def test_the_server_checks_the_model_s_rules_too(staff: TestClient) -> None:
     response = _submit(staff, _form({"sphere_power": "999999"}))
     assert response.status_code == 422
-    assert "Sphere power 999999 is far from anything this shop has seen" in response.text
+    assert "Sphere (dioptres) 999999 is far from anything this shop has seen" in response.text
 
 
 def test_everything_typed_comes_back_escaped(staff: TestClient) -> None:
