@@ -35,7 +35,9 @@ from service.tables import storable_text
 
 AT_RISK_LIST = "at-risk"
 QUOTES_LIST = "quotes"
-MAX_CURSOR_CHARS = 1_000
+# Room for the longest filters a list takes (a 200-character reference or store, 4 bytes a
+# character in UTF-8, base64 adding a third), with its position.
+MAX_CURSOR_CHARS = 4_000
 # A call list's pages are judged at its first page's moment: a cursor older than this pages a
 # list too stale to call from.
 MAX_CURSOR_AGE = dt.timedelta(hours=24)
@@ -69,7 +71,9 @@ class PageCursor:
             "after": list(self.after),
             "at": None if self.at is None else self.at.isoformat(),
         }
-        text = json.dumps(body, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        text = json.dumps(
+            body, separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False
+        )
         return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
 
 

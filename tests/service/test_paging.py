@@ -110,7 +110,7 @@ def _cursor_of(body: dict[str, Any]) -> str:
         ("not a cursor", "cannot be read"),
         ("eyJ2IjoxfQ", "another list"),  # {"v":1}
         (_cursor_of({"v": 2, "list": "at-risk"}), "cannot be read"),
-        ("x" * 1001, "at most 1000"),
+        ("x" * 4001, "at most 4000"),
     ],
 )
 def test_a_bad_cursor_is_refused_saying_so(old_client: TestClient, cursor: str, says: str) -> None:
@@ -336,3 +336,13 @@ def test_text_the_ledger_cannot_hold_is_refused(client: TestClient) -> None:
     assert answer.status_code == 422 and answer.json()["field"] == "reference"
     answer = client.get("/v1/at-risk", params={"store": "M\x00N"})  # a 500 on PostgreSQL
     assert answer.status_code == 422 and answer.json()["field"] == "store"
+
+
+def test_the_longest_reference_pages_too(client: TestClient) -> None:
+    reference = "\U0001f453" * 200  # 200 characters of 4 bytes each in UTF-8
+    for _ in range(2):
+        assert client.post("/v1/quotes", json={**quote_body(), "reference": reference}).is_success
+    first = client.get("/v1/quotes", params={"reference": reference, "limit": 1}).json()
+    rest = client.get("/v1/quotes", params={"cursor": first["next_cursor"]})
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["count"] == 1 and rest.json()["reference"] == reference
