@@ -1,5 +1,5 @@
 """The servers `make bench` starts: a free port, start and stop (its own process group),
-readiness, and the resident memory of a server's workers."""
+readiness, the resident memory of a server's workers and the CPU time they use."""
 
 from __future__ import annotations
 
@@ -91,6 +91,23 @@ def _status_field(entry: Path, name: str) -> int | None:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return int(fields[name].split()[0]) if name in fields else None
+
+
+def cpu_seconds(master: int) -> float:
+    """User and system CPU seconds used so far by process `master` and its children (uvicorn's
+    workers) still running: divided by the requests answered between two readings, the CPU a
+    request costs, which other work on a shared machine does not change as it changes the
+    throughput."""
+    ticks = 0
+    for entry in [Path(f"/proc/{master}"), *_children(master)]:
+        try:
+            # Fields after the command name (which may hold spaces): utime is the 12th, stime
+            # the 13th (proc(5), counted from `state`).
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def worker_rss_mib(master: int) -> list[float]:

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.processes import free_port, server, wait_ready, worker_rss_mib
+from bench.processes import cpu_seconds, free_port, server, wait_ready, worker_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "optical.toml"
@@ -80,6 +80,9 @@ KEYS = (
     "http_postgres_quotes_per_s",
     "http_postgres_p50_ms",
     "http_postgres_p99_ms",
+    "http_cpu_ms",
+    "http_bare_cpu_ms",
+    "http_postgres_cpu_ms",
     "train_1m_seconds",
     "train_1m_peak_mib",
     "backtest_1m_seconds",
@@ -454,8 +457,12 @@ class Bench:
             for name in started:  # warm-up: every worker, every path
                 run_load(ports[name], "/v1/quotes", bodies, HTTP_CLIENTS, 400, 30.0)
             rounds: dict[str, list[Any]] = {name: [] for name in started}
+            cpu: dict[str, float] = dict.fromkeys(started, 0.0)  # the servers' CPU seconds
+            loads: list[float] = []
             for _ in range(HTTP_ROUNDS):
                 for name in started:
+                    loads.append(os.getloadavg()[0])
+                    before = cpu_seconds(started[name][0].pid)
                     result = run_load(
                         ports[name],
                         "/v1/quotes",
@@ -464,6 +471,7 @@ class Bench:
                         self.args.http_requests,
                         self.args.http_seconds,
                     )
+                    cpu[name] += cpu_seconds(started[name][0].pid) - before
                     if result.ok == 0:
                         raise RuntimeError(f"{name}: no request succeeded: {result.statuses}")
                     rounds[name].append(result)
@@ -485,8 +493,14 @@ class Bench:
                     f"{prefix}_p50_ms": round(float(np.percentile(latencies, 50)) * 1000.0, 1),
                     f"{prefix}_p99_ms": round(float(np.percentile(latencies, 99)) * 1000.0, 1),
                     f"{prefix}_statuses": [r.statuses for r in results],
+                    # CPU of the server's processes per request answered: what one costs,
+                    # whatever else the shared machine runs meanwhile.
+                    f"{prefix}_cpu_ms": round(
+                        cpu[name] * 1000.0 / max(1, sum(r.ok for r in results)), 2
+                    ),
                 }
             )
+        self.results["http_load_average"] = [round(min(loads), 1), round(max(loads), 1)]
         self.results.update(
             worker_rss_mib=max(service_rss) if service_rss else None,
             worker_rss_all_mib=service_rss,
@@ -500,6 +514,9 @@ class Bench:
                 )
                 self.results[f"{prefix}_p99_vs_bare"] = round(
                     self.results[f"{prefix}_p99_ms"] / bare_p99, 2
+                )
+                self.results[f"{prefix}_cpu_vs_bare"] = round(
+                    self.results[f"{prefix}_cpu_ms"] / self.results["http_bare_cpu_ms"], 2
                 )
 
 
@@ -625,6 +642,8 @@ def table(r: dict[str, Any]) -> str:
          times("http_p50_ms", "http_bare_p50_ms"), ""),
         ("HTTP p99, SQLite, against bare", num("http_p99_ms", ms), num("http_bare_p99_ms", ms),
          times("http_p99_ms", "http_bare_p99_ms"), "≤ 2x"),
+        ("HTTP server CPU per quote, SQLite, against bare", num("http_cpu_ms", ms),
+         num("http_bare_cpu_ms", ms), times("http_cpu_ms", "http_bare_cpu_ms"), ""),
         ("HTTP, PostgreSQL, against bare", num("http_postgres_quotes_per_s", per_s),
          num("http_bare_per_s", per_s), times("http_postgres_quotes_per_s", "http_bare_per_s"),
          "≥ 0.8x"),
@@ -633,6 +652,8 @@ def table(r: dict[str, Any]) -> str:
         ("HTTP p99, PostgreSQL, against bare", num("http_postgres_p99_ms", ms),
          num("http_bare_p99_ms", ms), times("http_postgres_p99_ms", "http_bare_p99_ms"),
          "≤ 2x"),
+        ("HTTP server CPU per quote, PostgreSQL, against bare", num("http_postgres_cpu_ms", ms),
+         num("http_bare_cpu_ms", ms), times("http_postgres_cpu_ms", "http_bare_cpu_ms"), ""),
         ("train + calibrate 1M orders", num("train_1m_seconds", sec), "", "", "≤ 60 s"),
         ("training peak memory", num("train_1m_peak_mib", mib), "", "", "≤ 4 GiB"),
         ("back-test, 5 folds, 1M orders", num("backtest_1m_seconds", sec), "", "", ""),
