@@ -71,8 +71,9 @@ def test_version_prints_the_installed_distribution() -> None:
     assert shown.stdout == f"promise-engine {version('promise-engine')}\n"
 
 
-def test_the_light_policy_names_are_the_policy_registry() -> None:
-    assert POLICY_NAMES == models.policies.POLICY_NAMES
+def test_every_light_policy_name_makes_its_policy() -> None:
+    made = {name: models.policies.make_policy(name) for name in POLICY_NAMES}
+    assert len({type(policy) for policy in made.values()}) == len(POLICY_NAMES)
 
 
 @pytest.mark.parametrize("command", ["train", "backtest"])

@@ -49,7 +49,7 @@ def test_the_migrations_make_exactly_the_tables_the_code_uses(ledger: Ledger) ->
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert differences == []
-    assert version == "0006"
+    assert version == "0007"
     assert set(inspect(ledger.engine).get_table_names()) >= TABLES
 
 

@@ -125,17 +125,36 @@ phone = "0161 496 0000"
 """
 
 
-@pytest.fixture(scope="session")
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with one promoted bundle whose spec has `[labels]` and `[shop]`."""
-    folder = tmp_path_factory.mktemp("labelled")
+def _without_words(spec: str) -> str:
+    """The sample spec without its own `[labels]` and `[shop]` (they come last in it)."""
+    kept = spec.split("\n[labels.features]", 1)[0]
+    assert "[labels" not in kept and "[shop]" not in kept
+    return kept + "\n"
+
+
+def _registry_of(folder: Path, spec: str) -> Path:
+    """A registry in `folder` with one promoted bundle trained on a small sample with `spec`."""
     write_sample_data(folder, n_orders=3000, seed=7)
-    (folder / "optical.toml").write_text(SPEC.read_text(encoding="utf-8") + LABELS, "utf-8")
+    (folder / "optical.toml").write_text(spec, "utf-8")
     registry = Registry(folder / "bundles")
     with threadpool_limits(1):
         bundle = train_bundle(folder / "optical.toml", registry, now=dt.datetime.now(dt.UTC))
     registry.promote(bundle.version)
     return folder / "bundles"
+
+
+@pytest.fixture(scope="session")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one promoted bundle whose spec has these tests' `[labels]` and `[shop]`."""
+    spec = _without_words(SPEC.read_text(encoding="utf-8")) + LABELS
+    return _registry_of(tmp_path_factory.mktemp("labelled"), spec)
+
+
+@pytest.fixture(scope="session")
+def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with one promoted bundle whose spec has no `[labels]` and no `[shop]`."""
+    spec = _without_words(SPEC.read_text(encoding="utf-8"))
+    return _registry_of(tmp_path_factory.mktemp("unlabelled"), spec)
 
 
 @pytest.fixture
@@ -184,9 +203,9 @@ def test_a_yes_no_feature_is_a_checkbox_and_a_count_a_whole_number(staff: TestCl
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("0.5", "N items must be a whole number"),
-        ("-1", "N items cannot be less than 1"),
-        ("0", "N items cannot be less than 1"),
+        ("0.5", "Pairs of glasses must be a whole number"),
+        ("-1", "Pairs of glasses cannot be less than 1"),
+        ("0", "Pairs of glasses cannot be less than 1"),
     ],
 )
 def test_a_count_refuses_halves_and_less_than_the_least(
@@ -241,7 +260,12 @@ def test_the_slip_shows_the_shop_the_order_and_no_expected_duration(
     assert re.search(r"\.no-print[^}]*display:\s*none", css)
 
 
-def test_a_slip_without_a_shop_in_the_spec_leaves_it_out(staff: TestClient) -> None:
+def test_a_slip_without_a_shop_in_the_spec_leaves_it_out(
+    make_client: ClientFactory, unlabelled: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "unlabelled-bundles"
+    shutil.copytree(unlabelled, root)
+    staff = make_client(key=STAFF_KEY, registry=root, max_order_age_days=60.0)
     posted = _post(staff, _form())
     slip = _slip(staff.get(posted.headers["location"], headers=HTML).text)
     assert 'id="shop-name"' not in slip and 'id="shop-contact"' not in slip
@@ -275,8 +299,8 @@ def test_the_call_list_says_who_to_call_about_what(staff: TestClient) -> None:
     row = _call_row(staff.get("/at-risk", headers=HTML).text, quote["quote_id"])
 
     assert "Ana Souza" in row and 'href="tel:07700900123"' in row
-    assert "Store id MAN" in row and "Coating: Anti reflective" in row
-    assert "Frame in stock: Yes" in row and "N items: 1" in row
+    assert "Shop MAN" in row and "Coating: Anti reflective" in row  # the sample's labels
+    assert "Frame in stock: Yes" in row and "Pairs of glasses: 1" in row
     assert row.count('<li><span class="who">') == 2
     assert note in row and "Spoke to her" in row
     assert "Mark contacted" in row and "Give new date" in row
@@ -317,8 +341,9 @@ def test_staff_may_note_the_customer_on_the_form(staff: TestClient) -> None:
 
 
 DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
-ANY_DATE = re.compile(rf"\b{DAY}[a-z]* \d{{1,2}} [A-Z][a-z]+(?: \d{{4}})?")
-SHORT_DATE = re.compile(rf"{DAY} [1-9]\d? [A-Z][a-z]{{2}} \d{{4}}")
+# The sample shop's locale, en_GB: "Thu, 3 Dec 2026" (models.dates).
+ANY_DATE = re.compile(rf"\b{DAY}[a-z]*,? \d{{1,2}} [A-Z][a-z]+(?: \d{{4}})?")
+SHORT_DATE = re.compile(rf"{DAY}, [1-9]\d? [A-Z][a-z]{{2}} \d{{4}}")
 
 
 def test_every_staff_page_writes_dates_in_one_style(staff: TestClient) -> None:

@@ -469,4 +469,4 @@ def test_cli_backtest_with_an_unknown_policy_is_one_red_line(sample_spec: Spec) 
         app, ["backtest", "--spec", str(sample_spec.source), "--policy", "psychic"]
     )
     assert result.exit_code == 1
-    assert "unknown policy 'psychic'" in result.stderr
+    assert "'psychic' is not one of" in result.stderr

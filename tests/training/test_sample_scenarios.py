@@ -158,5 +158,5 @@ def test_cli_writes_one_scenario_and_refuses_an_unknown_one(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.iterdir()] == ["optical_trend_orders.csv"]
     refused = runner.invoke(app, [*args, "flood"])
-    assert refused.exit_code == 2
+    assert refused.exit_code == 1
     assert "--scenario" in refused.output

@@ -172,7 +172,7 @@ def test_an_alias_without_a_tracking_store_is_refused_before_promoting(
     (registry / PROMOTED_FILE).unlink(missing_ok=True)
     args = ["promote", tracked.version, "--registry", str(registry), "--alias", "x"]
     result = runner.invoke(app, args)
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     said = " ".join(result.output.replace("\u2502", " ").split())
     assert "needs an MLflow tracking store: --mlflow URI or MLFLOW_TRACKING_URI" in said
     assert Registry(registry).promoted_version() is None
