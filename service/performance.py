@@ -15,7 +15,7 @@ Two views of the same ledger, counted by the database (`service.ledger.stats`):
   "above target" only when the whole interval lies above the target. The staff page leads
   with this one, so the page never calls a store "on target" that its alarms call breaking,
   and shows beside each late count how many of them have no outcome recorded
-  (`late_without_outcome`), so the page explains itself.
+  (`late_no_outcome`), so the page explains itself.
 """
 
 from __future__ import annotations
@@ -145,24 +145,12 @@ def _verdict(
         segment=segment,
         decided=decided,
         late=late,
+        late_no_outcome=sum(row.no_outcome for row in rows),
         late_rate=late / decided if decided else None,
         late_rate_interval=None if interval is None else list(interval),
         target_late_rate=target,
         verdict=verdict,
     )
-
-
-def late_without_outcome(
-    ledger: Ledger, now_utc: dt.datetime, window_days: float, stores: Stores = None
-) -> dict[str, int]:
-    """Per segment, and over all of them under `OVERALL`: the promises of `verdict_report`'s
-    window that count as late because the order is still open past its deadline ("late, no
-    outcome recorded")."""
-    counts: dict[str, int] = {OVERALL: 0}
-    for row in ledger.stats.decided_in_window(now_utc, window_days, stores):
-        counts[row.segment] = counts.get(row.segment, 0) + row.no_outcome
-        counts[OVERALL] += row.no_outcome
-    return counts
 
 
 def _adaptive_fields(adaptive: AdaptiveView | None, row: DecidedCounts) -> dict[str, Any]:

@@ -425,6 +425,10 @@ class StoreVerdict(BaseModel):
         description="Of those, broken: fulfilled after the deadline, or still open after it "
         "(late, no outcome recorded)."
     )
+    late_no_outcome: int = Field(
+        default=0,
+        description="Of the late ones, still open after the deadline: late, no outcome recorded.",
+    )
     late_rate: float | None = Field(description="late / decided; null when nothing is decided.")
     late_rate_interval: list[float] | None = Field(
         description="The Wilson interval at the drift alarm's confidence; null below `min_decided`."

@@ -46,7 +46,6 @@ from service.deps import (
 from service.desk import QuoteDesk
 from service.errors import AccessDenied, ErrorBody, InputErrors
 from service.ledger.records import StoredQuote
-from service.performance import late_without_outcome
 from service.quote_form import (
     ShopWords,
     form_fields,
@@ -188,7 +187,6 @@ def performance(
     options = sorted({*DAY_OPTIONS, days})
     dates = date_style(serving)
     verdicts = report.verdicts
-    no_outcome = late_without_outcome(desk.ledger, desk.now_utc, days, caller.stores)
     return page(
         request,
         "performance.html",
@@ -196,7 +194,6 @@ def performance(
             "rows": [report.overall, *report.segments],
             "verdicts": verdicts,
             "verdict_rows": [verdicts.overall, *verdicts.segments],
-            "no_outcome": no_outcome,
             "revisions": report.revisions,
             "drift": report.drift,
             "days": days,
