@@ -31,11 +31,13 @@ samples: $(STAMP)
 
 # Train, promote and serve on http://127.0.0.1:$(PORT) (SQLite ledger, local registry). A busy
 # port or a bad setting stops it before anything is trained or written; the sample model is
-# trained and promoted once for the same sample data, spec and code ($(TRAINED)).
+# trained and promoted once for the same sample data, spec and code ($(TRAINED)). Once it
+# answers, a few sample open orders placed in the past ("Sample customer N", SAMPLE-N; once
+# a day) are quoted through the API so the call list shows working.
 run: $(STAMP)
 	$(BIN)/promise serve --check --host 127.0.0.1 --port $(PORT)
 	@$(MAKE) --no-print-directory $(TRAINED) REGISTRY=$(REGISTRY) SPEC=$(SPEC)
-	PROMISE_REGISTRY=$(REGISTRY) $(BIN)/promise serve --host 127.0.0.1 --port $(PORT)
+	PROMISE_REGISTRY=$(REGISTRY) $(BIN)/promise serve --host 127.0.0.1 --port $(PORT) --seed-sample
 
 $(TRAINED): $(SAMPLE) $(SPEC) pyproject.toml $(CODE)
 	$(BIN)/promise train --spec $(SPEC) --registry $(REGISTRY) --promote

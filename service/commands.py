@@ -11,7 +11,10 @@ command line, and `promise train` needs none of them.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +26,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 app = typer.Typer(no_args_is_help=True, help="The quote service's commands.")
 console = Console()
 errors = Console(stderr=True)
+# A point-of-sale key for --seed-sample when the service has keys (open mode needs none).
+SEED_KEY_ENV = "PROMISE_SEED_KEY"
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 DatabaseOption = Annotated[
     str | None,
@@ -43,6 +48,15 @@ def serve(
             help="Check the settings, the address and the port, then exit (0: can start).",
         ),
     ] = False,
+    seed_sample: Annotated[
+        bool,
+        typer.Option(
+            "--seed-sample",
+            help="Once serving, quote a few sample open orders placed in the past (customers "
+            "'Sample customer N', references SAMPLE-N; once a day) so the call list shows "
+            "working. For the sample model (make run); an open service or PROMISE_SEED_KEY.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the quote API and the staff web form (workers share one ledger). Refused, before
     anything is written, for a bad PROMISE_* setting, a public address without API keys or a
@@ -54,7 +68,32 @@ def serve(
         check_server(host, port)
         console.print(f"can serve on http://{escape(host)}:{port}", highlight=False)
         return
+    if seed_sample:
+        # A wildcard listen address is reached on loopback; an IPv6 one in brackets.
+        local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        local = f"[{local}]" if ":" in local else local
+        seeding = threading.Thread(
+            target=_seed_sample,
+            args=(f"http://{local}:{port}", os.environ.get(SEED_KEY_ENV) or None),
+            name="seed-sample",
+            daemon=True,
+        )
+        seeding.start()
     run(host, port, workers, log_level)
+
+
+def _seed_sample(base_url: str, api_key: str | None) -> None:
+    """`--seed-sample`'s thread: the sample orders once the service answers, logged either
+    way; a failure never stops the server."""
+    from service.sample_orders import seed_sample_orders
+
+    log = logging.getLogger("service.sample")
+    try:
+        stored = seed_sample_orders(base_url, api_key)
+    except Exception as err:  # the server keeps serving; the log says why there are none
+        log.warning("sample.not_seeded", extra={"error": f"{type(err).__name__}: {err}"})
+        return
+    log.info("sample.seeded", extra={"quotes": stored, "url": base_url})
 
 
 @app.command("import-outcomes")

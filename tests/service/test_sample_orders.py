@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,31 @@ def test_a_service_that_never_gets_ready_is_reported(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     with pytest.raises(TimeoutError, match="/readyz did not answer 200 within 1 s"):
         seed_sample_orders(f"http://127.0.0.1:{port}", POS_KEY, ready_limit_seconds=1.0)
+
+
+def test_serve_seed_sample_quotes_them_once_it_answers(registry_root: Path, tmp_path: Path) -> None:
+    """`promise serve --seed-sample` (what `make run` runs) seeds through its own API, with the
+    key PROMISE_SEED_KEY names."""
+    port = free_port()
+    env = {
+        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "PROMISE_REGISTRY": str(registry_root),
+        "PROMISE_API_KEYS": POS_KEY,
+        "PROMISE_STAFF_KEY": STAFF_KEY,
+        "PROMISE_SEED_KEY": POS_KEY,
+    }
+    command = [
+        *(sys.executable, "-m", "promise_cli", "serve", "--seed-sample"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+    ]
+    log = tmp_path / "server.log"
+    with running_server(command, env, port, log) as base, PromiseClient(base, POS_KEY) as client:
+        found: list[dict[str, object]] = []
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)
+        while len(found) < len(SAMPLE_ORDERS) and dt.datetime.now(dt.UTC) < deadline:
+            found = _sample_quotes(client)
+            time.sleep(0.2)
+        assert len(found) == len(SAMPLE_ORDERS), log.read_text()[-2000:]
+        assert {quote["reference"] for quote in found} == {
+            f"SAMPLE-{n}" for n in range(1, len(SAMPLE_ORDERS) + 1)
+        }
