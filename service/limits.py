@@ -3,10 +3,10 @@ for a body that does not arrive in time (a client trickling bytes holds a worker
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
-import anyio
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -92,7 +92,9 @@ class BodyTimeout:
             if timed_out:
                 raise BodyReadTimeout(self.timeout_seconds)
             try:
-                with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                # asyncio's own timeout (one timer handle), not anyio's cancel scope: this runs
+                # for every request with a body, and the scope cost 3% of a quote's CPU.
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     message = await receive()
             except TimeoutError:
                 timed_out = True
