@@ -42,12 +42,15 @@ _RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, seriali
 
 @dataclass(eq=False, slots=True)
 class _Pending(Generic[T]):
-    """One caller's write and, once its group ended, its result or its exception."""
+    """One caller's write and, once its group ended, its result or its exception; `wake` is
+    set once, when its group ended or when it is to lead the next group (`leads`)."""
 
     write: Callable[[Connection], T]
     is_done: bool = False
+    leads: bool = False
     result: T | None = None
     error: BaseException | None = field(default=None)
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class GroupCommitter:
@@ -56,42 +59,57 @@ class GroupCommitter:
     def __init__(self, engine: Engine, max_group: int = MAX_GROUP) -> None:
         self.engine = engine
         self.max_group = max_group
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Pending[object]] = []
         self._is_leading = False
         self.transactions = 0  # group transactions begun (each write alone counts, retried)
         self.writes = 0  # writes run
 
     def run(self, write: Callable[[Connection], T]) -> T:
-        """Run `write(conn)` inside a group's transaction (its own savepoint) and return its
-        result once that transaction has committed; raise what `write` raised (rolled back
-        alone), or the storage's failure when the group's transaction failed."""
+        """Run `write(conn)` inside a group's transaction and return its result once that
+        transaction has committed; raise what `write` raised (rolled back alone), or the
+        storage's failure when the group's transaction failed."""
         pending: _Pending[T] = _Pending(write)
-        with self._changed:
+        with self._lock:
             self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
-            while not pending.is_done:
-                if self._is_leading:
-                    self._changed.wait()
-                    continue
-                self._is_leading = True
-                group = self._queue[: self.max_group]
-                del self._queue[: self.max_group]
-                self._changed.release()
-                try:
-                    self._write(group)
-                finally:
-                    self._changed.acquire()
-                    self._is_leading = False
-                    for done in group:
-                        done.is_done = True
-                    self._changed.notify_all()
+            pending.leads = not self._is_leading
+            self._is_leading = True
+        if not pending.leads:
+            # Each waiter is woken once, by its own event: when its group ended, or to lead
+            # the next one (a condition's notify_all woke every waiter at every group).
+            pending.wake.wait()
+        if not pending.is_done:  # it leads: it is the first of the queue, so in the group
+            self._lead()
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]  # set when no error was
 
+    def _lead(self) -> None:
+        """Write the group at the head of the queue, wake its writers, and hand the lead to
+        the first writer still queued (or end leading when none is)."""
+        with self._lock:
+            group = self._queue[: self.max_group]
+            del self._queue[: self.max_group]
+        successor: _Pending[object] | None = None
+        try:
+            self._write(group)
+        finally:
+            with self._lock:
+                for done in group:
+                    done.is_done = True
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.leads = True
+                else:
+                    self._is_leading = False
+            for done in group:
+                done.wake.set()
+            if successor is not None:
+                successor.wake.set()
+
     def waiting(self) -> int:
         """Writes queued for the next group (tests wait on it to make a group)."""
-        with self._changed:
+        with self._lock:
             return len(self._queue)
 
     def _write(self, group: list[_Pending[object]]) -> None:
