@@ -11,7 +11,7 @@ Every staff page, the customer's slip and a promise's explanation write dates th
   locale joins them: "Thu, 3 Dec 2026, 14:05 (GMT)".
 
 The words and patterns come from Babel's CLDR data. A style compiles its patterns once into
-pieces, so writing a day costs about a microsecond (Babel's own formatter costs ten): the
+pieces, so writing a day costs a few microseconds (Babel's own formatter about ten): the
 explanation of every quote writes one or two. A locale that does not write Latin digits goes
 through Babel's formatter instead. `default_locale` chooses the locale of a holiday country
 when the spec names none.
