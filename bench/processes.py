@@ -93,6 +93,11 @@ def _status_field(entry: Path, name: str) -> int | None:
     return int(fields[name].split()[0]) if name in fields else None
 
 
+def worker_pids(master: int) -> list[int]:
+    """The process ids of `master`'s children still running (uvicorn's workers)."""
+    return [int(entry.name) for entry in _children(master)]
+
+
 def cpu_seconds(master: int) -> float:
     """User and system CPU seconds used so far by process `master` and its children (uvicorn's
     workers) still running: divided by the requests answered between two readings, the CPU a
