@@ -53,6 +53,18 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def backdated_batch(
+    client: TestClient, store: str, n: int, days_ago: float
+) -> list[dict[str, Any]]:
+    """`n` quotes of ORDER at `store`, placed `days_ago` days ago, in one batch (the client's
+    service must allow back-dating that far: `max_order_age_days`)."""
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat()
+    body = {"orders": [{"order": {**ORDER, "store_id": store}, "ordered_at": at}] * n}
+    response = client.post("/v1/quotes/batch", json=body, headers=bearer(POS_KEY))
+    assert response.status_code == 201, response.text
+    return list(response.json()["quotes"])
+
+
 @dataclass(frozen=True)
 class TrainedBundles:
     """A registry holding a conformal bundle (promoted) and an adaptive one."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import ORDER, POS_KEY, STAFF_KEY, ClientFactory, bearer
+from tests.service.conftest import POS_KEY, STAFF_KEY, ClientFactory, backdated_batch, bearer
 
 HTML = {"accept": "text/html"}
 
@@ -19,14 +19,6 @@ HTML = {"accept": "text/html"}
 @pytest.fixture
 def staff(make_client: ClientFactory) -> TestClient:
     return make_client(key=STAFF_KEY, max_order_age_days=60.0, alarm_min_decided=5)
-
-
-def _batch(client: TestClient, store: str, n: int, days_ago: float) -> list[dict[str, Any]]:
-    at = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat()
-    body = {"orders": [{"order": {**ORDER, "store_id": store}, "ordered_at": at}] * n}
-    response = client.post("/v1/quotes/batch", json=body, headers=bearer(POS_KEY))
-    assert response.status_code == 201, response.text
-    return list(response.json()["quotes"])
 
 
 def _fulfil(client: TestClient, quote: dict[str, Any], late: bool) -> None:
@@ -60,7 +52,7 @@ def _verdict_cells(page: str, segment: str) -> dict[str, str]:
 def test_late_with_no_outcome_recorded_is_counted_beside_the_late_rate(
     staff: TestClient,
 ) -> None:
-    quotes = _batch(staff, "NCL", 9, days_ago=30)  # every deadline has passed
+    quotes = backdated_batch(staff, "NCL", 9, days_ago=30)  # every deadline has passed
     for quote in quotes[:5]:
         _fulfil(staff, quote, late=False)
     _fulfil(staff, quotes[5], late=True)  # late, with its outcome
@@ -77,7 +69,7 @@ def test_late_with_no_outcome_recorded_is_counted_beside_the_late_rate(
 
 
 def test_a_store_with_every_outcome_recorded_shows_none_missing(staff: TestClient) -> None:
-    quotes = _batch(staff, "NCL", 6, days_ago=30)
+    quotes = backdated_batch(staff, "NCL", 6, days_ago=30)
     for quote in quotes:
         _fulfil(staff, quote, late=True)
     page = staff.get("/performance", params={"days": 60}, headers=HTML).text

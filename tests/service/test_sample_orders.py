@@ -23,12 +23,7 @@ def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     """The app under uvicorn on a free port with the trained sample bundle, the API's default
     seven-day back-dating limit, a point-of-sale and a staff key."""
     port = free_port()
-    env = {
-        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "PROMISE_REGISTRY": str(registry_root),
-        "PROMISE_API_KEYS": POS_KEY,
-        "PROMISE_STAFF_KEY": STAFF_KEY,
-    }
+    env = _server_env(registry_root, tmp_path)
     command = [
         sys.executable,
         *("-m", "uvicorn", "--factory", "service.app:create_app"),
@@ -36,6 +31,16 @@ def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     ]
     with running_server(command, env, port, tmp_path / "server.log") as base:
         yield base
+
+
+def _server_env(registry_root: Path, tmp_path: Path) -> dict[str, str]:
+    """A SQLite ledger in `tmp_path`, the trained registry, a point-of-sale and a staff key."""
+    return {
+        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "PROMISE_REGISTRY": str(registry_root),
+        "PROMISE_API_KEYS": POS_KEY,
+        "PROMISE_STAFF_KEY": STAFF_KEY,
+    }
 
 
 def _sample_quotes(client: PromiseClient) -> list[dict[str, object]]:
@@ -83,13 +88,7 @@ def test_serve_seed_sample_quotes_them_once_it_answers(registry_root: Path, tmp_
     """`promise serve --seed-sample` (what `make run` runs) seeds through its own API, with the
     key PROMISE_SEED_KEY names."""
     port = free_port()
-    env = {
-        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "PROMISE_REGISTRY": str(registry_root),
-        "PROMISE_API_KEYS": POS_KEY,
-        "PROMISE_STAFF_KEY": STAFF_KEY,
-        "PROMISE_SEED_KEY": POS_KEY,
-    }
+    env = {**_server_env(registry_root, tmp_path), "PROMISE_SEED_KEY": POS_KEY}
     command = [
         *(sys.executable, "-m", "promise_cli", "serve", "--seed-sample"),
         *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),

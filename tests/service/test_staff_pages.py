@@ -17,7 +17,15 @@ from threadpoolctl import threadpool_limits
 from models.registry import Registry
 from service.ledger import Ledger
 from service.tables import quotes
-from tests.service.conftest import ORDER, POS_KEY, SPEC, STAFF_KEY, ClientFactory, bearer
+from tests.service.conftest import (
+    ORDER,
+    POS_KEY,
+    SPEC,
+    STAFF_KEY,
+    ClientFactory,
+    backdated_batch,
+    bearer,
+)
 from training.pipeline import train_bundle
 from training.sample_data import write_sample_data
 
@@ -28,14 +36,6 @@ HTML = {"accept": "text/html"}
 def staff(make_client: ClientFactory) -> TestClient:
     # Small windows of decided promises are enough to judge here: 5, not the default 20.
     return make_client(key=STAFF_KEY, max_order_age_days=60.0, alarm_min_decided=5)
-
-
-def _batch(client: TestClient, store: str, n: int, days_ago: float) -> list[dict[str, Any]]:
-    at = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat()
-    body = {"orders": [{"order": {**ORDER, "store_id": store}, "ordered_at": at}] * n}
-    response = client.post("/v1/quotes/batch", json=body, headers=bearer(POS_KEY))
-    assert response.status_code == 201, response.text
-    return list(response.json()["quotes"])
 
 
 def _fulfil_on_time(client: TestClient, quote: dict[str, Any]) -> None:
@@ -60,10 +60,10 @@ def _verdict_row(page: str, segment: str) -> str:
 def test_an_open_order_past_its_deadline_is_late_in_the_verdict(staff: TestClient) -> None:
     # The old top table counted recorded outcomes only: 6 kept of 6 recorded looked "on
     # target" while 6 more orders sat open past their promise.
-    kept = _batch(staff, "MAN", 6, days_ago=30)
+    kept = backdated_batch(staff, "MAN", 6, days_ago=30)
     for quote in kept:
         _fulfil_on_time(staff, quote)
-    _batch(staff, "MAN", 6, days_ago=30)  # still open, long past the promise
+    backdated_batch(staff, "MAN", 6, days_ago=30)  # still open, long past the promise
 
     report = staff.get("/v1/performance", headers=bearer(POS_KEY)).json()
     assert report["overall"]["outcomes"] == 6 and report["overall"]["late"] == 0  # kept as is
@@ -83,7 +83,7 @@ def test_an_open_order_past_its_deadline_is_late_in_the_verdict(staff: TestClien
 
 
 def test_too_few_decided_promises_get_no_verdict_yet(staff: TestClient) -> None:
-    for quote in _batch(staff, "LDS", 3, days_ago=30):
+    for quote in backdated_batch(staff, "LDS", 3, days_ago=30):
         _fulfil_on_time(staff, quote)  # 0 late of 3: the interval runs to 56%
     [row] = staff.get("/v1/performance", headers=bearer(POS_KEY)).json()["verdicts"]["segments"]
     assert (row["decided"], row["late"], row["verdict"]) == (3, 0, "too few outcomes yet")
@@ -94,7 +94,7 @@ def test_too_few_decided_promises_get_no_verdict_yet(staff: TestClient) -> None:
 
 
 def test_a_low_rate_with_a_wide_interval_is_not_above_target(staff: TestClient) -> None:
-    quotes = _batch(staff, "NCL", 8, days_ago=30)
+    quotes = backdated_batch(staff, "NCL", 8, days_ago=30)
     for quote in quotes[1:]:
         _fulfil_on_time(staff, quote)  # one of eight open past its promise: 12.5%, 2-47%
     [row] = staff.get("/v1/performance", headers=bearer(POS_KEY)).json()["verdicts"]["segments"]
