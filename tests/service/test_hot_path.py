@@ -27,7 +27,7 @@ def calls_of(dependant: Dependant) -> Iterator[object]:
 
 def route(path: str, method: str) -> APIRoute:
     found = [r for r in api.router.routes if isinstance(r, APIRoute) and r.path == path]
-    [match] = [r for r in found if method in r.methods]
+    [match] = [r for r in found if method in (r.methods or set())]
     return match
 
 
