@@ -90,7 +90,7 @@ async def get_desk(request: Request) -> Desk:
         control=state.control,
         settings=state.settings,
         metrics=state.metrics,
-        now_utc=dt.datetime.now(dt.UTC),
+        now_utc=await now_utc(),
     )
 
 
@@ -101,7 +101,7 @@ async def get_quote_desk(request: Request, desk: DeskDep) -> QuoteDesk:
     """The desk with the bundle snapshot to quote with (and the models of older quotes); 503
     when none is loaded. The snapshot is taken in the threadpool (`get_serving`)."""
     holder: BundleHolder = request.app.state.bundles
-    serving = await run_in_threadpool(holder.require)
+    serving = await run_in_threadpool(get_serving, holder)
     return desk.quoting(serving, holder.serving_for)
 
 
