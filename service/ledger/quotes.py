@@ -190,18 +190,21 @@ def _insert_request(
 ) -> list[dict[str, Any]]:
     """Insert the request and its quotes; returns the quotes' rows (raises IntegrityError for
     a key or a revision already stored)."""
-    request_id = conn.execute(
-        insert(quote_requests)
-        .values(
-            client_id=request.client_id,
-            idempotency_key=request.idempotency_key,
-            request_sha256=request.request_sha256,
-            kind=request.kind,
-            created_at=request.created_at,
-            caller_name=request.caller_name,
-        )
-        .returning(quote_requests.c.id)
-    ).scalar_one()
+    values = {
+        "client_id": request.client_id,
+        "idempotency_key": request.idempotency_key,
+        "request_sha256": request.request_sha256,
+        "kind": request.kind,
+        "created_at": request.created_at,
+        "caller_name": request.caller_name,
+    }
+    request_id = conn.execute(_INSERT_REQUEST, values).scalar_one()
     rows = [quote_row(quote, request_id, i) for i, quote in enumerate(given)]
-    conn.execute(insert(quotes), rows)
+    conn.execute(_INSERT_QUOTES, rows)
     return rows
+
+
+# Built once, values bound per call: building `insert(...).values(...)` for every request cost
+# ~155 us of its ~185 us on SQLite (SQLAlchemy compiles a statement it has not cached).
+_INSERT_REQUEST = insert(quote_requests).returning(quote_requests.c.id)
+_INSERT_QUOTES = insert(quotes)
