@@ -51,10 +51,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Promise against naive references on 1,000,000 generated orders (~7 min on 2 cores): prints
-# one table, writes bench/results.json. Loopback only; speeds are reported, never asserted.
+# Promise against naive references on 1,000,000 generated orders, then training on 10,000,000
+# (~20 min on 2 cores, ~11 GiB of memory): prints one table, writes bench/results.json (the 10M
+# figures merged in by bench.scale). Loopback only; speeds are reported, never asserted.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.scale --sizes 10m --no-backtest
 
 # Long schema fuzzing: 1,000 generated requests per API operation against the real app with a
 # trained bundle; prints requests sent and 5xx seen per operation (~5 min on 2 cores).
