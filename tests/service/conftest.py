@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from models.buffers import SegmentBuffers
 from models.registry import Registry
 from service.app import create_app
+from service.ledger import Ledger
 from service.settings import Settings
 from training.pipeline import train_bundle
 from training.sample_data import write_sample_data
@@ -200,6 +201,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     with fresh_schema(postgres_url()) as url:
         yield url
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """This test's ledger, migrated, on SQLite and on PostgreSQL."""
+    ledger = Ledger.connect(database_url)
+    ledger.migrate()
+    yield ledger
+    ledger.close()
 
 
 SettingsFactory = Callable[..., Settings]

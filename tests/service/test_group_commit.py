@@ -33,14 +33,6 @@ from tests.service.servers import wait_until
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger.connect(database_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
-
-
 def a_quote(created_at: dt.datetime = NOW, **links: Any) -> StoredQuote:
     promise = promise_due(NOW, 48.0, NOW + dt.timedelta(hours=72))
     return StoredQuote(

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -34,14 +32,6 @@ TABLES = {
     "write_probes",
     "bundle_files",
 }
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger.connect(database_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
 
 
 def test_the_migrations_make_exactly_the_tables_the_code_uses(ledger: Ledger) -> None:

@@ -3,9 +3,6 @@ created_at), made and dropped by Alembic on SQLite and PostgreSQL, as `service.t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -16,14 +13,6 @@ from service.ledger import Ledger
 from service.tables import metadata
 
 INDEX = "ix_quotes_reference_created_at"
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger.connect(database_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
 
 
 def _indexes(ledger: Ledger) -> dict[str, list[str | None]]:
