@@ -69,6 +69,7 @@ def serve(
         console.print(f"can serve on http://{escape(host)}:{port}", highlight=False)
         return
     if seed_sample:
+        check_server(host, port)  # never seed another server that holds the port
         # A wildcard listen address is reached on loopback; an IPv6 one in brackets.
         local = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
         local = f"[{local}]" if ":" in local else local

@@ -82,10 +82,8 @@ def read_cursor(text: str, list_name: str, caller: Caller) -> PageCursor:
     when it cannot be read, or was given for another list or to another key."""
     body = _decoded(text)
     if body.get("list") != list_name:
-        raise InputError(
-            f"this cursor pages another list ({str(body.get('list'))[:40]}), not {list_name}",
-            field=CURSOR_FIELD,
-        )
+        # The cursor's own text is not echoed: it may not be storable (a lone surrogate).
+        raise InputError(f"this cursor pages another list, not {list_name}", field=CURSOR_FIELD)
     if body.get("key") != key_fingerprint(caller):
         raise InputError(
             "this cursor was given to another API key: page with the cursors of your own "
@@ -182,9 +180,15 @@ def _text(value: Any) -> str:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _unreadable()
-    return float(value)
+    try:
+        number = float(value)  # an integer too big for a float overflows
+    except OverflowError as err:
+        raise _unreadable() from err
+    if not math.isfinite(number):
+        raise _unreadable()
+    return number
 
 
 def _decoded(text: str) -> dict[str, Any]:
@@ -193,8 +197,8 @@ def _decoded(text: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         body = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as err:
-        raise _unreadable() from err
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise _unreadable() from err  # RecursionError: JSON nested too deep to read
     if not isinstance(body, dict) or body.get("v") != CURSOR_FORMAT:
         raise _unreadable()
     return body

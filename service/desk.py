@@ -375,8 +375,11 @@ class QuoteDesk(Desk):
         among them, when given; their newest promise) due within `query.within` or overdue by
         at most the configured days, whose risk is at least `query.min_probability`: soonest
         deadline first, the likelier first at equal deadlines (then by quote id), after the
-        position of `cursor` and judged at its moment (the first page's: every page of a list
-        ranks the same risks); `total` counts the whole list."""
+        position of `cursor` and judged at its moment (the first page's), so a page never
+        repeats or skips an order of the pages before it; an order quoted since that sorts
+        after the cursor is listed (judged at that moment too), and a model served since may
+        judge the rest differently. The list is drawn from the `MAX_OPEN_SCANNED` open orders
+        due soonest; `total` counts it."""
         skew = dt.timedelta(seconds=self.settings.clock_skew_seconds)
         now_utc = self.now_utc if cursor is None else judged_at(cursor, self.now_utc, skew)
         stores = caller.stores

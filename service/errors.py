@@ -152,7 +152,7 @@ def install_error_handlers(
             )
         if isinstance(err, InputError):
             return answer(request, 422, _body("invalid_input", str(err), err.field))
-        code = "invalid_bundle" if isinstance(err, BundleError) else "invalid"
+        code = "invalid_bundle" if isinstance(err, BundleError) else "invalid_input"
         return answer(request, 422, _body(code, str(err)))
 
     def on_validation_error(request: Request, err: Exception) -> Response:

@@ -20,7 +20,8 @@ from service.schemas import QuoteResponse, RiskResponse
 # and months have no fixed length, so they are refused rather than guessed).
 _DURATION = re.compile(
     r"P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?",
+    re.ASCII,  # \d is 0-9 only, as in the ECMA pattern the document states
 )
 # The same expression as the OpenAPI document states it (ECMA 262: no group names).
 ISO_DURATION_PATTERN = "^" + re.sub(r"\?P<\w+>", "", _DURATION.pattern) + "$"
@@ -31,7 +32,7 @@ def iso_duration(text: str, field: str) -> dt.timedelta:
     """The span an ISO 8601 duration such as `P7D`, `PT12H` or `P1DT6H30M` names; `InputError`
     on `field` for anything else (a bare number, `7d`, years or months)."""
     found = _DURATION.fullmatch(text) if len(text) <= MAX_DURATION_CHARS else None
-    if found is None and text.isdigit() and len(text) < 12:
+    if found is None and text.isascii() and text.isdigit() and len(text) < 12:
         raise InputError(
             f"{field} takes an ISO 8601 duration, not a number of seconds: "
             f"{text} seconds is {_iso(dt.timedelta(seconds=int(text)))}",
@@ -69,7 +70,10 @@ class AtRiskResponse(BaseModel):
     min_probability: float
     within_hours: float
     store: str | None
-    total: int = Field(description="Orders on the whole list (every page), for this key.")
+    total: int = Field(
+        description="Orders on the whole list (every page), for this key: of the 20,000 open "
+        "orders due soonest, the most one list is drawn from."
+    )
     count: int = Field(description="Orders on this page (at most `limit`).")
     next_cursor: str | None = Field(
         description="Send as `cursor` for the next page; null on the last page."

@@ -258,6 +258,8 @@ def test_within_takes_iso_8601_durations(client: TestClient, within: str, hours:
         ("P1M", "ISO 8601 duration"),
         ("P0D", "positive"),
         ("P367D", "at most 366 days"),
+        ("\u00b2", "ISO 8601 duration"),  # a digit to str.isdigit, not to int()
+        ("P\u0663D", "ISO 8601 duration"),  # an Arabic-Indic 3: not 0-9
     ],
 )
 def test_within_refuses_other_formats_saying_what_it_takes(
@@ -293,6 +295,12 @@ def _decoded(cursor: str) -> dict[str, Any]:
         ({"after": ["2026-01-01T00:00:00+00:00", 0.5, "Q-\x00"]}, "cannot be read"),
         ({"after": ["yesterday", 0.5, "Q-1"]}, "cannot be read"),
         ({"after": []}, "cannot be read"),
+        (
+            {"query": {"min_probability": 0, "within_seconds": 10**400, "store": None}},
+            "cannot be read",
+        ),  # an integer too big for a float
+        ({"after": ["2026-01-01T00:00:00+00:00", 10**400, "Q-1"]}, "cannot be read"),
+        ({"list": "\ud800"}, "pages another list"),  # not storable, never echoed
     ],
 )
 def test_a_forged_call_list_cursor_is_refused_never_a_server_error(
@@ -329,6 +337,14 @@ def test_a_forged_look_up_cursor_is_refused(old_client: TestClient, change: dict
     answer = old_client.get("/v1/quotes", params={"cursor": text})
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] in ("cursor", "reference")
+
+
+def test_a_cursor_nested_too_deep_to_read_is_refused(client: TestClient) -> None:
+    text = base64.urlsafe_b64encode(b"[" * 2000).decode().rstrip("=")
+    for path in ("/v1/at-risk", "/v1/quotes"):
+        answer = client.get(path, params={"cursor": text})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "cursor"
 
 
 def test_text_the_ledger_cannot_hold_is_refused(client: TestClient) -> None:
