@@ -13,6 +13,21 @@ from tests.service.conftest import ADMIN_KEY, POS_KEY, STAFF_KEY
 from tests.service.servers import free_port, running_process
 
 
+def server_env(
+    folder: Path, registry: Path, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A served app's environment: its ledger `folder/ledger.db`, the trained `registry` and
+    every role's key, with `env` on top."""
+    return {
+        "PROMISE_DATABASE_URL": f"sqlite:///{folder / 'ledger.db'}",
+        "PROMISE_REGISTRY": str(registry),
+        "PROMISE_API_KEYS": POS_KEY,
+        "PROMISE_STAFF_KEY": STAFF_KEY,
+        "PROMISE_ADMIN_KEY": ADMIN_KEY,
+        **(env or {}),
+    }
+
+
 @contextmanager
 def app_server(
     folder: Path, registry: Path, env: Mapping[str, str] | None = None, ready: bool = True
@@ -21,14 +36,7 @@ def app_server(
     key set (override with `env`); yields the base URL once /readyz (or, not `ready`, /healthz)
     answers 200."""
     port = free_port()
-    values = {
-        "PROMISE_DATABASE_URL": f"sqlite:///{folder / 'ledger.db'}",
-        "PROMISE_REGISTRY": str(registry),
-        "PROMISE_API_KEYS": POS_KEY,
-        "PROMISE_STAFF_KEY": STAFF_KEY,
-        "PROMISE_ADMIN_KEY": ADMIN_KEY,
-        **(env or {}),
-    }
+    values = server_env(folder, registry, env)
     command = [
         sys.executable,
         "-m",

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
+from tests.service.app_server import server_env
 from tests.service.conftest import ORDER, POS_KEY, STAFF_KEY, bearer
 from tests.service.servers import free_port, running_server
 
@@ -22,13 +23,8 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture
 def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    env = {
-        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "PROMISE_REGISTRY": str(registry_root),
-        "PROMISE_API_KEYS": POS_KEY,
-        "PROMISE_STAFF_KEY": STAFF_KEY,
-        "PROMISE_MAX_ORDER_AGE_DAYS": "60",  # so a test can quote an order placed weeks ago
-    }
+    # PROMISE_MAX_ORDER_AGE_DAYS: so a test can quote an order placed weeks ago.
+    env = server_env(tmp_path, registry_root, {"PROMISE_MAX_ORDER_AGE_DAYS": "60"})
     command = [
         sys.executable,
         *("-m", "promise_cli", "serve", "--host", "127.0.0.1", "--port", str(port)),

@@ -14,6 +14,7 @@ import pytest
 
 from service.client import PromiseClient
 from service.sample_orders import SAMPLE_ORDERS, seed_sample_orders
+from tests.service.app_server import server_env
 from tests.service.conftest import POS_KEY, STAFF_KEY
 from tests.service.servers import free_port, running_server
 
@@ -23,7 +24,7 @@ def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     """The app under uvicorn on a free port with the trained sample bundle, the API's default
     seven-day back-dating limit, a point-of-sale and a staff key."""
     port = free_port()
-    env = _server_env(registry_root, tmp_path)
+    env = server_env(tmp_path, registry_root)
     command = [
         sys.executable,
         *("-m", "uvicorn", "--factory", "service.app:create_app"),
@@ -31,16 +32,6 @@ def base_url(registry_root: Path, tmp_path: Path) -> Iterator[str]:
     ]
     with running_server(command, env, port, tmp_path / "server.log") as base:
         yield base
-
-
-def _server_env(registry_root: Path, tmp_path: Path) -> dict[str, str]:
-    """A SQLite ledger in `tmp_path`, the trained registry, a point-of-sale and a staff key."""
-    return {
-        "PROMISE_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
-        "PROMISE_REGISTRY": str(registry_root),
-        "PROMISE_API_KEYS": POS_KEY,
-        "PROMISE_STAFF_KEY": STAFF_KEY,
-    }
 
 
 def _sample_quotes(client: PromiseClient) -> list[dict[str, object]]:
@@ -88,7 +79,7 @@ def test_serve_seed_sample_quotes_them_once_it_answers(registry_root: Path, tmp_
     """`promise serve --seed-sample` (what `make run` runs) seeds through its own API, with the
     key PROMISE_SEED_KEY names."""
     port = free_port()
-    env = {**_server_env(registry_root, tmp_path), "PROMISE_SEED_KEY": POS_KEY}
+    env = {**server_env(tmp_path, registry_root), "PROMISE_SEED_KEY": POS_KEY}
     command = [
         *(sys.executable, "-m", "promise_cli", "serve", "--seed-sample"),
         *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
