@@ -1,5 +1,6 @@
 """Engines and migrations for the ledger: SQLite set up for several processes, PostgreSQL with
-connection checks, and the Alembic upgrade run under a lock.
+connection checks, and the Alembic upgrade run under a lock when the schema is behind
+(`migrate_schema`; a ledger already migrated is one read, and Alembic is never imported).
 
 On SQLite every write transaction starts with `BEGIN IMMEDIATE`, so writers from all worker
 processes queue on the database lock (up to the busy timeout) instead of failing when a read
@@ -18,18 +19,21 @@ import fcntl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from sqlalchemy import Double, Table, create_engine, delete, event
+from sqlalchemy import Double, Table, create_engine, delete, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from models.errors import SettingsError
 from service.health import WriteHealth
 from service.tables import write_probes
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 WRITE_OPTION = "promise_write"
 # A constant for pg_advisory_xact_lock: "PROMISE" in ASCII.
@@ -40,9 +44,59 @@ PROBES_KEPT_FOR = dt.timedelta(days=1)
 
 def alembic_config() -> Config:
     """The Alembic configuration of the ledger's migrations (`service/alembic.ini`)."""
+    from alembic.config import Config  # Alembic only when a schema changes: see migrate_schema
+
     config = Config(str(MIGRATIONS.parent / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
+
+
+def code_revisions() -> tuple[str, ...]:
+    """The ledger's migrations this code holds, oldest first: from the files' names in
+    `migrations/versions` (`r<revision>_<slug>.py`, alembic.ini's `file_template`; a test
+    checks that they are Alembic's own list, in one line of history). The last is the head."""
+    names = sorted(path.stem for path in (MIGRATIONS / "versions").glob("r*_*.py"))
+    return tuple(name[1:].split("_", 1)[0] for name in names)
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The migration a ledger is at (Alembic's `alembic_version` row), None for a ledger never
+    migrated (no such table, or no row: migrated down to nothing)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def migrate_schema(engine: Engine, store_field: str) -> None:
+    """Bring the ledger's schema to this code's newest migration, under a lock (a file lock
+    beside a SQLite database, an advisory lock on PostgreSQL), so workers starting together
+    are safe; raises a SQLAlchemy error when the database cannot be reached.
+
+    A ledger already there costs one read, without importing Alembic (~0.35 s of a worker's
+    start: `promise serve` migrates once before it starts the workers). A ledger at a
+    migration this code does not know (migrated by a newer release) is refused with
+    `SettingsError`: serving it would read tables this code has never seen."""
+    known = code_revisions()
+    with engine.connect() as conn:
+        current = schema_revision(conn)
+    if current == known[-1]:
+        return
+    if current is not None and current not in known:
+        raise SettingsError(
+            f"the ledger at {engine.url.render_as_string(hide_password=True)} is at migration "
+            f"{current}, which this code does not know (its newest is {known[-1]}): a newer "
+            "release migrated it; serve it with that release"
+        )
+    from alembic import command
+
+    with migration_lock(engine), write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        config.attributes["store_field"] = store_field
+        command.upgrade(config, "head")
 
 
 def create_ledger_engine(

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models.errors import SettingsError
 from service.auth import is_loopback
+from service.database import migrate_schema
 from service.ledger import Ledger
 from service.logs import logging_config
 from service.metrics import MULTIPROCESS_ENV
@@ -80,7 +81,9 @@ def run(
     prepare_metrics_folder(workers)
     ledger = Ledger.from_settings(settings)
     try:
-        ledger.migrate()
+        # Once here, so that each worker finds the ledger migrated: one read, no Alembic. A
+        # ledger of a newer release is refused here (`SettingsError`), before any worker runs.
+        migrate_schema(ledger.engine, settings.store_field)
     except SQLAlchemyError as err:
         # The workers start not ready and migrate once the database answers.
         log.error("ledger.unreachable_at_start", extra={"error": type(err).__name__})
