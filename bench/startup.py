@@ -1,9 +1,10 @@
 """A serving worker for `make bench`: its start-up, and its memory under `promise serve`.
 
 A child process imports `service.app`, loads the promoted bundle's serving form and quotes one
-order (spawn to that answer is the start-up figure, numba's kernels cached by an earlier run:
-one run before the measured ones), then builds the app and answers one `POST /v1/quotes` on a
-SQLite ledger. It reports each part's seconds, its resident memory after the quote and after
+order (spawn to that answer is the start-up figure; one run before the measured ones, so the
+kernels are built: `models.kernels`), then builds the app and answers one `POST /v1/quotes` on
+a SQLite ledger, migrated before the child starts, as `promise serve` migrates it before its
+workers start. It reports each part's seconds, its resident memory after the quote and after
 the app's answer, and which of the training stack it imported (none, by design).
 
 `serve_worker_rss` runs `promise serve --workers 2` alone (no reference server beside it), sends
@@ -87,7 +88,12 @@ def worker_startup(registry: Path, work: Path, order: dict[str, Any]) -> dict[st
 
 
 def _start_worker(registry: Path, work: Path, order: dict[str, Any], i: int) -> dict[str, Any]:
+    from service.database import create_ledger_engine, migrate_schema
+
     ledger = f"sqlite:///{work / f'startup-{i}.db'}"
+    engine = create_ledger_engine(ledger)
+    migrate_schema(engine, "store_id")  # as `promise serve` does before its workers start
+    engine.dispose()
     args = [str(registry), ledger, json.dumps(order), json.dumps(TRAINING_STACK)]
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -158,7 +164,7 @@ def main() -> None:
 
     registry = Path(sys.argv[1])
     engine = Registry(registry).load_promoted().engine
-    order = {cat.name: cat.categories[0] for cat in engine.schema.categorical}
+    order: dict[str, Any] = {cat.name: cat.categories[0] for cat in engine.schema.categorical}
     order |= {num.name: num.low for num in engine.schema.numeric}
     with tempfile.TemporaryDirectory(prefix="promise-startup-") as work:
         figures = worker_startup(registry, Path(work), order)

@@ -1,8 +1,8 @@
 """The store's business calendar: open days, cut-off, time zone, and promise deadlines.
 
 Everything the quote path needs is precomputed when a `BusinessCalendar` is built, and every
-vector method runs one compiled loop over it (`models.calendar_loops`), so one time costs about
-a microsecond and a batch one pass:
+vector method runs one compiled loop over it (`models.calendar_loops`, built by `models.kernels`),
+so one time costs about a microsecond and a batch one pass:
 
 - a day table over the year range plus a margin, indexed by local day: whether the day is
   open, the next open day at or after it, the last open day at or before it, the UTC
@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models import calendar_loops as loops
+from models import kernels
 from models.calendar_tables import (
     DAYS_TO_CLOSED_CAP,
     SECONDS_PER_DAY,
@@ -244,7 +245,7 @@ class BusinessCalendar:
         (read a day deadline's promised day as `local_day_numbers(deadline_s - 1.0)`)."""
         t, shape = _flat(at_s)
         out = np.empty(t.size, dtype=np.int64)
-        bad = loops.day_numbers(
+        bad = kernels.day_numbers(
             t, self._days, self._zone, self._day0, self._table_start, self._table_end, out
         )
         self._check(bad, t, "ordered_at")
@@ -270,7 +271,7 @@ class BusinessCalendar:
         epoch seconds in, epoch seconds out, same shape."""
         t, shape = _flat(ordered_at_s)
         out = np.empty(t.size)
-        bad = loops.clock_starts(
+        bad = kernels.clock_starts(
             t, self._days, self._zone, self._day0, self._range_start, self._range_end, out
         )
         self._check(bad, t, "ordered_at")
@@ -309,7 +310,7 @@ class BusinessCalendar:
         t, shape = _flat(raw_completion_s)
         out = np.empty(t.size)
         skipped = np.empty(t.size, dtype=np.int64)
-        bad = loops.deadlines(
+        bad = kernels.deadlines(
             t,
             self._days,
             self._zone,
@@ -339,11 +340,15 @@ class BusinessCalendar:
         to the promised day for `day`, else hours or minutes from the order to the deadline."""
         unit_s = float(_unit_seconds(unit))
         n = ordered_at_s.size
+        ordered_at_s, clock_start_s, expected_hours, buffer_hours = (
+            _vector(values, n)
+            for values in (ordered_at_s, clock_start_s, expected_hours, buffer_hours)
+        )
         deadline = np.empty(n)
         units = np.empty(n)
         skipped = np.empty(n, dtype=np.int64)
         exceeds = np.empty(n, dtype=np.bool_)
-        bad = loops.promises(
+        bad = kernels.promises(
             ordered_at_s,
             clock_start_s,
             expected_hours,
@@ -377,7 +382,7 @@ class BusinessCalendar:
         deadline_s, _ = _flat(deadline_s)
         n = ordered_at_s.size
         out = np.empty(n)
-        bad = loops.lengths(
+        bad = kernels.lengths(
             ordered_at_s,
             deadline_s,
             self._days,
@@ -408,7 +413,7 @@ class BusinessCalendar:
         f, shape = _flat(fulfilled_s)
         tables = self._tables
         day = np.empty(f.size, dtype=np.int64)
-        bad = loops.day_numbers(
+        bad = kernels.day_numbers(
             f, self._days, self._zone, self._day0, self._range_start, self._range_end, day
         )
         self._check(bad, f, "fulfilled_at")
@@ -439,7 +444,16 @@ class BusinessCalendar:
     def local_parts_into(self, at_s: FloatArray, out: FloatArray, column: int) -> None:
         """`local_parts` of the times `at_s` (n,) written into out[:, column:column + 5] (a
         float64 matrix of n rows): how the model matrix gets its time columns."""
-        bad = loops.local_parts_into(
+        at_s = _vector(at_s, at_s.size)
+        if not (
+            out.dtype == np.float64
+            and out.flags.c_contiguous
+            and out.ndim == 2
+            and out.shape[0] == at_s.size
+            and 0 <= column <= out.shape[1] - len(TIME_PARTS)
+        ):
+            raise ValueError(f"no room for the time parts in column {column} of {out.shape}")
+        bad = kernels.local_parts_into(
             at_s,
             self._days,
             self._zone,
@@ -529,6 +543,14 @@ def _unit_seconds(unit: str) -> int:
         raise InputError(
             f"unknown unit {unit!r}; use one of {', '.join(SECONDS_PER_UNIT)}", field="unit"
         ) from None
+
+
+def _vector(values: FloatArray, n: int) -> FloatArray:
+    """`values` as the kernels read them: n contiguous float64 (a copy only if needed)."""
+    array = np.ascontiguousarray(values, dtype=np.float64)
+    if array.shape != (n,):
+        raise ValueError(f"expected {n} values, got an array of shape {array.shape}")
+    return array
 
 
 def _flat(values: FloatArray) -> tuple[FloatArray, tuple[int, ...]]:

@@ -1,7 +1,8 @@
-"""The compiled loops over a calendar's day table: clock starts, local time features, deadlines.
+"""The loops over a calendar's day table, as source: clock starts, local time features, deadlines.
 
 `models.calendar.BusinessCalendar` packs its tables into two float64 arrays, and every vector
-method of the calendar runs on these loops (numba, `nogil`, cached like `models.tree_loops`):
+method of the calendar runs on these loops, compiled ahead of time by `models.kernels` (plain
+Python in numba's nopython subset, like `models.tree_loops`; never called from Python):
 
 - `days` (n_days + 1, `DAY_COLUMNS`): row i is local day `day0 + i`, its columns the
   `START`... constants below (integers such as the next open day are stored exactly as floats;
@@ -19,8 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-
-from models.tree_loops import jit
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -46,9 +45,6 @@ def _segment(zone: FloatArray, t: float) -> int:
     return lo
 
 
-_segment_jit = jit(_segment)
-
-
 def _day_at(days: FloatArray, day0: int, t: float, wall: float) -> int:
     """The table row of the local day holding `t`, whose wall clock reads `wall`."""
     day = int(np.floor(wall / _DAY_S)) - day0
@@ -59,15 +55,9 @@ def _day_at(days: FloatArray, day0: int, t: float, wall: float) -> int:
     return day
 
 
-_day_at_jit = jit(_day_at)
-
-
 def _day_of(days: FloatArray, zone: FloatArray, day0: int, t: float) -> int:
     """The table row of the local day holding instant `t`."""
-    return _day_at_jit(days, day0, t, t + zone[_segment_jit(zone, t), 1])
-
-
-_day_of_jit = jit(_day_of)
+    return _day_at(days, day0, t, t + zone[_segment(zone, t), 1])
 
 
 def _first_outside(t: FloatArray, low: float, high: float) -> int:
@@ -78,14 +68,11 @@ def _first_outside(t: FloatArray, low: float, high: float) -> int:
     return -1
 
 
-_first_outside_jit = jit(_first_outside)
-
-
 def _ceil_boundary(zone: FloatArray, t: float, unit_s: float) -> tuple[float, int]:
     """The first instant at or after `t` whose local wall time is a multiple of `unit_s`, and
     the offset segment it lies in (a boundary past its segment's end is not on that segment's
     clock: the next segment's first boundary is taken instead)."""
-    seg = _segment_jit(zone, t)
+    seg = _segment(zone, t)
     offset = zone[seg, 1]
     boundary = np.ceil((t + offset) / unit_s) * unit_s - offset
     # t + offset can round onto a boundary just below it; the comparison in UTC is exact.
@@ -98,9 +85,6 @@ def _ceil_boundary(zone: FloatArray, t: float, unit_s: float) -> tuple[float, in
     return boundary, seg
 
 
-_ceil_boundary_jit = jit(_ceil_boundary)
-
-
 def _deadline(
     days: FloatArray, zone: FloatArray, day0: int, raw: float, unit_s: float
 ) -> tuple[float, int]:
@@ -108,18 +92,15 @@ def _deadline(
     next open day at or after its local day; else the next local unit boundary, moved to
     `opens` on the next open day from a closed day, and to `opens` before opening."""
     if unit_s == _DAY_S:
-        day = _day_of_jit(days, zone, day0, raw)
+        day = _day_of(days, zone, day0, raw)
         promised = int(days[day, NEXT_OPEN])
         return days[promised + 1, START], promised - day
-    boundary, seg = _ceil_boundary_jit(zone, raw, unit_s)
-    bday = _day_at_jit(days, day0, boundary, boundary + zone[seg, 1])
+    boundary, seg = _ceil_boundary(zone, raw, unit_s)
+    bday = _day_at(days, day0, boundary, boundary + zone[seg, 1])
     promised = int(days[bday, NEXT_OPEN])
     if days[bday, IS_OPEN] != 0.0:
         return max(boundary, days[bday, OPEN]), promised - bday
     return days[promised, OPEN], promised - bday
-
-
-_deadline_jit = jit(_deadline)
 
 
 def _clock_starts(
@@ -133,21 +114,18 @@ def _clock_starts(
 ) -> int:
     """When each order's clock starts: the order time on an open day before the cut-off (not
     before opening), else opening on the next day that takes orders. -1, or the first bad index."""
-    bad = _first_outside_jit(t, low, high)
+    bad = _first_outside(t, low, high)
     if bad >= 0:
         return bad
     for i in range(t.shape[0]):
         x = t[i]
-        day = _day_of_jit(days, zone, day0, x)
+        day = _day_of(days, zone, day0, x)
         start = max(x, days[day, OPEN])
         if days[day, IS_OPEN] != 0.0 and start < days[day, CUT]:
             out[i] = start
         else:
             out[i] = days[int(days[day + 1, NEXT_INTAKE]), OPEN]
     return -1
-
-
-clock_starts = jit(_clock_starts)
 
 
 def _local_parts_into(
@@ -163,13 +141,13 @@ def _local_parts_into(
     """The time features of each instant into out[i, column:column + N_PARTS]: weekday, local
     hours since midnight, month, day of year, days to the next closed day. -1, or the first
     bad index."""
-    bad = _first_outside_jit(t, low, high)
+    bad = _first_outside(t, low, high)
     if bad >= 0:
         return bad
     for i in range(t.shape[0]):
         x = t[i]
-        wall = x + zone[_segment_jit(zone, x), 1]
-        day = _day_at_jit(days, day0, x, wall)
+        wall = x + zone[_segment(zone, x), 1]
+        day = _day_at(days, day0, x, wall)
         number = day + day0
         out[i, column] = float((number + 3) % 7)  # 1970-01-01 was a Thursday
         out[i, column + 1] = (wall - float(number) * _DAY_S) / 3_600.0
@@ -177,9 +155,6 @@ def _local_parts_into(
         out[i, column + 3] = days[day, DOY]
         out[i, column + 4] = days[day, TO_CLOSED]
     return -1
-
-
-local_parts_into = jit(_local_parts_into)
 
 
 def _day_numbers(
@@ -192,15 +167,12 @@ def _day_numbers(
     out: IntArray,
 ) -> int:
     """Each instant's local date as days since 1970-01-01. -1, or the first bad index."""
-    bad = _first_outside_jit(t, low, high)
+    bad = _first_outside(t, low, high)
     if bad >= 0:
         return bad
     for i in range(t.shape[0]):
-        out[i] = _day_of_jit(days, zone, day0, t[i]) + day0
+        out[i] = _day_of(days, zone, day0, t[i]) + day0
     return -1
-
-
-day_numbers = jit(_day_numbers)
 
 
 def _deadlines(
@@ -215,15 +187,12 @@ def _deadlines(
     skipped: IntArray,
 ) -> int:
     """`_deadline` of each raw completion into `out` and `skipped`. -1, or the first bad index."""
-    bad = _first_outside_jit(raw, low, high)
+    bad = _first_outside(raw, low, high)
     if bad >= 0:
         return bad
     for i in range(raw.shape[0]):
-        out[i], skipped[i] = _deadline_jit(days, zone, day0, raw[i], unit_s)
+        out[i], skipped[i] = _deadline(days, zone, day0, raw[i], unit_s)
     return -1
-
-
-deadlines = jit(_deadlines)
 
 
 def _length_in_units(
@@ -233,12 +202,9 @@ def _length_in_units(
     the promised day (the one whose closing midnight is the deadline), else `unit_s` seconds
     from the order to the deadline."""
     if unit_s == _DAY_S:
-        promised = _day_of_jit(days, zone, day0, deadline - 1.0)
-        return float(promised - _day_of_jit(days, zone, day0, ordered))
+        promised = _day_of(days, zone, day0, deadline - 1.0)
+        return float(promised - _day_of(days, zone, day0, ordered))
     return (deadline - ordered) / unit_s
-
-
-_length_in_units_jit = jit(_length_in_units)
 
 
 def _lengths(
@@ -257,18 +223,15 @@ def _lengths(
     whose deadline (less a second) is."""
     n: int = ordered.shape[0]
     if unit_s == _DAY_S:
-        bad = _first_outside_jit(ordered, low, high)
+        bad = _first_outside(ordered, low, high)
         if bad >= 0:
             return bad
         for i in range(n):
             if not (low <= deadline[i] - 1.0 < high):
                 return n + i
     for i in range(n):
-        out[i] = _length_in_units_jit(days, zone, day0, ordered[i], deadline[i], unit_s)
+        out[i] = _length_in_units(days, zone, day0, ordered[i], deadline[i], unit_s)
     return -1
-
-
-lengths = jit(_lengths)
 
 
 def _promises(
@@ -306,10 +269,7 @@ def _promises(
                 return n + i
     for i in range(n):
         raw = start[i] + (expected_hours[i] + buffer_hours[i]) * 3600.0
-        deadline[i], skipped[i] = _deadline_jit(days, zone, day0, raw, unit_s)
-        units[i] = _length_in_units_jit(days, zone, day0, ordered[i], deadline[i], unit_s)
+        deadline[i], skipped[i] = _deadline(days, zone, day0, raw, unit_s)
+        units[i] = _length_in_units(days, zone, day0, ordered[i], deadline[i], unit_s)
         exceeds[i] = units[i] > limit_units + 1e-9
     return -1
-
-
-promises = jit(_promises)

@@ -25,8 +25,8 @@ Two compiled forms (`models.tree_compiler.compile_trees` picks):
   `MAX_MASK_TABLE_BYTES` (size: total bins x trees x ceil(leaves / 32) 4-byte words, 8-byte
   words above 32 leaves).
 
-The loops over these tables are `models.tree_loops`' (numba, releasing the GIL; a large batch
-is split across the cores).
+The loops over these tables are `models.tree_loops`', compiled ahead of time by `models.kernels`
+(releasing the GIL; a large batch is split across the cores).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from models.tree_loops import mask_rows, on_cores, walk_rows
+from models.kernels import mask_rows, on_cores, walk_rows
 
 __all__ = ["MAX_MASK_TABLE_BYTES", "CompiledTrees", "LeafMaskTrees", "WalkedTrees", "frozen"]
 

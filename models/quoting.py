@@ -37,10 +37,10 @@ from models.control import ControlState
 from models.errors import InputError
 from models.fast import CompiledTrees
 from models.features import FeatureSchema
+from models.kernels import usable_cores
 from models.risk import RiskModel
 from models.segments import Columns
 from models.segments import segment_labels as segment_labels  # where training reads it
-from models.tree_loops import usable_cores
 from models.units import HOURS_PER_UNIT, Unit
 
 FloatArray = NDArray[np.float64]

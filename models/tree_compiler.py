@@ -24,12 +24,10 @@ How sklearn (1.6 - 1.9) predicts, from `_hist_gradient_boosting/_predictor.pyx`,
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.utils.validation import check_is_fitted
@@ -96,13 +94,7 @@ def compile_trees(
     splits = _splits(booster, trees, n_columns)
     baseline = float(np.asarray(booster._baseline_prediction).ravel()[0])
     masked = _leaf_masks(trees, splits, n_columns, baseline, inverse_link, max_table_bytes)
-    compiled = masked or _walked(trees, splits, n_columns, baseline, inverse_link)
-    with warnings.catch_warnings():
-        # numba says when it cannot write its cache: that costs time, not correctness.
-        warnings.simplefilter("ignore", numba.NumbaWarning)
-        # Load (or compile) the loops now rather than in the first quote.
-        compiled.predict_raw(np.zeros((1, n_columns)))
-    return compiled
+    return masked or _walked(trees, splits, n_columns, baseline, inverse_link)
 
 
 def _splits(booster: Any, trees: Sequence[Any], n_columns: int) -> list[_Split]:

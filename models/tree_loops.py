@@ -1,28 +1,23 @@
-"""The compiled loops over tree tables: numba kernels that predict rows with `models.fast`'s forms.
+"""The loops over tree tables, as source: `models.kernels` compiles them ahead of time.
 
 `models.fast` turns a fitted booster into arrays (leaf masks, or nodes for a plain walk); these
-loops read them. They are numba, compiled `nogil` (service threads quote in parallel; a large
-batch is split across the cores by `on_cores`) and `cache=True`, falling back to in-memory
-compilation where no cache folder is writable (read-only site-packages and no writable
-`NUMBA_CACHE_DIR` or home). Sums run in tree order, without fast-math, so they equal sklearn's.
+loops read them. They are plain Python in the subset numba compiles (nopython): `models.kernels`
+builds them once into a native module (numba.pycc, releasing the GIL) and every process loads
+that, so no worker loads numba or LLVM. The functions here are never called from Python (they
+would be ~1,000x slower): they are what gets compiled. Sums run in tree order, without
+fast-math, so they equal sklearn's.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Schema codes a categorical feature can have: sklearn gives categorical features < 256 bins.
 CODES = 256
@@ -32,8 +27,6 @@ COLUMN, LEFT, RIGHT, INFO = 0, 1, 2, 3
 LEAF, CATEGORICAL, MISSING_LEFT, FLAG_BITS = 1, 2, 4, 3
 # Leaf masks: rows predicted side by side, so that the CPU overlaps their serial sums.
 _BLOCK = 8
-# A batch gets one thread per this many rows (up to the cores): ~10 ms of work each.
-_ROWS_PER_THREAD = 10_000
 # Index of the lowest set bit of a 64-bit word by de Bruijn multiplication (no branch, no loop).
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _DEBRUIJN_SHIFT = np.uint64(58)
@@ -43,19 +36,6 @@ for _bit in range(64):
     _LOWEST_BIT[((1 << _bit) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = _bit
 del _bit
 _LOWEST_BIT.flags.writeable = False
-
-
-def jit(function: _F) -> _F:
-    """`function` compiled by numba (nopython, releases the GIL), cached on disk if possible.
-
-    numba looks for a writable cache folder when the function is decorated (next to the source,
-    then `NUMBA_CACHE_DIR`, then the user's cache) and raises RuntimeError if there is none;
-    then we compile in memory at first call instead (a few seconds once per process).
-    """
-    try:
-        return cast(_F, numba.njit(cache=True, nogil=True)(function))
-    except RuntimeError:
-        return cast(_F, numba.njit(cache=False, nogil=True)(function))
 
 
 # --------------------------------------------------------------------------- leaf masks
@@ -81,9 +61,6 @@ def _bin(x: float, features: IntArray, edges: FloatArray, f: int) -> int:
         else:
             hi = mid
     return int(lo - low)
-
-
-_bin_jit = jit(_bin)
 
 
 def _mask_block(
@@ -117,7 +94,7 @@ def _mask_block(
         for j in range(width):
             reach[j] = everything[j]
         for f in range(n_features):
-            chosen = masks[features[f, 4] + _bin_jit(row[features[f, 0]], features, edges, f)]
+            chosen = masks[features[f, 4] + _bin(row[features[f, 0]], features, edges, f)]
             for j in range(width):
                 reach[j] &= chosen[j]
         exits = leaves[b]
@@ -144,9 +121,6 @@ def _mask_block(
         out[start + b] = sums[b]
 
 
-_mask_block_jit = jit(_mask_block)
-
-
 def _mask_rows(
     rows: FloatArray,
     features: IntArray,
@@ -163,7 +137,7 @@ def _mask_rows(
     n = rows.shape[0]
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
-        _mask_block_jit(
+        _mask_block(
             rows,
             start,
             stop,
@@ -177,9 +151,6 @@ def _mask_rows(
             sums,
             out,
         )
-
-
-mask_rows = jit(_mask_rows)
 
 
 # --------------------------------------------------------------------------- walk
@@ -217,9 +188,6 @@ def _walk_row(
     return total
 
 
-_walk_row_jit = jit(_walk_row)
-
-
 def _walk_rows(
     rows: FloatArray,
     nodes: NDArray[np.int32],
@@ -231,39 +199,4 @@ def _walk_rows(
 ) -> None:
     """`_walk_row` for each row of `rows` (n, n_columns) into `out` (n,)."""
     for i in range(rows.shape[0]):
-        out[i] = _walk_row_jit(rows[i], nodes, values, bitsets, roots, baseline)
-
-
-walk_rows = jit(_walk_rows)
-
-
-# --------------------------------------------------------------------------- threads
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0))
-
-
-def on_cores(
-    kernel: Callable[[FloatArray, FloatArray], None], rows: FloatArray, out: FloatArray
-) -> None:
-    """`kernel(rows, out)` over consecutive slices of the rows, one thread per core this process
-    may run on (the loops release the GIL; each slice writes only its part of `out`). Batches
-    under `_ROWS_PER_THREAD` rows a core run in the calling thread: a thread costs ~0.1 ms."""
-    n = rows.shape[0]
-    if n < 2 * _ROWS_PER_THREAD:  # one thread in any case: no affinity call
-        kernel(rows, out)
-        return
-    threads = min(usable_cores(), n // _ROWS_PER_THREAD)
-    if threads <= 1:
-        kernel(rows, out)
-        return
-    bounds = np.linspace(0, n, threads + 1).astype(int).tolist()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        parts = [
-            pool.submit(kernel, rows[start:stop], out[start:stop])
-            for start, stop in itertools.pairwise(bounds)
-        ]
-        for part in parts:
-            part.result()  # re-raises what a thread raised
+        out[i] = _walk_row(rows[i], nodes, values, bitsets, roots, baseline)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from models import fast, quoting, tree_loops
+from models import fast, kernels, quoting
 from models.calendar import BusinessCalendar, CalendarSpec
 from models.control import ControlState
 from models.errors import InputError
@@ -198,8 +199,8 @@ def test_a_batch_split_across_threads_gives_the_same_hours(
 ) -> None:
     schema, model, _, _, _ = trained()
     rows = edge_rows(schema, model, 3001, seed=8)
-    monkeypatch.setattr(tree_loops, "_ROWS_PER_THREAD", 1000)
-    monkeypatch.setattr(tree_loops.os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    monkeypatch.setattr(kernels, "_ROWS_PER_THREAD", 1000)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
     compiled = compile_trees(model.booster_, "exp", max_table_bytes)
     with threadpool_limits(1):
         reference = model.predict_hours(rows)
@@ -349,15 +350,6 @@ def test_the_compiled_form_is_never_pickled_and_rebuilds_itself(tmp_path: Path) 
     rows = edge_rows(schema, model, 500, seed=5)
     assert np.array_equal(loaded.compiled().predict_hours(rows), model.predict_hours(rows))
     assert isinstance(loaded.compiled(), fast.LeafMaskTrees)
-
-
-def test_numba_compiles_in_memory_where_it_cannot_cache() -> None:
-    # Source that lives in no file: numba finds no cache folder for it, as for a read-only
-    # site-packages without a writable NUMBA_CACHE_DIR, and raises at decoration time.
-    namespace: dict[str, Any] = {}
-    exec("def twice(x):\n    return 2.0 * x\n", namespace)
-    twice = tree_loops.jit(namespace["twice"])
-    assert twice(21.0) == 42.0
 
 
 def test_quote_refuses_an_order_time_without_a_zone() -> None:
