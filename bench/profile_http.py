@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the first 2,000 orders of its CSV are sent")  # fmt: skip
     parser.add_argument("--database-url", default="")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--raw", type=Path, default=None, help="also keep py-spy's raw "
+                        "samples here (one `stack count` a line) to read further")  # fmt: skip
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu_ms = (cpu_seconds(process.pid) - before) * 1000.0 / max(1, result.ok)
             sampler.wait(timeout=args.seconds + 60)
         counts = shares(raw)
+        if args.raw is not None:
+            shutil.copy(raw, args.raw)
     total = sum(counts.values()) or 1
     out = [f"{result.per_second:.0f} quotes/s, {cpu_ms:.2f} ms of CPU per quote, load "
            f"average {os.getloadavg()[0]:.1f}; {total} samples of one worker", ""]  # fmt: skip

@@ -96,10 +96,20 @@ def _errors(
     }
 
 
-def _first_quote(recorded: Recorded, response: Response) -> QuoteResponse:
-    """The first quote of a single-order answer, with the header telling a retry's replay."""
-    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
-    return QuoteResponse.model_validate(recorded.quotes[0])
+def _quoted(recorded: Recorded, many: bool = False) -> Response:
+    """The 201 answer of a quoting request: its quote (its quotes in a batch) as JSON, with the
+    header telling a retry's replay. Built and serialized once here: FastAPI re-validates a
+    returned model against the route's `response_model`, a second pass over the same fields."""
+    quotes = [QuoteResponse.model_validate(quote) for quote in recorded.quotes]
+    body = (
+        BatchQuoteResponse(quotes=quotes).model_dump_json() if many else quotes[0].model_dump_json()
+    )
+    return Response(
+        body,
+        status_code=201,
+        media_type="application/json",
+        headers={REPLAY_HEADER: str(recorded.replayed).lower()},
+    )
 
 
 router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
@@ -170,42 +180,40 @@ def _reference_of(page: PageCursor | None, reference: str | None) -> str:
 @router.post(
     "/quotes",
     status_code=201,
+    response_model=QuoteResponse,
     openapi_extra={REPLAYS: True},
     tags=["quotes"],
     responses=_errors(401, 403, 409, 422, 503),
 )
-def create_quote(
+async def create_quote(
     body: QuoteRequest,
     caller: QuoteCaller,
     desk: QuoteDeskDep,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> QuoteResponse:
+) -> Response:
     """Quote one order. The quote is stored before it is answered; a retry with the same
     `Idempotency-Key` gets the same quote back (header `Idempotent-Replayed: true`)."""
-    recorded = desk.issue([body], "single", caller, idempotency_key)
-    return _first_quote(recorded, response)
+    return _quoted(await desk.issue_async([body], "single", caller, idempotency_key))
 
 
 @router.post(
     "/quotes/batch",
     status_code=201,
+    response_model=BatchQuoteResponse,
     openapi_extra={REPLAYS: True},
     tags=["quotes"],
     responses=_errors(401, 403, 409, 422, 503),
 )
-def create_quotes(
+async def create_quotes(
     body: BatchQuoteRequest,
     caller: QuoteCaller,
     desk: QuoteDeskDep,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> BatchQuoteResponse:
+) -> Response:
     """Quote many orders in one call (at most `PROMISE_MAX_BATCH`): all are quoted and stored,
     or none when any is invalid (each bad field named, e.g. `orders[3].order.lens_type`)."""
-    recorded = desk.issue(body.orders, "batch", caller, idempotency_key)
-    response.headers[REPLAY_HEADER] = str(recorded.replayed).lower()
-    return BatchQuoteResponse(quotes=[QuoteResponse.model_validate(q) for q in recorded.quotes])
+    recorded = await desk.issue_async(body.orders, "batch", caller, idempotency_key)
+    return _quoted(recorded, many=True)
 
 
 # Any id is looked up (a malformed one is simply not found), so FastAPI's automatic 422 is
@@ -390,25 +398,24 @@ def _call_list_query(
 @router.post(
     "/quotes/{quote_id}/revise",
     status_code=201,
+    response_model=QuoteResponse,
     openapi_extra={REPLAYS: True},
     tags=["at risk"],
     responses=_errors(
         401, 403, 404, 409, 422, 503, more={409: (RevisionNotNeeded.code, ModelGone.code)}
     ),
 )
-def revise_quote(
+async def revise_quote(
     quote_id: QuoteId,
     caller: QuoteCaller,
     desk: QuoteDeskDep,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> QuoteResponse:
+) -> Response:
     """Give the order a new, honest promise from the time it has been open, at the same target
     late rate: stored as a revision linked to the original (never overwriting it). 409 when
     the order is fulfilled, was revised meanwhile, or its promise still keeps the target
     (`no_revision_needed`)."""
-    recorded = desk.revise(quote_id, caller, idempotency_key)
-    return _first_quote(recorded, response)
+    return _quoted(await desk.revise_async(quote_id, caller, idempotency_key))
 
 
 @router.post(

@@ -41,6 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from starlette.concurrency import run_in_threadpool
+
 from models.buffers import AdaptiveBuffers
 from models.control import ControlState, learn, with_nowcast
 from models.quoting import QuoteEngine
@@ -149,6 +151,16 @@ class ControlCache:
                 )
                 self._replayed = hit
         return hit.state
+
+    async def current(self, serving: Serving, now_utc: dt.datetime) -> ControlState | None:
+        """`state` for a coroutine: a fresh state at once, a replay (ledger queries) in the
+        threadpool."""
+        if not isinstance(serving.bundle.engine.buffer_rule, AdaptiveBuffers):
+            return None
+        hit = self._fresh(serving.version, now_utc)
+        if hit is not None:
+            return hit.state
+        return await run_in_threadpool(self.state, serving, now_utc)
 
     def view(self, serving: Serving | None, now_utc: dt.datetime) -> AdaptiveView | None:
         """The served adaptive policy's buffers per segment at `now_utc` (None without an

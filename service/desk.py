@@ -22,17 +22,19 @@ and a keyset cursor (`service.cursor`): the next page starts after the last item
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
+from anyio import from_thread
+from starlette.concurrency import run_in_threadpool
 from threadpoolctl import ThreadpoolController
 
 from models import quoting
+from models.control import ControlState
 from models.errors import InputError
 from models.revision import OrderRisk, assess, assess_all
 from service.auth import Caller
@@ -50,7 +52,7 @@ from service.cursor import (
     risk_cursor_position,
     risk_position,
 )
-from service.errors import AccessDenied, Conflict
+from service.errors import Conflict
 from service.ledger import Ledger
 from service.ledger.records import (
     Contact,
@@ -67,6 +69,7 @@ from service.ledger.records import (
 )
 from service.metrics import Metrics
 from service.performance import drift_report, late_rates, revision_summary, verdict_report
+from service.quote_request import Kind, fingerprint, out_of_scope, payload_of
 from service.risk import (
     AtRiskQuery,
     ModelGone,
@@ -88,60 +91,27 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["single", "batch", "web"]
 # The at-risk list reads at most this many open promises per request (soonest first).
 MAX_OPEN_SCANNED = 20_000
 
 
 @cache
 def openmp_threads() -> ThreadpoolController:
-    """The process's native thread pools (found once; limiting them per call is cheap).
-
-    A request quotes a handful of orders: OpenMP threads for so few rows cost more than they
-    save and fight the other requests for the cores (500 orders took 1 s with 2 threads on a
-    busy 2-core machine, 20 ms with one). The limit applies to the calling thread only."""
+    """The process's native thread pools, found once."""
     return ThreadpoolController()
 
 
-def fingerprint(kind: RequestKind, payload: Any) -> str:
-    """The sha256 of a request's canonical JSON: equal for a faithful retry."""
-    text = json.dumps(
-        {"kind": kind, "body": payload},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-        default=str,
-    )
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+_QUOTING_THREAD = threading.local()
 
 
-def payload_of(
-    requests: Sequence[QuoteRequest], checked: Sequence[CheckedOrder], kind: Kind
-) -> Any:
-    """The request that asked for these quotes, as validated: each order's features as the
-    model reads them (numbers as floats, categories as labels), its `ordered_at` and reference
-    as sent (a retry without `ordered_at` is the same request); a batch's in a list."""
-    bodies = [
-        {
-            "order": dict(item.order.features),
-            "ordered_at": request.ordered_at,
-            "reference": request.reference,
-        }
-        for request, item in zip(requests, checked, strict=True)
-    ]
-    return {"orders": bodies} if kind == "batch" else bodies[0]
-
-
-def out_of_scope(caller: Caller, store: str | None, store_field: str) -> AccessDenied:
-    """The 403 for quoting an order of a store the caller may not act for."""
-    allowed = ", ".join(sorted(caller.stores or ()))
-    if store is None:
-        return AccessDenied(
-            403, f"the order names no store ({store_field}); this key acts for {allowed} only"
-        )
-    return AccessDenied(
-        403, f"this key may not quote for store {store!r}; it acts for {allowed} only"
-    )
+def one_openmp_thread() -> None:
+    """Keep the calling thread (the event loop's: quotes are made there) to one OpenMP thread,
+    set once, not around every quote (threadpoolctl's `limit` cost ~0.2 ms a quote). A request
+    quotes a handful of orders: more OpenMP threads fight the other requests for the cores
+    (500 orders took 1 s with 2 threads on a busy 2-core machine, 20 ms with one)."""
+    if not getattr(_QUOTING_THREAD, "is_limited", False):
+        openmp_threads().limit(limits=1, user_api="openmp")  # kept: never undone
+        _QUOTING_THREAD.is_limited = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +290,7 @@ class QuoteDesk(Desk):
     serving: Serving
     model_of: Callable[[str], Serving | None]
 
-    def issue(
+    async def issue_async(
         self,
         requests: Sequence[QuoteRequest],
         kind: Kind,
@@ -329,6 +299,9 @@ class QuoteDesk(Desk):
     ) -> Recorded:
         """The stored quotes for these orders (new, or the first answer to a retry).
 
+        On the event loop: the orders are checked and quoted here (a fraction of a
+        millisecond), the group commit stores them meanwhile the loop serves others; what may
+        block (a keyed request's look-up, the control state's replay) goes to a thread.
         Raises `InputError` naming the field for a bad order, `AccessDenied` (403) for an order
         of a store the caller may not act for, `Conflict` for a reused key."""
         checked = self.check(requests, kind)
@@ -339,7 +312,23 @@ class QuoteDesk(Desk):
                 raise out_of_scope(caller, store, store_field)
         payload = payload_of(requests, checked, kind)
         request = self._request(kind, caller, idempotency_key, payload)
-        return self._answer(request, lambda: self._quote(requests, checked, kind))
+
+        async def make() -> NewQuotes:
+            state = await self.control.current(self.serving, self.now_utc)  # None unless adaptive
+            return self._quote(requests, checked, kind, state)
+
+        return await self._answer(request, make)
+
+    def issue(
+        self,
+        requests: Sequence[QuoteRequest],
+        kind: Kind,
+        caller: Caller,
+        idempotency_key: str | None,
+    ) -> Recorded:
+        """`issue_async` for a route running in a worker thread (the web form): the same
+        path, run on the event loop while this thread waits."""
+        return from_thread.run(self.issue_async, requests, kind, caller, idempotency_key)
 
     def check(self, requests: Sequence[QuoteRequest], kind: Kind) -> list[CheckedOrder]:
         """Validated orders; raises `InputError` (`InputErrors` for several) naming fields."""
@@ -445,23 +434,36 @@ class QuoteDesk(Desk):
         return CallList(response, [quote for quote, _ in listed])
 
     def revise(self, quote_id: str, caller: Caller, idempotency_key: str | None) -> Recorded:
+        """`revise_async` for a route running in a worker thread (the staff pages)."""
+        return from_thread.run(self.revise_async, quote_id, caller, idempotency_key)
+
+    async def revise_async(
+        self, quote_id: str, caller: Caller, idempotency_key: str | None
+    ) -> Recorded:
         """Store an honest revision of the newest promise of `quote_id`'s order.
 
         Raises `NotFound` (also for another store's quote); `Conflict` when the order is
         fulfilled or was revised meanwhile; `RevisionNotNeeded` when the current promise still
-        keeps the target."""
-        chain = self.ledger.quotes.chain(quote_id, caller.stores)
+        keeps the target. The chain is read, and the model that quoted it found (perhaps
+        loaded), in the threadpool."""
+        chain = await run_in_threadpool(self.ledger.quotes.chain, quote_id, caller.stores)
         payload = {"quote_id": quote_id}
         request = self._request("revision", caller, idempotency_key, payload)
-        return self._answer(request, lambda: self._revision(quote_id, chain))
+        return await self._answer(
+            request, lambda: run_in_threadpool(self._revision, quote_id, chain)
+        )
 
-    def _answer(self, request: NewRequest, make: Callable[[], NewQuotes]) -> Recorded:
+    async def _answer(
+        self, request: NewRequest, make: Callable[[], Awaitable[NewQuotes]]
+    ) -> Recorded:
         """The stored answer to `request`: the first answer to a retry; else the quotes `make`
         gives, stored before they are answered, then announced."""
-        recorded = self.ledger.quotes.replay(request)
+        recorded = None
+        if request.idempotency_key is not None:  # only a keyed request can be a retry
+            recorded = await run_in_threadpool(self.ledger.quotes.replay, request)
         if recorded is None:
-            made = make()
-            recorded = self.ledger.quotes.record(request, made.quotes)
+            made = await make()
+            recorded = await self.ledger.quotes.record_async(request, made.quotes)
             if not recorded.replayed:
                 made.announce(recorded)
                 return recorded
@@ -486,12 +488,15 @@ class QuoteDesk(Desk):
         )
 
     def _quote(
-        self, requests: Sequence[QuoteRequest], checked: Sequence[CheckedOrder], kind: Kind
+        self,
+        requests: Sequence[QuoteRequest],
+        checked: Sequence[CheckedOrder],
+        kind: Kind,
+        state: ControlState | None,
     ) -> NewQuotes:
         engine = self.serving.bundle.engine
-        state = self.control.state(self.serving, self.now_utc)  # None unless adaptive
-        with openmp_threads().limit(limits=1, user_api="openmp"):
-            promises = quoting.quote(engine, [item.order for item in checked], state)
+        one_openmp_thread()
+        promises = quoting.quote(engine, [item.order for item in checked], state)
         quotes = [
             self._record(promise, request.order, request.reference, item.warnings, None, request)
             for promise, request, item in zip(promises, requests, checked, strict=True)

@@ -78,6 +78,8 @@ class Ledger:
         )
 
     def close(self) -> None:
+        """Write what is queued for the group commit, then close the engine's connections."""
+        self.quotes.committer.close()
         self.engine.dispose()
 
     def migrate(self) -> None:

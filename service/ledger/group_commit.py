@@ -1,10 +1,12 @@
 """Group commit: the writes of concurrent requests stored in one transaction, one fsync.
 
-A request's write (`GroupCommitter.run(write)`) joins a queue. The first thread to find no
-commit under way leads: it takes every write waiting, opens one `write_transaction` (on SQLite
-one `BEGIN IMMEDIATE`, so the file lock is taken once per group), runs the writes, commits, and
-wakes the group. Writes that arrive meanwhile wait for the next leader, one of themselves
-(leader/follower: no thread of its own, nothing to start or stop).
+A request's write joins a queue (`GroupCommitter.run(write)` from a thread, `await
+GroupCommitter.run_async(write)` on the event loop: the same queue, two ways to wait). One
+writer thread per committer, started with its first write, takes every write waiting, opens
+one `write_transaction` (on SQLite one `BEGIN IMMEDIATE`, so the file lock is taken once per
+group), runs the writes, commits, and wakes the group; writes that arrive meanwhile wait for
+the next group. A request on the event loop costs no thread hop of its own: the loop is woken
+once per group, not per request.
 
 Each write keeps its own outcome: one that raises (a unique Idempotency-Key already taken, a
 lost revision race, a value the database refuses) rolls the group's transaction back, and the
@@ -16,13 +18,16 @@ past the busy timeout) or of the COMMIT fails the whole group, and every caller 
 was acknowledged. A group that PostgreSQL aborts as a deadlock or a serialization failure (two
 groups inserting twins in crossed order) is written again one write per transaction.
 
-`run` returns only once the transaction holding the write has committed, with the engine's
-durability (SQLite `synchronous = FULL`, PostgreSQL's `synchronous_commit`): an answered
-request's quotes survive a power cut.
+A caller is answered only once the transaction holding its write has committed, with the
+engine's durability (SQLite `synchronous = FULL`, PostgreSQL's `synchronous_commit`): an
+answered request's quotes survive a power cut. A process that dies mid-group answered none of
+it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,75 +47,108 @@ _RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock_detected, seriali
 
 @dataclass(eq=False, slots=True)
 class _Pending(Generic[T]):
-    """One caller's write and, once its group ended, its result or its exception; `wake` is
-    set once, when its group ended or when it is to lead the next group (`leads`)."""
+    """One caller's write and, once its group ended, its result or its exception. A thread
+    waits on `event`; a coroutine on `future`, resolved on its `loop`."""
 
     write: Callable[[Connection], T]
-    is_done: bool = False
-    leads: bool = False
     result: T | None = None
-    error: BaseException | None = field(default=None)
-    wake: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    event: threading.Event | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = field(default=None)
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set when no error was
 
 
 class GroupCommitter:
-    """The group commit of one engine's writes, shared by the threads of one process."""
+    """The group commit of one engine's writes, shared by the threads and the event loop of
+    one process; its writer thread ends with `close()` (or the process)."""
 
     def __init__(self, engine: Engine, max_group: int = MAX_GROUP) -> None:
         self.engine = engine
         self.max_group = max_group
-        self._lock = threading.Lock()
+        self._wanted = threading.Condition(threading.Lock())
         self._queue: list[_Pending[object]] = []
-        self._is_leading = False
+        self._writer: threading.Thread | None = None
+        self._is_idle = False  # the writer waits on `_wanted` for a write
+        self._is_closing = False  # `close()` asked the writer to end once the queue is empty
         self.transactions = 0  # group transactions begun (each write alone counts, retried)
         self.writes = 0  # writes run
 
     def run(self, write: Callable[[Connection], T]) -> T:
         """Run `write(conn)` inside a group's transaction and return its result once that
         transaction has committed; raise what `write` raised (rolled back alone), or the
-        storage's failure when the group's transaction failed."""
-        pending: _Pending[T] = _Pending(write)
-        with self._lock:
-            self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
-            pending.leads = not self._is_leading
-            self._is_leading = True
-        if not pending.leads:
-            # Each waiter is woken once, by its own event: when its group ended, or to lead
-            # the next one (a condition's notify_all woke every waiter at every group).
-            pending.wake.wait()
-        if not pending.is_done:  # it leads: it is the first of the queue, so in the group
-            self._lead()
-        if pending.error is not None:
-            raise pending.error
-        return pending.result  # type: ignore[return-value]  # set when no error was
+        storage's failure when the group's transaction failed. Blocks the calling thread."""
+        pending: _Pending[T] = _Pending(write, event=threading.Event())
+        self._submit(pending)
+        assert pending.event is not None
+        pending.event.wait()
+        return pending.outcome()
 
-    def _lead(self) -> None:
-        """Write the group at the head of the queue, wake its writers, and hand the lead to
-        the first writer still queued (or end leading when none is)."""
-        with self._lock:
-            group = self._queue[: self.max_group]
-            del self._queue[: self.max_group]
-        successor: _Pending[object] | None = None
-        try:
-            self._write(group)
-        finally:
-            with self._lock:
-                for done in group:
-                    done.is_done = True
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.leads = True
-                else:
-                    self._is_leading = False
-            for done in group:
-                done.wake.set()
-            if successor is not None:
-                successor.wake.set()
+    async def run_async(self, write: Callable[[Connection], T]) -> T:
+        """`run` for a coroutine: the event loop goes on serving while the group is written."""
+        loop = asyncio.get_running_loop()
+        pending: _Pending[T] = _Pending(write, loop=loop, future=loop.create_future())
+        self._submit(pending)
+        assert pending.future is not None
+        # Shielded: a cancelled request's write still commits (or fails) with its group; the
+        # answer is then dropped, as when a client hangs up.
+        await asyncio.shield(pending.future)
+        return pending.outcome()
 
     def waiting(self) -> int:
         """Writes queued for the next group (tests wait on it to make a group)."""
-        with self._lock:
+        with self._wanted:
             return len(self._queue)
+
+    def close(self) -> None:
+        """Write what is queued, then end the writer thread (a later write starts another, as
+        a disposed engine opens new connections)."""
+        with self._wanted:
+            self._is_closing = True
+            self._wanted.notify()
+            writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=30.0)
+
+    def _submit(self, pending: _Pending[T]) -> None:
+        with self._wanted:
+            self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
+            self._is_closing = False  # written after all: the writer goes on, or a new one
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_groups, name="ledger-group-commit", daemon=True
+                )
+                self._writer.start()
+            elif self._is_idle:
+                self._wanted.notify()
+
+    def _write_groups(self) -> None:
+        """The writer thread: each group as it forms, until closed and nothing is queued."""
+        while True:
+            with self._wanted:
+                while not self._queue and not self._is_closing:
+                    self._is_idle = True
+                    self._wanted.wait()
+                self._is_idle = False
+                if not self._queue:  # closing, and nothing is left
+                    self._writer = None
+                    return
+                group = self._queue[: self.max_group]
+                del self._queue[: self.max_group]
+            try:
+                self._write(group)
+            except BaseException as err:  # every caller must hear of it, then it propagates
+                for pending in group:
+                    pending.result, pending.error = None, err
+                with self._wanted:
+                    self._writer = None  # the next write starts another writer
+                raise
+            finally:
+                _wake(group)
 
     def _write(self, group: list[_Pending[object]]) -> None:
         """Write `group` in one transaction; every item ends with a result or an error."""
@@ -165,6 +203,26 @@ class GroupCommitter:
                     if classify(err) is not None:
                         raise  # the storage failed: the whole group fails
                     pending.error = err  # this write alone: rolled back to its savepoint
+
+
+def _wake(group: list[_Pending[object]]) -> None:
+    """Wake a group's callers: each thread by its event, each event loop once for all of its
+    coroutines (one wake-up of the loop per group, not per request)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for pending in group:
+        if pending.event is not None:
+            pending.event.set()
+        elif pending.loop is not None and pending.future is not None:
+            by_loop.setdefault(pending.loop, []).append(pending.future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody to answer
+            loop.call_soon_threadsafe(_resolve, futures)
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 class _Refused(Exception):

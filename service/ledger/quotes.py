@@ -10,6 +10,7 @@ linked to its original, never overwriting it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,23 +82,40 @@ class QuoteBook:
         first), the first request's quotes come back instead (`replayed`), and nothing new is
         stored; a different body under the same key raises `Conflict`, and so does a revision
         when another revision of the same order was stored meanwhile (revise again from the
-        newest)."""
+        newest). Blocks the calling thread; `record_async` on the event loop."""
         try:
             rows = self.committer.run(lambda conn: _insert_request(conn, request, given))
         except IntegrityError as err:
-            # The unique (client, key) constraint: a concurrent twin committed first.
-            replayed = self.replay(request)
-            if replayed is not None:
-                return replayed
-            # Or the unique (original, revision) index: the order was revised meanwhile.
-            revised = [quote.revision_of for quote in given if quote.revision_of is not None]
-            if revised:
-                raise Conflict(
-                    f"quote {revised[0]} was revised by someone else meanwhile; "
-                    "look at it again before revising"
-                ) from err
-            raise
+            return self._first_answer(request, given, err)
         return Recorded([stored_quote(row, None) for row in rows], replayed=False)
+
+    async def record_async(self, request: NewRequest, given: Sequence[StoredQuote]) -> Recorded:
+        """`record` from a coroutine: the loop serves other requests while the group is
+        written; the rare twin's answer is read in a thread."""
+        try:
+            rows = await self.committer.run_async(
+                lambda conn: _insert_request(conn, request, given)
+            )
+        except IntegrityError as err:
+            return await asyncio.to_thread(self._first_answer, request, given, err)
+        return Recorded([stored_quote(row, None) for row in rows], replayed=False)
+
+    def _first_answer(
+        self, request: NewRequest, given: Sequence[StoredQuote], err: IntegrityError
+    ) -> Recorded:
+        """The answer of the twin that committed first, or `Conflict` for a lost revision."""
+        # The unique (client, key) constraint: a concurrent twin committed first.
+        replayed = self.replay(request)
+        if replayed is not None:
+            return replayed
+        # Or the unique (original, revision) index: the order was revised meanwhile.
+        revised = [quote.revision_of for quote in given if quote.revision_of is not None]
+        if revised:
+            raise Conflict(
+                f"quote {revised[0]} was revised by someone else meanwhile; "
+                "look at it again before revising"
+            ) from err
+        raise err
 
     def get(self, quote_id: str, stores: Stores = None) -> StoredQuote:
         """The quote with this id, with its outcome if recorded; raises `NotFound`, also for a

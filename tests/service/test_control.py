@@ -6,6 +6,7 @@ Every step passes its clock explicitly (`now`), as the service does per request.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import random
@@ -88,7 +89,8 @@ class Shop:
     ) -> list[StoredQuote]:
         """Quote one order per store, placed at `now`."""
         requests = [QuoteRequest(order={**ORDER, "store_id": store}) for store in stores]
-        return self.desk(now, serving).issue(requests, "batch", OPEN_CALLER, None).quotes
+        desk = self.desk(now, serving)
+        return asyncio.run(desk.issue_async(requests, "batch", OPEN_CALLER, None)).quotes
 
     def fulfil(
         self, quote: StoredQuote, fulfilled_at: dt.datetime, recorded_at: dt.datetime
@@ -182,7 +184,8 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
         q for q in quotes if q.promise.deadline_at < now - 5 * DAY and _outcome(shop, q) is None
     ]
     revised_at = open_ones[0].promise.deadline_at + DAY
-    [revision] = shop.desk(revised_at).revise(open_ones[0].quote_id, OPEN_CALLER, None).quotes
+    revising = shop.desk(revised_at).revise_async(open_ones[0].quote_id, OPEN_CALLER, None)
+    [revision] = asyncio.run(revising).quotes
     assert revision.revision == 1 and revision.promise.policy == "adaptive"
     promises = [*quotes, revision]
 

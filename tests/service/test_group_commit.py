@@ -9,9 +9,11 @@ transaction waits on it, and the others queue behind it for the next group."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -96,13 +98,14 @@ def record_together(
     one group; each call's answer or exception, and the number of transactions committed."""
     commits = commits_of(ledger)
     committer = ledger.quotes.committer
+    begun = committer.transactions
     with ThreadPoolExecutor(len(calls)) as pool:
         futures: list[Future[Recorded]] = []
         with writes_held(url):
             for i, (request, given) in enumerate(calls):
                 futures.append(pool.submit(ledger.quotes.record, request, given))
-                if i == 0:  # the first leads, and waits on the held lock alone
-                    wait_until(lambda: committer.transactions >= 1, "the first write under way")
+                if i == 0:  # the writer takes the first alone, and waits on the held lock
+                    wait_until(lambda: committer.transactions > begun, "the first write under way")
             wait_until(lambda: committer.waiting() == len(calls) - 1, "the others queued")
         outcomes: list[Outcome] = []
         for future in futures:
@@ -275,3 +278,39 @@ def test_concurrent_posts_share_transactions_and_twins_get_one_answer(
     assert ids[0] == ids[-1] and len(set(ids)) == len(keys) - 1
     assert answers[-1].headers["Idempotent-Replayed"] == "true"
     assert stored(ledger) == (len(keys), len(keys))  # the warm-up and nine, once each
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """`wait_until` for a coroutine: the event loop goes on while it polls."""
+    deadline = time.monotonic() + 60.0
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within 60 s")
+        await asyncio.sleep(0.01)
+
+
+def test_coroutines_share_a_group_and_are_answered_only_after_its_commit(
+    ledger: Ledger, database_url: str
+) -> None:
+    """The API's path (`record_async` on the event loop): the loop runs on while the group is
+    written, and no coroutine has its answer before the transaction holding it committed."""
+    calls = [(a_request(f"key-{i}"), [a_quote()]) for i in range(8)]
+    commits = commits_of(ledger)
+    committer = ledger.quotes.committer
+
+    async def together() -> list[Recorded]:
+        with writes_held(database_url):
+            first = asyncio.create_task(ledger.quotes.record_async(*calls[0]))
+            await _until(lambda: committer.transactions >= 1, "the first write under way")
+            rest = [asyncio.create_task(ledger.quotes.record_async(*call)) for call in calls[1:]]
+            await _until(lambda: committer.waiting() == len(rest), "the others queued")
+            assert not first.done() and not any(task.done() for task in rest)
+        return await asyncio.gather(first, *rest)
+
+    outcomes = asyncio.run(together())
+
+    assert len(commits) == 2  # the first alone, the seven that waited behind it together
+    for (_request, given), outcome in zip(calls, outcomes, strict=True):
+        assert not outcome.replayed
+        assert [q.quote_id for q in outcome.quotes] == [q.quote_id for q in given]
+    assert stored(ledger) == (8, 8)
