@@ -180,43 +180,54 @@ def _import(path: Path) -> types.ModuleType:
 
 def build(folder: Path, key: str) -> Path:
     """Compile the loops into `folder` (numba.pycc; imports numba in this process); removes
-    the builds of other keys there. Returns the module's path."""
+    the builds of other keys there. Returns the module's path; raises ImportError naming what
+    the build needs when it fails."""
     path = module_path(folder, key)
     with warnings.catch_warnings(), tempfile.TemporaryDirectory(dir=folder) as scratch:
         warnings.simplefilter("ignore")  # numba.pycc's pending deprecation, numba's notes
-        numba_types: Any = importlib.import_module("numba.core.types")
-        numpy_support: Any = importlib.import_module("numba.np.numpy_support")
-        pycc: Any = importlib.import_module("numba.pycc")
-        compiler: Any = importlib.import_module("numba.pycc.compiler")
-        scalars = {"d": numba_types.float64, "q": numba_types.int64, None: numba_types.void}
-
-        def typed(arg: Any) -> Any:
-            if isinstance(arg, tuple):
-                dtype, ndim, readonly = arg
-                item = numpy_support.from_dtype(np.dtype(dtype))
-                return numba_types.Array(item, ndim, "C", readonly=readonly)
-            return scalars[arg]
-
-        compiled = pycc.CC(NAME)
-        compiled.output_dir = scratch  # then moved in whole: no process sees half a module
-        compiled.output_file = path.name
-        compiled.target_cpu = "host"
-        compiled.verbose = False
-        sources = {module: _jitted(module) for module in (tree_loops, calendar_loops)}
-        for name, (module, function, args, result) in _EXPORTS.items():
-            signature = typed(result)(*(typed(arg) for arg in args))
-            compiled.export(name, signature)(sources[module][function])
-        original = compiler.Flags
-        compiler.Flags = _releasing_gil(original)  # pycc offers no nogil option of its own
         try:
-            compiled.compile()
-        finally:
-            compiler.Flags = original
-        os.replace(Path(scratch) / path.name, path)
+            _compile(Path(scratch), path.name)
+        except Exception as err:  # a missing C compiler, most often: say what is needed
+            raise ImportError(
+                f"cannot build the compiled kernels into {folder} (numba.pycc needs numba, "
+                f"setuptools and a C compiler such as gcc): {type(err).__name__}: {err}"
+            ) from err
+        os.replace(Path(scratch) / path.name, path)  # whole: no process sees half a module
     for stale in folder.glob(f"{NAME}-*{path.suffix}"):
         if stale != path:
             stale.unlink(missing_ok=True)
     return path
+
+
+def _compile(folder: Path, file_name: str) -> None:
+    numba_types: Any = importlib.import_module("numba.core.types")
+    numpy_support: Any = importlib.import_module("numba.np.numpy_support")
+    pycc: Any = importlib.import_module("numba.pycc")
+    compiler: Any = importlib.import_module("numba.pycc.compiler")
+    scalars = {"d": numba_types.float64, "q": numba_types.int64, None: numba_types.void}
+
+    def typed(arg: Any) -> Any:
+        if isinstance(arg, tuple):
+            dtype, ndim, readonly = arg
+            item = numpy_support.from_dtype(np.dtype(dtype))
+            return numba_types.Array(item, ndim, "C", readonly=readonly)
+        return scalars[arg]
+
+    compiled = pycc.CC(NAME)
+    compiled.output_dir = str(folder)
+    compiled.output_file = file_name
+    compiled.target_cpu = "host"
+    compiled.verbose = False
+    sources = {module: _jitted(module) for module in (tree_loops, calendar_loops)}
+    for name, (module, function, args, result) in _EXPORTS.items():
+        signature = typed(result)(*(typed(arg) for arg in args))
+        compiled.export(name, signature)(sources[module][function])
+    original = compiler.Flags
+    compiler.Flags = _releasing_gil(original)  # pycc offers no nogil option of its own
+    try:
+        compiled.compile()
+    finally:
+        compiler.Flags = original
 
 
 def _jitted(module: types.ModuleType) -> dict[str, Any]:

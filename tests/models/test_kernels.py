@@ -85,3 +85,12 @@ def test_the_calendar_converts_what_the_kernels_read() -> None:
     for out, column in ((np.zeros((7, 4)).T, 0), (np.zeros((4, 6)), 2), (np.zeros((3, 7)), 0)):
         with pytest.raises(ValueError, match="no room"):
             calendar.local_parts_into(at, out, column)
+
+
+def test_a_build_without_a_c_compiler_says_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-gcc"))
+    with pytest.raises(ImportError, match="a C compiler such as gcc"):
+        kernels.build(tmp_path, "test")
+    assert list(tmp_path.glob(f"{kernels.NAME}-*")) == []
