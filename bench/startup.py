@@ -5,7 +5,9 @@ order (spawn to that answer is the start-up figure; one run before the measured 
 kernels are built: `models.kernels`), then builds the app and answers one `POST /v1/quotes` on
 a SQLite ledger, migrated before the child starts, as `promise serve` migrates it before its
 workers start. It reports each part's seconds, its resident memory after the quote and after
-the app's answer, and which of the training stack it imported (none, by design).
+the app's answer, and which of the training stack and of the build tools it imported (numba,
+LLVM, Alembic, Mako): none of either, by design (`models.kernels` are compiled ahead of time,
+`service.database.migrate_schema` reads a migrated ledger's version without Alembic).
 
 `serve_worker_rss` runs `promise serve --workers 2` alone (no reference server beside it), sends
 2,000 quotes from 32 clients and reads each worker's VmRSS.
@@ -25,6 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_RUNS = 5
 TRAINING_STACK = ("sklearn", "scipy", "pandas", "pyarrow", "matplotlib", "joblib")
+# What a worker no longer needs either: a compiler (the kernels are built ahead of time,
+# `models.kernels`) and the migration tool (`promise serve` migrates before its workers start).
+BUILD_STACK = ("numba", "llvmlite", "alembic", "mako")
 # A fresh worker: import the app, load the serving form, quote one order; then the app itself.
 STARTUP_CODE = """
 import time
@@ -60,10 +65,11 @@ app = service.app.create_app(Settings(registry=sys.argv[1], database_url=sys.arg
 # Open mode answers a loopback Host only (TestClient says "testserver" unless told).
 with TestClient(app, base_url="http://localhost", client=("127.0.0.1", 50000)) as client:
     status = client.post("/v1/quotes", json={"order": order}).status_code
-stack = json.loads(sys.argv[4])
+stack, build = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+loaded = {m.split(".")[0] for m in sys.modules}
 print(json.dumps({"app_first_quote_s": time.perf_counter() - start, "status": status,
-                  "app_rss_mib": rss(),
-                  "training_stack": sorted({m.split(".")[0] for m in sys.modules} & set(stack))}))
+                  "app_rss_mib": rss(), "training_stack": sorted(loaded & set(stack)),
+                  "build_stack": sorted(loaded & set(build))}))
 """
 
 
@@ -84,6 +90,7 @@ def worker_startup(registry: Path, work: Path, order: dict[str, Any]) -> dict[st
         ),
         "worker_app_rss_mib": round(float(np.median([run["app_rss_mib"] for run in runs])), 1),
         "worker_training_stack": sorted({m for run in runs for m in run["training_stack"]}),
+        "worker_build_stack": sorted({m for run in runs for m in run["build_stack"]}),
     }
 
 
@@ -95,6 +102,7 @@ def _start_worker(registry: Path, work: Path, order: dict[str, Any], i: int) -> 
     migrate_schema(engine, "store_id")  # as `promise serve` does before its workers start
     engine.dispose()
     args = [str(registry), ledger, json.dumps(order), json.dumps(TRAINING_STACK)]
+    args.append(json.dumps(BUILD_STACK))
     start = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-c", STARTUP_CODE, *args],
