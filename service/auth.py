@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -173,6 +174,7 @@ def _refuse_when_throttled(request: Request, host: str | None) -> None:
         )
 
 
+@lru_cache(maxsize=4096)  # a client's address repeats from request to request
 def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8 and ::1 (and a Unix socket, which has no address)."""
     if host is None:
@@ -187,6 +189,7 @@ def is_loopback(host: str | None) -> bool:
 # their answers never reach it, and none of them changes anything here.
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_READ_HEADERS = frozenset({b"host", b"origin", b"sec-fetch-site"})
 
 
 class LoopbackOnly:
@@ -220,17 +223,20 @@ def _open_mode_problem(scope: Scope) -> str | None:
     client = scope.get("client")
     if not is_loopback(client[0] if client else None):
         return "the client is not on loopback"
-    headers = {
-        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
-    }
-    host = headers.get("host", "")
+    # Only the three headers read, each decoded once (the last one sent wins, as in a dict).
+    wanted: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        key = name.lower()
+        if key in _READ_HEADERS:
+            wanted[key] = value.decode("latin-1")
+    host = wanted.get(b"host", "")
     if _host_name(host) not in _LOOPBACK_NAMES:
         return f"Host {host[:100]!r} is not localhost, 127.0.0.1 or [::1]"
     if scope["method"] in _SAFE_METHODS:
         return None
-    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+    if wanted.get(b"sec-fetch-site", "").lower() == "cross-site":
         return "a write from another site (Sec-Fetch-Site: cross-site) is refused"
-    origin = headers.get("origin")
+    origin = wanted.get(b"origin")
     if origin is not None and _origin_name(origin) not in _LOOPBACK_NAMES:
         return f"a write from another site (Origin {origin[:100]!r}) is refused"
     return None
