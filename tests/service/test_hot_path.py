@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 
 from service import api
 from service.auth import require
+from service.deps import FOLLOWED_AT
 from service.keyring import KeyRing
 from tests.service.conftest import POS_KEY, ClientFactory, quote_body
 
@@ -89,3 +90,22 @@ def test_a_quote_route_runs_on_the_event_loop_and_answers_its_own_json(path: str
     assert inspect.iscoroutinefunction(quote_route.endpoint)
     assert inspect.signature(quote_route.endpoint).return_annotation in ("Response", Response)
     assert quote_route.response_model is not None  # documented all the same
+
+
+@pytest.mark.parametrize("check_seconds", [0.0, 3600.0])
+def test_a_quote_asks_the_ledger_for_the_served_model_once_per_check_interval(
+    make_client: ClientFactory, check_seconds: float
+) -> None:
+    """Between the holder's checks a quote takes the bundle held (no thread hop); every
+    `model_check_seconds` one looks the ledger's choice up (`deps.quoting_snapshot`)."""
+    client = make_client(model_check_seconds=check_seconds)
+    state = client.app.state  # type: ignore[attr-defined]
+
+    first = client.post("/v1/quotes", json=quote_body())
+    followed_at = getattr(state, FOLLOWED_AT)
+    second = client.post("/v1/quotes", json=quote_body())
+
+    assert first.status_code == second.status_code == 201
+    assert first.json()["model_version"] == second.json()["model_version"]
+    looked_up_again = getattr(state, FOLLOWED_AT) != followed_at
+    assert looked_up_again == (check_seconds == 0.0)
