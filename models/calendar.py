@@ -340,10 +340,10 @@ class BusinessCalendar:
         to the promised day for `day`, else hours or minutes from the order to the deadline."""
         unit_s = float(_unit_seconds(unit))
         n = ordered_at_s.size
-        ordered_at_s, clock_start_s, expected_hours, buffer_hours = (
-            _vector(values, n)
-            for values in (ordered_at_s, clock_start_s, expected_hours, buffer_hours)
-        )
+        ordered_at_s = _vector(ordered_at_s, n)
+        clock_start_s = _vector(clock_start_s, n)
+        expected_hours = _vector(expected_hours, n)
+        buffer_hours = _vector(buffer_hours, n)
         deadline = np.empty(n)
         units = np.empty(n)
         skipped = np.empty(n, dtype=np.int64)
