@@ -17,7 +17,7 @@ outcome. Right-censoring makes "the latest fulfilled orders" the fast ones, so:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from models.features import FeatureSchema, fit_schema
 from models.policies import CalibrationSlice, score_distribution
 from models.quoting import QuoteEngine, segment_labels
 from models.regressor import DurationRegressor, QuantileRegressor
-from models.risk import fit_risk_model
+from models.risk import RiskModel, fit_risk_model
 from models.trained import TrainedModel
 from models.units import iso_utc
 from training.data import OrderTable
@@ -156,14 +156,21 @@ def fit_model(
     With `model_from` (the fit at an earlier cut-off) nothing is trained: the split and
     calibration slice are those of `cutoff_s` and the given model is kept, which is how a
     service recalibrates its buffer between two refits. The feature schema is then the model's
-    own (an earlier cut-off's), so categories first seen since are encoded as unknown."""
+    own (an earlier cut-off's), so categories first seen since are encoded as unknown, and the
+    clock starts and matrix rows `model_from` holds are kept (`_extended`): the table is sorted
+    by order time, so what is known at any cut-off is a first stretch of it, and only the
+    orders placed since are computed."""
     known = table.subset(table.ordered_at_s < cutoff_s)
     if known.size == 0:
         raise SpecError(
             f"{table.source}: no orders were placed before the cut-off {iso_utc(cutoff_s)}"
         )
     done = ~np.isnan(known.fulfilled_at_s) & (known.fulfilled_at_s <= cutoff_s)
-    start_s = calendar.clock_starts(known.ordered_at_s)
+    start_s = _extended(
+        None if model_from is None else model_from.start_s,
+        known.ordered_at_s,
+        calendar.clock_starts,
+    )
     hours = np.where(done, np.maximum((known.fulfilled_at_s - start_s) / 3600.0, 0.0), 0.0)
     needed = MIN_TRAINING_ORDERS + MIN_CALIBRATION_ORDERS
     if int(done.sum()) < needed:
@@ -192,7 +199,14 @@ def fit_model(
         )
     if model_from is not None:
         schema, regressor = model_from.schema, model_from.regressor
-        matrix = schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
+        matrix = _extended(
+            model_from.matrix,
+            np.arange(known.size),
+            lambda rows: schema.encode(
+                {name: column[rows] for name, column in known.columns.items()},
+                calendar.local_parts(known.ordered_at_s[rows]),
+            ),
+        )
     else:
         schema = fit_schema(
             {n: known.columns[n][settled_index] for n in spec.feature_names},
@@ -213,8 +227,22 @@ def fit_model(
         train_mask=train_mask,
         cal_index=cal_index,
         settle_hours=settle_hours,
-        cal_expected_hours=regressor.predict_hours(matrix[cal_index]),
+        # Through the compiled trees: the booster's numbers bit for bit, ~10x faster a row.
+        cal_expected_hours=regressor.compiled().predict_hours(matrix[cal_index]),
     )
+
+
+def _extended(
+    held: NDArray[Any] | None, values: NDArray[Any], compute: Callable[[NDArray[Any]], NDArray[Any]]
+) -> NDArray[Any]:
+    """`compute(values)`, row-wise, reusing the first rows of `held` (computed by `compute` for
+    a first stretch of the same values, shorter or longer): only the rest is computed."""
+    reused = 0 if held is None else min(held.shape[0], values.shape[0])
+    if held is None or reused == 0:
+        return compute(values)
+    if reused == values.shape[0]:
+        return held[:reused]
+    return np.concatenate([held[:reused], compute(values[reused:])])
 
 
 def _train_regressor(
@@ -226,9 +254,9 @@ def _train_regressor(
     train_mask: NDArray[np.bool_],
     cutoff_s: float,
 ) -> DurationRegressor:
-    blank = [
-        name for j, name in enumerate(schema.column_names) if np.isnan(matrix[train_mask, j]).all()
-    ]
+    rows = matrix[train_mask]  # one copy, checked and trained on
+    empty = np.flatnonzero(np.isnan(rows).all(axis=0))
+    blank = [schema.column_names[j] for j in empty.tolist()]
     if blank:
         raise SpecError(
             f"{table.source}: {', '.join(blank)} has no value in any of the "
@@ -236,7 +264,7 @@ def _train_regressor(
             "fill it or drop it from [features]"
         )
     return DurationRegressor(**_booster_params(spec)).fit(
-        matrix[train_mask], hours[train_mask], schema.categorical_mask
+        rows, hours[train_mask], schema.categorical_mask
     )
 
 
@@ -246,12 +274,16 @@ def calibrate(
     calendar: BusinessCalendar,
     choice: PolicyChoice | None = None,
     quantile_regressor: QuantileRegressor | None = None,
+    risk: RiskModel | None = None,
 ) -> tuple[TrainedModel, FitReport]:
     """Calibrate a buffer policy (`choice`, the spec's by default) on the fold's calibration
     slice: the fitted estimators and the ready-to-quote engine compiled from them.
 
     The quantile policy fits its own quantile model at 1 - target, unless one is given (the
-    back-test refits it once per fold rather than at every refit: one model per swept level)."""
+    back-test refits it once per fold rather than at every refit: one model per swept level).
+    `risk` is the risk distributions of this fold's calibration slice when they are fitted
+    already: they depend on the slice and the spec's segments, never on the policy, so the
+    back-test fits them once for all the policies it calibrates on a fold."""
     config = choice or spec.policy_config()
     known, cal_index = fold.known, fold.cal_index
     if config.name != "quantile":
@@ -284,14 +316,15 @@ def calibrate(
         cutoff_s=fold.cutoff_s,
     )
     buffer_policy = config.policy().fit(calibration)
-    risk = fit_risk_model(
-        fold.cal_expected_hours,
-        reached_hours,
-        ~cal_done,
-        labels,
-        len(config.segments),
-        config.min_segment_size,
-    )
+    if risk is None:
+        risk = fit_risk_model(
+            fold.cal_expected_hours,
+            reached_hours,
+            ~cal_done,
+            labels,
+            len(config.segments),
+            config.min_segment_size,
+        )
     rule = buffer_policy.rule
     fallbacks = rule.fallbacks(labels) if isinstance(rule, SegmentBuffers) else {}
     engine = QuoteEngine(

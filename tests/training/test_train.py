@@ -1,4 +1,4 @@
-"""The settle time: how long to wait before an order may calibrate, with open orders censored."""
+"""The fit at a cut-off: the settle time (open orders censored) and what calibrating reuses."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.errors import SpecError
+from models.policies import POLICY_NAMES
 from training.backtest import plan_folds
 from training.data import OrderTable, load_orders
 from training.spec import Spec, load_spec
-from training.train import build_calendar, fit_model, settle_quantile_hours
+from training.train import build_calendar, calibrate, fit_model, settle_quantile_hours
 
 TODAY = dt.date(2026, 11, 23)
 MEAN_HOURS = 24.0
@@ -115,3 +117,74 @@ def test_fit_and_back_test_plan_censor_open_orders_at_their_age(tmp_path: Path) 
     observed = (reached_s - table.ordered_at_s) / 3600.0
     assert plan.settle_hours == settle_quantile_hours(observed, table.is_open, q)
     assert plan.settle_hours > naive_settle_hours(observed[done], q)
+
+
+def test_the_calibration_slice_is_predicted_as_the_booster_predicts_it(
+    sample_spec: Spec, sample_table: OrderTable
+) -> None:
+    """Training predicts its calibration slice through the compiled trees: bit for bit the
+    numbers of scikit-learn's own predictor, the reference."""
+    calendar = build_calendar(sample_spec, sample_table, TODAY)
+    fold = fit_model(sample_spec, sample_table, calendar, sample_table.as_of_s + 1.0)
+    reference = fold.regressor.predict_hours(fold.matrix[fold.cal_index])
+    assert fold.cal_index.size > 1000
+    assert np.array_equal(fold.cal_expected_hours, reference)
+
+
+@pytest.mark.parametrize("days_later", [14.0, -14.0])
+def test_a_recalibration_computes_what_a_fresh_encoding_of_its_orders_gives(
+    sample_spec: Spec, sample_table: OrderTable, days_later: float
+) -> None:
+    """A recalibration keeps the clock starts and matrix rows of the fit it starts from and
+    computes only the rest: the same numbers as computing every known order afresh, whether it
+    is later than that fit (more orders) or earlier (fewer)."""
+    calendar = build_calendar(sample_spec, sample_table, TODAY)
+    first_s = float(np.quantile(sample_table.ordered_at_s, 0.6))
+    fitted = fit_model(sample_spec, sample_table, calendar, first_s)
+    later = fit_model(sample_spec, sample_table, calendar, first_s + days_later * 86_400.0, fitted)
+    known = later.known
+    assert known.size != fitted.known.size
+    fresh = fitted.schema.encode(known.columns, calendar.local_parts(known.ordered_at_s))
+    assert np.array_equal(later.matrix, fresh, equal_nan=True)
+    assert np.array_equal(later.start_s, calendar.clock_starts(known.ordered_at_s))
+    expected = fitted.regressor.predict_hours(fresh[later.cal_index])
+    assert np.array_equal(later.cal_expected_hours, expected)
+
+
+def test_the_risk_distributions_of_a_fold_are_the_same_whatever_the_policy(
+    sample_spec: Spec, sample_table: OrderTable
+) -> None:
+    """The back-test fits a period's risk distributions once and hands them to every policy it
+    calibrates there: that is exact only while they depend on the slice alone."""
+    calendar = build_calendar(sample_spec, sample_table, TODAY)
+    fold = fit_model(sample_spec, sample_table, calendar, float(sample_table.as_of_s) + 1.0)
+    risks = []
+    for name in POLICY_NAMES:
+        model, _ = calibrate(sample_spec, fold, calendar, sample_spec.policy_config(name, 0.1))
+        assert model.engine.risk is not None
+        risks.append(model.engine.risk)
+    first = risks[0]
+    for risk in risks[1:]:
+        assert risk.depth == first.depth and list(risk.table) == list(first.table)
+        for key, distribution in first.table.items():
+            other = risk.table[key]
+            assert (other.n, other.n_censored) == (distribution.n, distribution.n_censored)
+            assert np.array_equal(other.values, distribution.values)
+            assert np.array_equal(other.cdf, distribution.cdf)
+
+
+def test_a_feature_with_no_value_in_the_orders_trained_on_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    spec = write_exponential_table(tmp_path)
+    path = tmp_path / "orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text(
+        "\n".join([lines[0], *(line.rsplit(",", 1)[0] + "," for line in lines[1:])]) + "\n",
+        encoding="utf-8",
+    )
+    table = load_orders(spec)
+    calendar = build_calendar(spec, table, TODAY)
+    cutoff_s = dt.datetime(2025, 1, 24, tzinfo=dt.UTC).timestamp()
+    with pytest.raises(SpecError, match=r"size has no value in any of the \d+ orders trained on"):
+        fit_model(spec, table, calendar, cutoff_s)

@@ -162,9 +162,16 @@ class _Quoter:
         self.quantile_models: dict[tuple[int, _Task], QuantileRegressor] = {}
 
     def quote(
-        self, task: _Task, fold: FoldModel, k: int, period: tuple[float, float], rows: IntArray
+        self,
+        task: _Task,
+        fold: FoldModel,
+        k: int,
+        period: tuple[float, float],
+        rows: IntArray,
+        risk: RiskModel | None,
     ) -> QuoteRecord:
-        """`task` calibrated on `fold` (fold number `k`), quoting `rows` placed in `period`."""
+        """`task` calibrated on `fold` (fold number `k`, its calibration slice's risk
+        distributions `risk`), quoting `rows` placed in `period`."""
         choice = self.spec.policy_config(task.name, task.target_late_rate)
         # The trade-off sweeps calibrated buffers: a buffer given in the spec would not move.
         model, _ = calibrate(
@@ -173,6 +180,7 @@ class _Quoter:
             self.calendar,
             choice.calibrating() if task.is_sweep else choice,
             self.quantile_models.get((k, task)),
+            risk,
         )
         engine = model.engine
         if model.quantile_regressor is not None:
@@ -251,7 +259,9 @@ def _walk(
                 risk_models.append(conformal.risk)
             fold_parts.append(quote_static(conformal, table, rows, k))
             if k == 0 and start == cutoff:  # the history the walk starts on, as first modelled
-                watch.expected_hours[: fold.known.size] = fold.regressor.predict_hours(fold.matrix)
+                watch.expected_hours[: fold.known.size] = fold.regressor.compiled().predict_hours(
+                    fold.matrix
+                )
             watch.expected_hours[rows] = fold_parts[-1].expected_hours
             naive_engine = _naive_engine(spec, fold, calendar, conformal)
             naive_parts.append(quote_static(naive_engine, table, rows, k))
@@ -261,7 +271,9 @@ def _walk(
                 if task == reference_task:
                     parts[task].append(fold_parts[-1])
                 else:
-                    parts[task].append(quoter.quote(task, fold, k, (start, stop), rows))
+                    parts[task].append(
+                        quoter.quote(task, fold, k, (start, stop), rows, conformal.risk)
+                    )
                 done += 1
         reference.append(joined(fold_parts, k))
         naive.append(joined(naive_parts, k))
@@ -316,7 +328,7 @@ def _naive_engine(
     naive_fold = dataclasses.replace(
         fold,
         cal_index=latest,
-        cal_expected_hours=fold.regressor.predict_hours(fold.matrix[latest]),
+        cal_expected_hours=fold.regressor.compiled().predict_hours(fold.matrix[latest]),
     )
     naive, _ = calibrate(
         spec, naive_fold, calendar, spec.policy_config("conformal", engine.target_late_rate)
@@ -326,7 +338,7 @@ def _naive_engine(
 
 def _fold_model_info(fold: FoldModel) -> FoldModelInfo:
     cal_done = fold.cal_index[fold.done[fold.cal_index]]
-    residual = fold.hours[cal_done] - fold.regressor.predict_hours(fold.matrix[cal_done])
+    residual = fold.hours[cal_done] - fold.regressor.compiled().predict_hours(fold.matrix[cal_done])
     return FoldModelInfo(
         train_median_hours=median(fold.hours[fold.train_mask]),
         calibration_median_hours=median(fold.hours[cal_done]),
