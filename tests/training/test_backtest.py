@@ -17,6 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from models.calendar import BusinessCalendar
+from models.quoting import segment_labels
+from models.segments import segment_keys
 from tests.conftest import spec_with
 from training.backtest import (
     COMPANY,
@@ -32,6 +34,7 @@ from training.backtest import (
     score,
     walk_forward,
 )
+from training.backtest.scoring import _segment_keys
 from training.cli import app
 from training.data import OrderTable, load_orders
 from training.spec import Spec, load_spec
@@ -470,3 +473,16 @@ def test_cli_backtest_with_an_unknown_policy_is_one_red_line(sample_spec: Spec) 
     )
     assert result.exit_code == 1
     assert "'psychic' is not one of" in result.stderr
+
+
+@pytest.mark.parametrize("segments", [["store_id"], ["store_id", "lens_type"]])
+def test_scored_orders_are_named_by_their_segment_as_the_core_names_it(
+    sample_spec: Spec, sample_table: OrderTable, segments: list[str]
+) -> None:
+    spec = spec_with(sample_spec, quote={"segments": segments})
+    rows = np.random.default_rng(3).permutation(sample_table.size)[:20_000]
+    labels = segment_labels({n: sample_table.columns[n][rows] for n in segments}, segments, 20_000)
+    keys = _segment_keys(spec, sample_table, rows)
+    assert keys.dtype == object
+    assert keys.tolist() == segment_keys(labels, len(segments))
+    assert len(set(keys.tolist())) > len(segments)

@@ -89,3 +89,21 @@ def test_every_promise_is_learnt_at_its_deadline_kept_or_broken(
     )
     assert early_stream.state.n_updates == int((early_deadlines <= last_look).sum())
     assert early_stream.state.misses["all orders"] < stream.state.misses["all orders"]
+
+
+def test_the_watch_resolves_each_orders_path_as_the_policy_does(
+    sample_spec: Spec, sample_table: OrderTable, sample_calendar: BusinessCalendar
+) -> None:
+    """The watch resolves each distinct tuple of segment values once: the paths are those the
+    policy gives each order's own labels, in the rows' order."""
+    engine, _ = month_engine(sample_spec, sample_table, sample_calendar)
+    policy = engine.buffer_rule
+    assert isinstance(policy, AdaptiveBuffers)
+    watch = Watch.of(sample_spec, sample_table, sample_calendar)
+    segments = sample_spec.quote.segments
+    labels = segment_labels(
+        {n: sample_table.columns[n] for n in segments}, segments, len(sample_table.ids)
+    )
+    rows = np.random.default_rng(5).permutation(sample_table.size)[:5000]
+    assert watch.paths(policy, rows) == policy.paths([labels[i] for i in rows.tolist()])
+    assert len(set(watch.paths(policy, rows))) > 1

@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 from models.buffers import AdaptiveBuffers
 from models.calendar import BusinessCalendar
 from models.control import ControlState, learn, with_nowcast
-from models.quoting import QuoteBatch, QuoteEngine, quote_batch, segment_labels
+from models.quoting import QuoteBatch, QuoteEngine, quote_batch
+from models.segments import distinct_labels
 from models.units import Unit
 from training.data import OrderTable
 from training.spec import Spec
@@ -128,18 +129,28 @@ class Watch:
 
     clock_start_s: FloatArray
     expected_hours: FloatArray  # filled in as the walk quotes (and for the history it starts on)
-    labels: list[tuple[str | None, ...]]
+    # Each order's tuple of segment values, as an index into the few distinct ones.
+    label_index: NDArray[np.int64]
+    distinct_labels: list[tuple[str | None, ...]]
 
     @classmethod
     def of(cls, spec: Spec, table: OrderTable, calendar: BusinessCalendar) -> Watch:
         """Every order of the table watched, no expectation known yet."""
+        segments = spec.quote.segments
+        index, distinct = distinct_labels(
+            {n: table.columns[n] for n in segments}, segments, table.size
+        )
         return cls(
             clock_start_s=calendar.clock_starts(table.ordered_at_s),
             expected_hours=np.full(table.size, np.nan),
-            labels=segment_labels(
-                {n: table.columns[n] for n in spec.quote.segments}, spec.quote.segments, table.size
-            ),
+            label_index=index,
+            distinct_labels=distinct,
         )
+
+    def paths(self, policy: AdaptiveBuffers, rows: IntArray) -> list[tuple[str, ...]]:
+        """`policy.paths` of the orders `rows`: resolved once per distinct tuple of labels."""
+        resolved = policy.paths(self.distinct_labels)
+        return list(map(resolved.__getitem__, self.label_index[rows].tolist()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +212,7 @@ def quote_adaptive(
         batch = quote_batch(engine, _columns(table, part), ordered[lo:hi], state)
         parts.append(_record(part, batch, fold))
         kept = fulfilled[lo:hi] <= batch.deadline_s  # False while open: late at the deadline
-        paths = policy.paths([watch.labels[i] for i in part.tolist()])
+        paths = watch.paths(policy, part)
         for i in range(hi - lo):
             heapq.heappush(
                 pending, (float(batch.deadline_s[i]), sequence, paths[i], not bool(kept[i]))
@@ -244,7 +255,7 @@ def _with_nowcast(
         watch.clock_start_s[seen],
         watch.expected_hours[seen],
         table.fulfilled_at_s[seen],
-        policy.paths([watch.labels[i] for i in seen.tolist()]),
+        watch.paths(policy, seen),
         now_s,
     )
     return with_nowcast(state, medians, events)

@@ -16,8 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.calendar import BusinessCalendar
-from models.policies import segment_keys
-from models.quoting import segment_labels
+from models.segments import distinct_labels, segment_key
 from models.units import SECONDS_PER_UNIT
 from training.backtest.replay import QuoteRecord, concat
 from training.backtest.report_data import Figures
@@ -112,8 +111,13 @@ def _segment_keys(spec: Spec, table: OrderTable, rows: IntArray) -> NDArray[np.o
     segments = spec.quote.segments
     if not segments:
         return np.full(rows.size, "", dtype=object)
-    labels = segment_labels({n: table.columns[n][rows] for n in segments}, segments, rows.size)
-    return np.array(segment_keys(labels, len(segments)), dtype=object)
+    # Few distinct tuples of segment values, many orders: each key is joined once.
+    index, distinct = distinct_labels(
+        {n: table.columns[n][rows] for n in segments}, segments, rows.size
+    )
+    keys = np.empty(len(distinct), dtype=object)
+    keys[:] = [segment_key(values, len(segments)) for values in distinct]
+    return keys[index]
 
 
 def figures(scored: Scored, mask: BoolArray | None = None) -> Figures:
