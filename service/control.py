@@ -34,14 +34,13 @@ falling due or an outcome recorded reaches its adaptive quotes that much later a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-
-from starlette.concurrency import run_in_threadpool
 
 from models.buffers import AdaptiveBuffers
 from models.control import ControlState, learn, with_nowcast
@@ -153,14 +152,14 @@ class ControlCache:
         return hit.state
 
     async def current(self, serving: Serving, now_utc: dt.datetime) -> ControlState | None:
-        """`state` for a coroutine: a fresh state at once, a replay (ledger queries) in the
-        threadpool."""
+        """`state` for a coroutine: a fresh state at once, a replay (ledger queries) in a
+        thread."""
         if not isinstance(serving.bundle.engine.buffer_rule, AdaptiveBuffers):
             return None
         hit = self._fresh(serving.version, now_utc)
         if hit is not None:
             return hit.state
-        return await run_in_threadpool(self.state, serving, now_utc)
+        return await asyncio.to_thread(self.state, serving, now_utc)
 
     def view(self, serving: Serving | None, now_utc: dt.datetime) -> AdaptiveView | None:
         """The served adaptive policy's buffers per segment at `now_utc` (None without an

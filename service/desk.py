@@ -21,6 +21,7 @@ and a keyset cursor (`service.cursor`): the next page starts after the last item
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import threading
@@ -30,7 +31,6 @@ from functools import cache
 from typing import Any
 
 from anyio import from_thread
-from starlette.concurrency import run_in_threadpool
 from threadpoolctl import ThreadpoolController
 
 from models import quoting
@@ -301,7 +301,8 @@ class QuoteDesk(Desk):
 
         On the event loop: the orders are checked and quoted here (a fraction of a
         millisecond), the group commit stores them meanwhile the loop serves others; what may
-        block (a keyed request's look-up, the control state's replay) goes to a thread.
+        block (a keyed request's look-up, the control state's replay) goes to asyncio's own
+        threads, never to the threadpool a sync route that called `issue` may be holding.
         Raises `InputError` naming the field for a bad order, `AccessDenied` (403) for an order
         of a store the caller may not act for, `Conflict` for a reused key."""
         checked = self.check(requests, kind)
@@ -445,12 +446,12 @@ class QuoteDesk(Desk):
         Raises `NotFound` (also for another store's quote); `Conflict` when the order is
         fulfilled or was revised meanwhile; `RevisionNotNeeded` when the current promise still
         keeps the target. The chain is read, and the model that quoted it found (perhaps
-        loaded), in the threadpool."""
-        chain = await run_in_threadpool(self.ledger.quotes.chain, quote_id, caller.stores)
+        loaded), in asyncio's threads (as `issue_async`'s look-ups)."""
+        chain = await asyncio.to_thread(self.ledger.quotes.chain, quote_id, caller.stores)
         payload = {"quote_id": quote_id}
         request = self._request("revision", caller, idempotency_key, payload)
         return await self._answer(
-            request, lambda: run_in_threadpool(self._revision, quote_id, chain)
+            request, lambda: asyncio.to_thread(self._revision, quote_id, chain)
         )
 
     async def _answer(
@@ -460,7 +461,7 @@ class QuoteDesk(Desk):
         gives, stored before they are answered, then announced."""
         recorded = None
         if request.idempotency_key is not None:  # only a keyed request can be a retry
-            recorded = await run_in_threadpool(self.ledger.quotes.replay, request)
+            recorded = await asyncio.to_thread(self.ledger.quotes.replay, request)
         if recorded is None:
             made = await make()
             recorded = await self.ledger.quotes.record_async(request, made.quotes)
