@@ -4,6 +4,7 @@ migrated costs a read and no Alembic import, one of a newer release is refused b
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +13,14 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from typer.testing import CliRunner
 
 from models.errors import SettingsError
-from promise_cli import app
 from service.database import alembic_config, code_revisions, migrate_schema, schema_revision
 from service.ledger import Ledger
 from tests.service.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+PROMISE = Path(sys.executable).parent / "promise"
 
 
 def _revision(ledger: Ledger) -> str | None:
@@ -78,16 +78,22 @@ def test_a_ledger_of_a_newer_release_is_refused_by_name(ledger: Ledger) -> None:
     assert _revision(ledger) == "9999"  # untouched
 
 
-def test_promise_serve_refuses_a_newer_ledger_before_any_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_promise_serve_refuses_a_newer_ledger_before_any_worker(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger.connect(url)
     migrate_schema(ledger.engine, "store_id")
     _set_revision(ledger, "9999")
     ledger.close()
-    monkeypatch.setenv("PROMISE_DATABASE_URL", url)
-    monkeypatch.setenv("PROMISE_REGISTRY", str(tmp_path / "registry"))
-    ran = CliRunner().invoke(app, ["serve", "--port", str(free_port())])
-    assert ran.exit_code == 1
-    assert "migration 9999" in ran.stderr and "Traceback" not in ran.output
+    # Its own process: `promise serve` sets up logging for the whole process.
+    env = {**os.environ, "PROMISE_DATABASE_URL": url, "PROMISE_REGISTRY": str(tmp_path / "r")}
+    ran = subprocess.run(
+        [str(PROMISE), "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 1
+    assert "migration 9999" in ran.stderr and "Traceback" not in ran.stderr
+    assert "server.starting" not in ran.stderr + ran.stdout  # no worker was started
