@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# The kernels, compiled ahead of time for this CPU (models/kernels.py; ~20-40 s once).
+	$(BIN)/python -c "import models.kernels"
 	touch $(STAMP)
 
 $(SAMPLE): $(STAMP)

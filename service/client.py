@@ -31,8 +31,7 @@ PromiseApiError
     └── ModelUnavailable
 ```
 
-It needs httpx alone: it uses no other Promise module (importing it through the `service`
-package loads that package's numba set-up, nothing more).
+It needs httpx alone: it uses no other Promise module.
 """
 
 from __future__ import annotations

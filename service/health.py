@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -32,7 +33,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import psycopg
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -96,7 +96,10 @@ def _kind_of(err: BaseException) -> FailureKind | None:
         return None
     if isinstance(err, OSError) and err.errno is not None:
         return _ERRNO_KINDS.get(err.errno)
-    if isinstance(err, psycopg.Error):
+    # psycopg only where it is loaded: an error of it cannot exist before (a SQLite worker
+    # never imports the PostgreSQL driver, ~0.1 s of its start).
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(err, psycopg.Error):
         if err.sqlstate is None:
             # No SQLSTATE: the server never answered (refused, dropped, timed out).
             return "unreachable" if isinstance(err, psycopg.OperationalError) else None

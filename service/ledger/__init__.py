@@ -19,17 +19,10 @@ from __future__ import annotations
 
 import logging
 
-from alembic import command
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from service.database import (
-    MIGRATION_LOCK_ID,
-    alembic_config,
-    create_ledger_engine,
-    migration_lock,
-    write_transaction,
-)
+from service.database import create_ledger_engine, migrate_schema
 from service.ledger.contacts import ContactBook
 from service.ledger.outcomes import OutcomeBook
 from service.ledger.quotes import QuoteBook
@@ -83,14 +76,10 @@ class Ledger:
         self.engine.dispose()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision; safe when workers start together."""
-        with migration_lock(self.engine), write_transaction(self.engine) as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            config.attributes["store_field"] = self.store_field
-            command.upgrade(config, "head")
+        """Bring the schema to the newest migration (`service.database.migrate_schema`: one
+        read, without Alembic, when it is there already); safe when workers start together.
+        Raises `SettingsError` for a ledger migrated by a newer release."""
+        migrate_schema(self.engine, self.store_field)
         self.is_migrated = True
         log.info("ledger.migrated", extra={"dialect": self.engine.dialect.name})
 

@@ -1,6 +1,7 @@
-"""A serving worker carries no training stack: after importing `service.app`, loading the bundle
-and quoting through the app, none of scikit-learn, scipy, pandas, pyarrow, matplotlib or joblib
-is imported (checked in a fresh Python process; the registry is trained in this one)."""
+"""A serving worker carries no training stack and no build tools: after importing `service.app`,
+loading the bundle and quoting through the app, none of scikit-learn, scipy, pandas, pyarrow,
+matplotlib or joblib is imported, nor numba, LLVM, Alembic or Mako on a ledger `promise serve`
+migrated (checked in a fresh Python process; the registry is trained in this one)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from service.ledger import Ledger
 from tests.service.conftest import ORDER, ROOT, TrainedBundles
 
 TRAINING_STACK = ("sklearn", "scipy", "pandas", "pyarrow", "matplotlib", "joblib")
+BUILD_TOOLS = ("numba", "llvmlite", "alembic", "mako")
 
 WORKER = """
 import json, sys
@@ -36,14 +39,18 @@ print(json.dumps({"status": quoted.status_code, "batch": batch.status_code,
 def test_a_worker_quotes_without_importing_the_training_stack(
     registry_root: Path, trained: TrainedBundles, tmp_path: Path
 ) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger.connect(url)
+    ledger.migrate()  # as `promise serve` does before its workers start
+    ledger.close()
     result = subprocess.run(
         [
             sys.executable,
             "-c",
             WORKER,
             str(registry_root),
-            f"sqlite:///{tmp_path / 'ledger.db'}",
-            json.dumps(TRAINING_STACK),
+            url,
+            json.dumps(TRAINING_STACK + BUILD_TOOLS),
             json.dumps(ORDER),
         ],
         cwd=ROOT,
