@@ -193,7 +193,7 @@ async def create_quote(
 ) -> Response:
     """Quote one order. The quote is stored before it is answered; a retry with the same
     `Idempotency-Key` gets the same quote back (header `Idempotent-Replayed: true`)."""
-    return _quoted(await desk.issue_async([body], "single", caller, idempotency_key))
+    return _quoted(await desk.issue([body], "single", caller, idempotency_key))
 
 
 @router.post(
@@ -212,7 +212,7 @@ async def create_quotes(
 ) -> Response:
     """Quote many orders in one call (at most `PROMISE_MAX_BATCH`): all are quoted and stored,
     or none when any is invalid (each bad field named, e.g. `orders[3].order.lens_type`)."""
-    recorded = await desk.issue_async(body.orders, "batch", caller, idempotency_key)
+    recorded = await desk.issue(body.orders, "batch", caller, idempotency_key)
     return _quoted(recorded, many=True)
 
 
@@ -415,7 +415,7 @@ async def revise_quote(
     late rate: stored as a revision linked to the original (never overwriting it). 409 when
     the order is fulfilled, was revised meanwhile, or its promise still keeps the target
     (`no_revision_needed`)."""
-    return _quoted(await desk.revise_async(quote_id, caller, idempotency_key))
+    return _quoted(await desk.revise(quote_id, caller, idempotency_key))
 
 
 @router.post(

@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-from anyio import from_thread
 from threadpoolctl import ThreadpoolController
 
 from models import quoting
@@ -290,7 +289,7 @@ class QuoteDesk(Desk):
     serving: Serving
     model_of: Callable[[str], Serving | None]
 
-    async def issue_async(
+    async def issue(
         self,
         requests: Sequence[QuoteRequest],
         kind: Kind,
@@ -302,7 +301,7 @@ class QuoteDesk(Desk):
         On the event loop: the orders are checked and quoted here (a fraction of a
         millisecond), the group commit stores them meanwhile the loop serves others; what may
         block (a keyed request's look-up, the control state's replay) goes to asyncio's own
-        threads, never to the threadpool a sync route that called `issue` may be holding.
+        threads, not to the threadpool the sync routes share.
         Raises `InputError` naming the field for a bad order, `AccessDenied` (403) for an order
         of a store the caller may not act for, `Conflict` for a reused key."""
         checked = self.check(requests, kind)
@@ -319,17 +318,6 @@ class QuoteDesk(Desk):
             return self._quote(requests, checked, kind, state)
 
         return await self._answer(request, make)
-
-    def issue(
-        self,
-        requests: Sequence[QuoteRequest],
-        kind: Kind,
-        caller: Caller,
-        idempotency_key: str | None,
-    ) -> Recorded:
-        """`issue_async` for a route running in a worker thread (the web form): the same
-        path, run on the event loop while this thread waits."""
-        return from_thread.run(self.issue_async, requests, kind, caller, idempotency_key)
 
     def check(self, requests: Sequence[QuoteRequest], kind: Kind) -> list[CheckedOrder]:
         """Validated orders; raises `InputError` (`InputErrors` for several) naming fields."""
@@ -434,19 +422,13 @@ class QuoteDesk(Desk):
         )
         return CallList(response, [quote for quote, _ in listed])
 
-    def revise(self, quote_id: str, caller: Caller, idempotency_key: str | None) -> Recorded:
-        """`revise_async` for a route running in a worker thread (the staff pages)."""
-        return from_thread.run(self.revise_async, quote_id, caller, idempotency_key)
-
-    async def revise_async(
-        self, quote_id: str, caller: Caller, idempotency_key: str | None
-    ) -> Recorded:
+    async def revise(self, quote_id: str, caller: Caller, idempotency_key: str | None) -> Recorded:
         """Store an honest revision of the newest promise of `quote_id`'s order.
 
         Raises `NotFound` (also for another store's quote); `Conflict` when the order is
         fulfilled or was revised meanwhile; `RevisionNotNeeded` when the current promise still
         keeps the target. The chain is read, and the model that quoted it found (perhaps
-        loaded), in asyncio's threads (as `issue_async`'s look-ups)."""
+        loaded), in asyncio's threads (as `issue`'s look-ups)."""
         chain = await asyncio.to_thread(self.ledger.quotes.chain, quote_id, caller.stores)
         payload = {"quote_id": quote_id}
         request = self._request("revision", caller, idempotency_key, payload)

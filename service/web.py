@@ -121,7 +121,7 @@ async def submit(
 ) -> Response:
     """Quote the posted order and show it (303 to its page), or the form with the problems."""
     form = await checked_form(request)
-    return await run_in_threadpool(_answer, request, desk, caller, form)
+    return await _answer(request, desk, caller, form)
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -279,7 +279,7 @@ async def revise_from_list(
     form = await checked_form(request)
     token = form_text(form.get("form_token"))
     key = f"web-revise:{token}:{quote_id}" if TOKEN_PATTERN.match(token) else None
-    recorded = await run_in_threadpool(desk.revise, quote_id, caller, key)
+    recorded = await desk.revise(quote_id, caller, key)
     new_id = recorded.quotes[0].quote_id
     return RedirectResponse(f"/quotes/{url_quote(new_id, safe='')}", status_code=303)
 
@@ -385,7 +385,7 @@ def render_error(request: Request, status: int, body: ErrorBody) -> Response:
     )
 
 
-def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -> Response:
+async def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -> Response:
     schema = desk.serving.bundle.engine.schema
     submission = read_form(form, schema, desk.settings.store_field, shop_words(desk.serving))
     if submission.request is None or submission.problems:
@@ -394,7 +394,7 @@ def _answer(request: Request, desk: QuoteDesk, caller: Caller, form: FormData) -
         )
     key = _form_key(form.get("form_token"), submission.request.model_dump(mode="json"))
     try:  # the desk checks the order against the model's rules, once
-        recorded = desk.issue([submission.request], "web", caller, key)
+        recorded = await desk.issue([submission.request], "web", caller, key)
     except InputError as err:
         problems = (
             err.problems if isinstance(err, InputErrors) else [(err.field or "order", str(err))]

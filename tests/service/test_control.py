@@ -90,7 +90,7 @@ class Shop:
         """Quote one order per store, placed at `now`."""
         requests = [QuoteRequest(order={**ORDER, "store_id": store}) for store in stores]
         desk = self.desk(now, serving)
-        return asyncio.run(desk.issue_async(requests, "batch", OPEN_CALLER, None)).quotes
+        return asyncio.run(desk.issue(requests, "batch", OPEN_CALLER, None)).quotes
 
     def fulfil(
         self, quote: StoredQuote, fulfilled_at: dt.datetime, recorded_at: dt.datetime
@@ -184,7 +184,7 @@ def test_the_replay_is_the_core_fold_over_the_same_promises(shop: Shop) -> None:
         q for q in quotes if q.promise.deadline_at < now - 5 * DAY and _outcome(shop, q) is None
     ]
     revised_at = open_ones[0].promise.deadline_at + DAY
-    revising = shop.desk(revised_at).revise_async(open_ones[0].quote_id, OPEN_CALLER, None)
+    revising = shop.desk(revised_at).revise(open_ones[0].quote_id, OPEN_CALLER, None)
     [revision] = asyncio.run(revising).quotes
     assert revision.revision == 1 and revision.promise.policy == "adaptive"
     promises = [*quotes, revision]
