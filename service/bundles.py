@@ -129,6 +129,11 @@ class BundleHolder:
         """The bundle loaded now, without asking the ledger (for readiness checks)."""
         return self._serving
 
+    def is_checked(self) -> bool:
+        """True while `current()` would not ask the ledger (its choice was read less than
+        `check_seconds` ago): the bundle held may be used as it is."""
+        return self._is_announced and time.monotonic() - self._checked_at < self.check_seconds
+
     def require(self) -> Serving:
         """The current bundle; raises `Unavailable` (503) when none is loaded."""
         serving = self.current()
@@ -250,7 +255,7 @@ class BundleHolder:
             self._checked_at = float("-inf")  # another choice stands: follow it now
 
     def _follow(self) -> None:
-        if self._is_announced and time.monotonic() - self._checked_at < self.check_seconds:
+        if self.is_checked():
             return
         with self._lock:
             if not self._is_announced and self._serving is not None:

@@ -9,12 +9,10 @@ file re-read) is handed to the threadpool only on the rare request that needs it
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import State
 
 from service.auth import Caller, require
 from service.bundles import BundleHolder, Serving
@@ -105,24 +103,19 @@ async def get_quote_desk(request: Request) -> QuoteDesk:
     on `get_desk`: one dependency fewer to solve on every quote."""
     desk = await get_desk(request)
     holder: BundleHolder = request.app.state.bundles
-    serving = await quoting_snapshot(holder, request.app.state)
+    serving = await quoting_snapshot(holder)
     return desk.quoting(serving, holder.serving_for)
 
 
-async def quoting_snapshot(holder: BundleHolder, state: State) -> Serving:
-    """The bundle a quote uses: `holder.require()` in the threadpool (it may read the ledger's
-    choice of model and load a bundle) at most once every `model_check_seconds`, the bundle
-    held (`snapshot`, no look-up) in between. A hop per quote cost about a tenth of its CPU."""
+async def quoting_snapshot(holder: BundleHolder) -> Serving:
+    """The bundle a quote uses: the one held while the holder's last look at the ledger's
+    choice is fresh (`is_checked`, no thread hop), else `holder.require()` in the threadpool
+    (it may read the ledger and load a bundle). A hop per quote cost about a tenth of its CPU."""
     serving = holder.snapshot()
-    followed_at: float = getattr(state, FOLLOWED_AT, float("-inf"))
-    if serving is not None and time.monotonic() - followed_at < holder.check_seconds:
+    if serving is not None and holder.is_checked():
         return serving
-    serving = await run_in_threadpool(get_serving, holder)
-    setattr(state, FOLLOWED_AT, time.monotonic())  # after the look-up: none is skipped
-    return serving
+    return await run_in_threadpool(get_serving, holder)
 
-
-FOLLOWED_AT = "serving_followed_at"  # on the app's state: when a quote last called `require`
 
 QuoteDeskDep = Annotated[QuoteDesk, Depends(get_quote_desk)]
 

@@ -16,7 +16,6 @@ from fastapi.routing import APIRoute
 
 from service import api
 from service.auth import require
-from service.deps import FOLLOWED_AT
 from service.keyring import KeyRing
 from tests.service.conftest import POS_KEY, ClientFactory, quote_body
 
@@ -99,13 +98,21 @@ def test_a_quote_asks_the_ledger_for_the_served_model_once_per_check_interval(
     """Between the holder's checks a quote takes the bundle held (no thread hop); every
     `model_check_seconds` one looks the ledger's choice up (`deps.quoting_snapshot`)."""
     client = make_client(model_check_seconds=check_seconds)
-    state = client.app.state  # type: ignore[attr-defined]
+    holder = client.app.state.bundles  # type: ignore[attr-defined]
+    served_model = holder.ledger.served_model
+    asked = 0
+    read_choice = served_model.get
+
+    def counted_get() -> object:  # the real read, counted
+        nonlocal asked
+        asked += 1
+        return read_choice()
 
     first = client.post("/v1/quotes", json=quote_body())
-    followed_at = getattr(state, FOLLOWED_AT)
+    served_model.get = counted_get
     second = client.post("/v1/quotes", json=quote_body())
 
     assert first.status_code == second.status_code == 201
     assert first.json()["model_version"] == second.json()["model_version"]
-    looked_up_again = getattr(state, FOLLOWED_AT) != followed_at
+    looked_up_again = asked > 0
     assert looked_up_again == (check_seconds == 0.0)
