@@ -255,7 +255,8 @@ def fit_schema(
     """Learn category codes and numeric ranges from training columns (labels already canonical)."""
     cats = []
     for name in categorical:
-        counts = Counter(v for v in columns[name] if v is not None)
+        counts = Counter(columns[name])  # counted in C; insertion order kept for ties
+        counts.pop(None, None)
         # The most frequent values get codes; rarer ones are known but modelled as missing.
         frequent = [
             str(v) for v, c in counts.most_common(MAX_CATEGORY_CODES) if c >= MIN_CATEGORY_COUNT

@@ -25,8 +25,9 @@ def segment_keys(labels: Sequence[Sequence[str | None]], depth: int) -> list[str
     if depth == 0:
         return [GLOBAL_SEGMENT] * len(labels)
     # Few distinct label tuples, many orders: join each distinct tuple once.
-    keys = {row: segment_key(row, depth) for row in dict.fromkeys(map(tuple, labels))}
-    return [keys[tuple(row)] for row in labels]
+    rows = list(map(tuple, labels))
+    keys = {row: segment_key(row, depth) for row in dict.fromkeys(rows)}
+    return list(map(keys.__getitem__, rows))
 
 
 def segment_key(values: Sequence[str | None], depth: int) -> str:
