@@ -119,12 +119,16 @@ class GroupCommitter:
             self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
             self._is_closing = False  # written after all: the writer goes on, or a new one
             if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_groups, name="ledger-group-commit", daemon=True
-                )
-                self._writer.start()
+                self._start_writer()
             elif self._is_idle:
                 self._wanted.notify()
+
+    def _start_writer(self) -> None:
+        """A writer thread for the queue (the caller holds `_wanted`)."""
+        self._writer = threading.Thread(
+            target=self._write_groups, name="ledger-group-commit", daemon=True
+        )
+        self._writer.start()
 
     def _write_groups(self) -> None:
         """The writer thread: each group as it forms, until closed and nothing is queued."""
@@ -145,7 +149,9 @@ class GroupCommitter:
                 for pending in group:
                     pending.result, pending.error = None, err
                 with self._wanted:
-                    self._writer = None  # the next write starts another writer
+                    self._writer = None
+                    if self._queue:  # writes queued meanwhile get a writer of their own
+                        self._start_writer()
                 raise
             finally:
                 _wake(group)

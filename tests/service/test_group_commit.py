@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from sqlalchemy.exc import StatementError
 from models.errors import NotFound
 from service.errors import Conflict
 from service.ledger import Ledger
+from service.ledger.group_commit import GroupCommitter
 from service.ledger.records import NewRequest, Recorded, StoredQuote, new_quote_id
 from service.tables import quote_requests, quotes
 from tests.service.conftest import ClientFactory, quote_body
@@ -314,3 +316,36 @@ def test_coroutines_share_a_group_and_are_answered_only_after_its_commit(
         assert not outcome.replayed
         assert [q.quote_id for q in outcome.quotes] == [q.quote_id for q in given]
     assert stored(ledger) == (8, 8)
+
+
+class _Halt(BaseException):
+    """Not an `Exception`: what no write's handler catches (an interrupt, an exit)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_write_queued_while_the_writer_thread_dies_is_still_written(ledger: Ledger) -> None:
+    """The writer thread ends with what it could not catch; its own callers hear of it, and a
+    write that queued meanwhile gets a writer of its own rather than waiting for ever."""
+    committer = GroupCommitter(ledger.engine)
+    started, release = threading.Event(), threading.Event()
+
+    def halting(_conn: Any) -> None:
+        started.set()
+        release.wait(30)
+        raise _Halt
+
+    def reading(conn: Any) -> int:
+        return int(conn.execute(text("SELECT 1")).scalar_one())
+
+    pool = ThreadPoolExecutor(2)
+    try:
+        first = pool.submit(committer.run, halting)
+        assert started.wait(30)
+        second = pool.submit(committer.run, reading)
+        wait_until(lambda: committer.waiting() == 1, "the second write queued")
+        release.set()
+        assert isinstance(first.exception(timeout=30), _Halt)
+        assert second.result(timeout=30) == 1
+    finally:
+        pool.shutdown(wait=False)  # a write left waiting must fail the test, not hang it
+        committer.close()
