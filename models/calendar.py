@@ -379,8 +379,8 @@ class BusinessCalendar:
         units, shape (n,), counted as `promises` counts a new quote's: local days from the
         order's day to the promised day for `day`, else hours or minutes to the deadline."""
         ordered_at_s, _ = _flat(ordered_at_s)
-        deadline_s, _ = _flat(deadline_s)
         n = ordered_at_s.size
+        deadline_s = _vector(deadline_s, n)  # the kernel reads n of each
         out = np.empty(n)
         bad = kernels.lengths(
             ordered_at_s,
@@ -448,6 +448,7 @@ class BusinessCalendar:
         if not (
             out.dtype == np.float64
             and out.flags.c_contiguous
+            and out.flags.writeable
             and out.ndim == 2
             and out.shape[0] == at_s.size
             and 0 <= column <= out.shape[1] - len(TIME_PARTS)

@@ -105,7 +105,11 @@ def build_key() -> str:
     digest = hashlib.sha256()
     for path in SOURCES:
         digest.update(path.read_bytes())
-    digest.update(f"{sys.version}|{np.__version__}|{version('numba')}|{_cpu()}".encode())
+    numba_settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_"))
+    digest.update(
+        f"{sys.version}|{np.__version__}|{version('numba')}|{version('llvmlite')}|"
+        f"{numba_settings}|{_cpu()}".encode()
+    )
     return digest.hexdigest()[:20]
 
 
@@ -179,9 +183,9 @@ def _import(path: Path) -> types.ModuleType:
 
 
 def build(folder: Path, key: str) -> Path:
-    """Compile the loops into `folder` (numba.pycc; imports numba in this process); removes
-    the builds of other keys there. Returns the module's path; raises ImportError naming what
-    the build needs when it fails."""
+    """Compile the loops into `folder` (numba.pycc; imports numba in this process); in this
+    checkout's own folder, removes the builds of other keys. Returns the module's path;
+    raises ImportError naming what the build needs when it fails."""
     path = module_path(folder, key)
     with warnings.catch_warnings(), tempfile.TemporaryDirectory(dir=folder) as scratch:
         warnings.simplefilter("ignore")  # numba.pycc's pending deprecation, numba's notes
@@ -193,7 +197,10 @@ def build(folder: Path, key: str) -> Path:
                 f"setuptools and a C compiler such as gcc): {type(err).__name__}: {err}"
             ) from err
         os.replace(Path(scratch) / path.name, path)  # whole: no process sees half a module
-    for stale in folder.glob(f"{NAME}-*{path.suffix}"):
+    if folder != HERE / "__pycache__":  # a shared cache may hold other checkouts' builds
+        return path
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for stale in folder.glob(f"{NAME}-*{suffix}"):
         if stale != path:
             stale.unlink(missing_ok=True)
     return path

@@ -116,8 +116,8 @@ class GroupCommitter:
 
     def _submit(self, pending: _Pending[T]) -> None:
         with self._wanted:
+            # While closing, the writer still writes what is queued before it ends.
             self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
-            self._is_closing = False  # written after all: the writer goes on, or a new one
             if self._writer is None:
                 self._start_writer()
             elif self._is_idle:
@@ -125,6 +125,7 @@ class GroupCommitter:
 
     def _start_writer(self) -> None:
         """A writer thread for the queue (the caller holds `_wanted`)."""
+        self._is_closing = False
         self._writer = threading.Thread(
             target=self._write_groups, name="ledger-group-commit", daemon=True
         )

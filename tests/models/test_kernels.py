@@ -82,9 +82,18 @@ def test_the_calendar_converts_what_the_kernels_read() -> None:
     matrix = np.zeros((4, 7))
     calendar.local_parts_into(strided, matrix, 2)
     assert np.array_equal(matrix[:, 2:], calendar.local_parts(at).values)
-    for out, column in ((np.zeros((7, 4)).T, 0), (np.zeros((4, 6)), 2), (np.zeros((3, 7)), 0)):
+    read_only = np.zeros((4, 7))
+    read_only.flags.writeable = False
+    for out, column in (
+        (np.zeros((7, 4)).T, 0),
+        (np.zeros((4, 6)), 2),
+        (np.zeros((3, 7)), 0),
+        (read_only, 0),
+    ):
         with pytest.raises(ValueError, match="no room"):
             calendar.local_parts_into(at, out, column)
+    with pytest.raises(ValueError, match="expected 4 values"):
+        calendar.promise_lengths(at, at[:1], "day")  # the kernel would read past its end
 
 
 def test_a_build_without_a_c_compiler_says_what_it_needs(
