@@ -8,8 +8,8 @@ on the other, and `on_cores` splits a large batch across the cores). Every proce
 module, and numba is imported only to build it.
 
 The module lives in `models/__pycache__` (else `$XDG_CACHE_HOME/promise`, `~/.cache/promise`),
-named by a hash of the loops' source, this file, Python's, numpy's and numba's versions and
-the CPU's flags: any change builds a new one. The first process that imports this module and
+named by a hash of the loops' source, this file, Python's, numpy's, numba's and llvmlite's
+versions, the `NUMBA_*` settings and the CPU's flags: any change builds a new one. The first process that imports this module and
 finds none builds it (~15-20 s; under a file lock, so processes starting together build it
 once): `promise serve` imports it before it starts its workers. Where no folder is writable it
 is built into a temporary one for this process.
