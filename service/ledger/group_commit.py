@@ -73,7 +73,6 @@ class GroupCommitter:
         self._wanted = threading.Condition(threading.Lock())
         self._queue: list[_Pending[object]] = []
         self._writer: threading.Thread | None = None
-        self._is_idle = False  # the writer waits on `_wanted` for a write
         self._is_closing = False  # `close()` asked the writer to end once the queue is empty
         self.transactions = 0  # group transactions begun (each write alone counts, retried)
         self.writes = 0  # writes run
@@ -120,7 +119,7 @@ class GroupCommitter:
             self._queue.append(pending)  # type: ignore[arg-type]  # results are per item
             if self._writer is None:
                 self._start_writer()
-            elif self._is_idle:
+            else:  # no-op unless the writer is waiting for a write
                 self._wanted.notify()
 
     def _start_writer(self) -> None:
@@ -136,9 +135,7 @@ class GroupCommitter:
         while True:
             with self._wanted:
                 while not self._queue and not self._is_closing:
-                    self._is_idle = True
                     self._wanted.wait()
-                self._is_idle = False
                 if not self._queue:  # closing, and nothing is left
                     self._writer = None
                     return
